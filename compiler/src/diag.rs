@@ -1,0 +1,211 @@
+//! Diagnostics: what every stage reports about the user's input.
+//!
+//! Stages collect [`Diag`]s (typed, cheap, no rendering) into [`Diagnostics`]; the CLI renders
+//! them with miette through [`Diag::render`], which attaches the source text so the output
+//! names the file, line and column and underlines the offending text. Keeping rendering at the
+//! edge lets tests compare exact output and lets a stage report many problems, not just the first.
+
+use crate::source::SourceMap;
+use crate::source::ast::Span;
+use miette::{LabeledSpan, NamedSource, SourceSpan};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Something to know that is not wrong (which rule wins, an empty selector).
+    Note,
+    Warning,
+    /// The input is rejected.
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+/// One finding about the input. `code` is stable (e.g. `sluice::cidr::host-bits`) so users and
+/// tests can refer to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diag {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    /// The first label is the primary one; all labels should be in the same file.
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diag {
+    pub fn new(severity: Severity, code: &'static str, message: impl Into<String>) -> Diag {
+        Diag {
+            severity,
+            code,
+            message: message.into(),
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+    pub fn error(code: &'static str, message: impl Into<String>) -> Diag {
+        Diag::new(Severity::Error, code, message)
+    }
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Diag {
+        Diag::new(Severity::Warning, code, message)
+    }
+    pub fn note(code: &'static str, message: impl Into<String>) -> Diag {
+        Diag::new(Severity::Note, code, message)
+    }
+    pub fn with_label(mut self, span: Span, text: impl Into<String>) -> Diag {
+        self.labels.push(Label {
+            span,
+            text: text.into(),
+        });
+        self
+    }
+    pub fn with_help(mut self, help: impl Into<String>) -> Diag {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn primary_span(&self) -> Option<Span> {
+        self.labels.first().map(|l| l.span)
+    }
+
+    /// A miette report carrying the source text of the primary label's file.
+    pub fn render(&self, sources: &SourceMap) -> miette::Report {
+        let primary = self.primary_span().filter(|s| !s.is_none());
+        let mut labels = Vec::new();
+        let mut help = self.help.clone();
+        if let Some(primary) = primary {
+            for l in &self.labels {
+                if l.span.source == primary.source && !l.span.is_none() {
+                    labels.push(LabeledSpan::new_with_span(
+                        (!l.text.is_empty()).then(|| l.text.clone()),
+                        SourceSpan::new((l.span.start as usize).into(), l.span.len()),
+                    ));
+                } else if let Some(loc) = sources.location(l.span) {
+                    // miette draws one file per report; point at the others in words.
+                    let extra = format!("{}: {loc}", l.text);
+                    help = Some(match help {
+                        Some(h) => format!("{h}\n{extra}"),
+                        None => extra,
+                    });
+                }
+            }
+        }
+        let rendered = Rendered {
+            message: self.message.clone(),
+            code: self.code,
+            severity: self.severity,
+            help,
+            labels,
+            source: primary
+                .and_then(|p| sources.get(p.source))
+                .map(|f| NamedSource::new(f.name.clone(), f.text.clone())),
+        };
+        miette::Report::new(rendered)
+    }
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a stage found. Stages push and keep going; callers check [`Diagnostics::has_errors`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    pub items: Vec<Diag>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diag) {
+        self.items.push(d);
+    }
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+    pub fn count(&self, severity: Severity) -> usize {
+        self.items.iter().filter(|d| d.severity == severity).count()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// In source order (file, then offset), errors first at equal positions: stable output.
+    pub fn sorted(mut self) -> Diagnostics {
+        self.items.sort_by_key(|d| {
+            let s = d.primary_span().unwrap_or(Span::NONE);
+            (s.source, s.start, std::cmp::Reverse(d.severity))
+        });
+        self
+    }
+}
+
+#[derive(Debug)]
+struct Rendered {
+    message: String,
+    code: &'static str,
+    severity: Severity,
+    help: Option<String>,
+    labels: Vec<LabeledSpan>,
+    source: Option<NamedSource<String>>,
+}
+
+impl fmt::Display for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Rendered {}
+
+impl miette::Diagnostic for Rendered {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Note => miette::Severity::Advice,
+        })
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
+    }
+}
+
+/// Renders diagnostics as plain text (no colour, fixed width): the form golden tests compare and
+/// the CLI prints when stdout is not a terminal.
+pub fn render_plain(diags: &Diagnostics, sources: &SourceMap) -> String {
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false);
+    let mut out = String::new();
+    for d in &diags.items {
+        let report = d.render(sources);
+        handler
+            .render_report(&mut out, report.as_ref())
+            .expect("rendering to a String cannot fail");
+        out.push('\n');
+    }
+    out
+}
