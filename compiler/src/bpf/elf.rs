@@ -1,8 +1,9 @@
 //! The ELF relocatable writer: programs and map definitions in, an object aya loads out.
 //!
 //! The layout is the one aya 0.14 reads without BTF (see `spec/codegen.md`):
-//! - one section per program, `classifier/<name>` (tc/tcx) or `xdp/<name>`, holding one
-//!   global `STT_FUNC` symbol named after the program;
+//! - one section per tc program, `classifier/<name>`, and one `xdp` section holding all
+//!   XDP programs back to back (aya 0.14 reads `xdp/<x>` as an attach type); each program
+//!   is one global `STT_FUNC` symbol named after it, at its offset in the section;
 //! - a `license` section with `"GPL\0"`, which GPL-only helpers require;
 //! - a legacy `maps` section: per map seven little-endian u32 (type, key size, value size,
 //!   max entries, flags, 0, 0) and one global data symbol at its offset;
@@ -122,15 +123,16 @@ impl MapDef {
 pub enum ProgKind {
     /// tc/tcx (`BPF_PROG_TYPE_SCHED_CLS`), section `classifier/<name>`.
     Classifier,
-    /// XDP, section `xdp/<name>`.
+    /// XDP, section `xdp` (shared by all XDP programs of the object).
     Xdp,
 }
 
 impl ProgKind {
-    pub fn section_prefix(self) -> &'static str {
+    /// The ELF section a program of this kind named `name` goes in.
+    pub fn section_name(self, name: &str) -> String {
         match self {
-            ProgKind::Classifier => "classifier",
-            ProgKind::Xdp => "xdp",
+            ProgKind::Classifier => format!("classifier/{name}"),
+            ProgKind::Xdp => "xdp".to_string(),
         }
     }
 }
@@ -212,14 +214,28 @@ impl ObjectBuilder {
             }
         }
 
+        // XDP programs share one `xdp` section (aya takes nothing after `xdp/` but an
+        // attach type); each classifier gets its own section.
+        let mut sections: Vec<(String, object::write::SectionId)> = Vec::new();
         for (name, kind, prog) in &self.programs {
-            let section_name = format!("{}/{name}", kind.section_prefix());
-            let sec = obj.add_section(Vec::new(), section_name.into_bytes(), SectionKind::Text);
+            let section_name = kind.section_name(name);
+            let sec = match sections.iter().find(|(n, _)| *n == section_name) {
+                Some((_, id)) => *id,
+                None => {
+                    let id = obj.add_section(
+                        Vec::new(),
+                        section_name.clone().into_bytes(),
+                        SectionKind::Text,
+                    );
+                    sections.push((section_name, id));
+                    id
+                }
+            };
             let bytes = prog.bytes();
-            obj.append_section_data(sec, &bytes, 8);
+            let base = obj.append_section_data(sec, &bytes, 8);
             obj.add_symbol(Symbol {
                 name: name.as_bytes().to_vec(),
-                value: 0,
+                value: base,
                 size: bytes.len() as u64,
                 kind: SymbolKind::Text,
                 scope: SymbolScope::Dynamic,
@@ -239,7 +255,7 @@ impl ObjectBuilder {
                 obj.add_relocation(
                     sec,
                     Relocation {
-                        offset: (r.insn * super::insn::Insn::SIZE) as u64,
+                        offset: base + (r.insn * super::insn::Insn::SIZE) as u64,
                         symbol: sym,
                         addend: 0,
                         flags: RelocationFlags::Elf {
@@ -285,6 +301,8 @@ mod tests {
             .program("from_ep", ProgKind::Classifier, lookup_prog("policy"))
             .unwrap()
             .program("fast", ProgKind::Xdp, lookup_prog("ipcache"))
+            .unwrap()
+            .program("slow", ProgKind::Xdp, lookup_prog("ipcache"))
             .unwrap();
         b
     }
@@ -333,7 +351,12 @@ mod tests {
         assert_eq!(sym.kind(), SymbolKind::Data);
         assert!(sym.is_global());
 
-        assert!(file.section_by_name("xdp/fast").is_some());
+        let xdp = file.section_by_name("xdp").unwrap();
+        assert_eq!(xdp.size(), 2 * lookup_prog("ipcache").bytes().len() as u64);
+        let slow = file.symbols().find(|s| s.name() == Ok("slow")).unwrap();
+        assert_eq!(slow.address(), lookup_prog("ipcache").bytes().len() as u64);
+        let offsets: Vec<u64> = xdp.relocations().map(|(o, _)| o).collect();
+        assert_eq!(offsets, [24, 24 + slow.address()]);
         let func = file.symbols().find(|s| s.name() == Ok("from_ep")).unwrap();
         assert_eq!(func.kind(), SymbolKind::Text);
         assert!(func.is_global());
