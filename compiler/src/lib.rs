@@ -2,3 +2,5 @@
 //!
 //! It never touches the kernel: sources go in, a bundle comes out. The modules follow the
 //! pipeline in order (see `spec/` and DESIGN.md).
+
+pub mod bpf;
