@@ -14,7 +14,7 @@ use sluice_loader::pin::PinDir;
 use sluice_loader::sys::bpf::{link_fd_by_id, prog_fd_by_id};
 use sluice_loader::topology::{ProbeOutcome, Proto, Topology, TopologySpec};
 
-const TIMEOUT: Duration = Duration::from_millis(400);
+const TIMEOUT: Duration = Duration::from_millis(750);
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
 

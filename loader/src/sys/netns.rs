@@ -104,3 +104,11 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 pub fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// The kernel's largest pid (4194304 when it cannot be read, the kernel's ceiling).
+pub fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4_194_304)
+}

@@ -218,16 +218,21 @@ pub fn unique_prefix() -> String {
 
 /// The pid encoded in a name made with [`unique_prefix`], if it has that shape.
 fn prefix_pid(name: &str) -> Option<u32> {
-    let digits = name
-        .strip_prefix(PREFIX_BASE)?
-        .get(..PID_DIGITS + COUNTER_DIGITS)?;
+    let rest = name.strip_prefix(PREFIX_BASE)?;
+    let digits = rest.get(..PID_DIGITS + COUNTER_DIGITS)?;
+    // Every namespace a Topology makes is `<prefix>-...`; demand the dash so that a
+    // stranger's namespace that merely starts with "sl" is never taken for ours.
+    if rest.as_bytes().get(PID_DIGITS + COUNTER_DIGITS) != Some(&b'-') {
+        return None;
+    }
     if !digits
         .bytes()
         .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
     {
         return None;
     }
-    u32::from_str_radix(&digits[..PID_DIGITS], 36).ok()
+    let pid = u32::from_str_radix(&digits[..PID_DIGITS], 36).ok()?;
+    (pid > 0 && pid <= netns::pid_max()).then_some(pid)
 }
 
 fn sanitize(s: &str) -> String {
@@ -605,6 +610,12 @@ mod tests {
         assert_eq!(a.len(), 9);
         assert_eq!(prefix_pid(&format!("{a}-node")), Some(std::process::id()));
         assert_eq!(prefix_pid("slx"), None);
+        assert_eq!(
+            prefix_pid(&a),
+            None,
+            "no dash: not a namespace name of ours"
+        );
+        assert_eq!(prefix_pid("slackbot1-foo"), None, "pid beyond pid_max");
         assert_eq!(prefix_pid("something-else"), None);
         assert_eq!(base36(4_194_304, 5), "2hwcg");
     }
