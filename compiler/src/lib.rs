@@ -4,3 +4,4 @@
 //! pipeline in order (see `spec/` and DESIGN.md).
 
 pub mod bpf;
+pub mod datapath;

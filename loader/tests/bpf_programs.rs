@@ -12,52 +12,15 @@ use sluice_compiler::bpf::{
 };
 use sluice_loader::load::LoadedObject;
 
+mod common;
+use common::*;
+
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
 // --- packets ---------------------------------------------------------------------------
-
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-
-fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
-    p.extend_from_slice(&ethertype.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
-/// IPv4 header with `opt_words` 4-byte words of NOP options, then `l4`.
-fn ipv4(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, opt_words: u8, l4: &[u8]) -> Vec<u8> {
-    let ihl = 5 + opt_words;
-    let total = ihl as usize * 4 + l4.len();
-    let mut h = vec![0x40 | ihl, 0];
-    h.extend_from_slice(&(total as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    h.extend(std::iter::repeat_n(1u8, opt_words as usize * 4));
-    h.extend_from_slice(l4);
-    h
-}
-
-fn tcp(sport: u16, dport: u16) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    t
-}
-
-fn udp(sport: u16, dport: u16) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&[0, 8, 0, 0]);
-    u
-}
 
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
