@@ -466,3 +466,72 @@ fn llvm_objdump_decodes_every_instruction_class() {
     let want: Vec<&str> = cases.iter().map(|(_, t)| *t).collect();
     assert_eq!(decoded, want, "\n{text}");
 }
+
+/// Every `MapType` the writer offers is accepted by the kernel with the sizes codegen uses.
+#[test]
+fn every_map_type_is_created_by_the_kernel() {
+    let defs = [
+        MapDef::new("hash", MapType::Hash, 4, 4, 8),
+        MapDef::new("array", MapType::Array, 4, 8, 8),
+        MapDef::prog_array("progs", 4),
+        MapDef::new("percpu_hash", MapType::PercpuHash, 4, 8, 8),
+        MapDef::new("percpu_array", MapType::PercpuArray, 4, 8, 8),
+        MapDef::new("lru", MapType::LruHash, 16, 8, 64),
+        MapDef::new("lru_percpu", MapType::LruPercpuHash, 16, 8, 64),
+        MapDef::new("trie", MapType::LpmTrie, 8, 4, 64),
+        MapDef::ringbuf("events", 4096),
+    ];
+    let mut a = Asm::new();
+    // One program that references all of them, so none is dropped as unused.
+    for d in &defs {
+        a.ld_map(R1, MapRef::new(d.name.clone()));
+    }
+    a.ret(TC_ACT_OK as i32);
+    let mut b = ObjectBuilder::new();
+    for d in defs.iter().cloned() {
+        b.map(d).unwrap();
+    }
+    b.program("uses_all", ProgKind::Classifier, a.finish().unwrap())
+        .unwrap();
+    let mut obj = LoadedObject::load(&b.write().unwrap()).expect("kernel creates every map");
+    for d in &defs {
+        assert!(obj.ebpf_mut().map(&d.name).is_some(), "{}", d.name);
+    }
+    assert_eq!(
+        obj.test_run("uses_all", &tcp_pkt(80, 0), 1).unwrap().retval,
+        TC_ACT_OK
+    );
+}
+
+/// `bpf_tail_call` through a PROG_ARRAY filled from userspace.
+#[test]
+fn tail_call_through_a_prog_array() {
+    let mut caller = Asm::new();
+    caller
+        .mov64(R6, R1)
+        .ld_map(R2, MapRef::new("jmp"))
+        .mov64(R3, 0)
+        .call(Helper::TailCall)
+        // Reached only when the slot is empty.
+        .ret(1);
+    let mut callee = Asm::new();
+    callee.ret(42);
+    let mut b = ObjectBuilder::new();
+    b.map(MapDef::prog_array("jmp", 1))
+        .unwrap()
+        .program("caller", ProgKind::Classifier, caller.finish().unwrap())
+        .unwrap()
+        .program("callee", ProgKind::Classifier, callee.finish().unwrap())
+        .unwrap();
+    let mut obj = LoadedObject::load(&b.write().unwrap()).unwrap();
+    let pkt = tcp_pkt(80, 0);
+    assert_eq!(obj.test_run("caller", &pkt, 1).unwrap().retval, 1);
+
+    let ebpf = obj.ebpf_mut();
+    let mut slots = aya::maps::ProgramArray::try_from(ebpf.take_map("jmp").unwrap()).unwrap();
+    let callee_fd = ebpf.program("callee").unwrap().fd().unwrap();
+    slots.set(0, callee_fd, 0).unwrap();
+    // `slots` keeps the map's user reference alive; the kernel clears a PROG_ARRAY without it.
+    assert_eq!(obj.test_run("caller", &pkt, 1).unwrap().retval, 42);
+    drop(slots);
+}
