@@ -12,52 +12,15 @@ use sluice_compiler::bpf::{
 };
 use sluice_loader::load::LoadedObject;
 
+mod common;
+use common::*;
+
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
 // --- packets ---------------------------------------------------------------------------
-
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-
-fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
-    p.extend_from_slice(&ethertype.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
-/// IPv4 header with `opt_words` 4-byte words of NOP options, then `l4`.
-fn ipv4(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, opt_words: u8, l4: &[u8]) -> Vec<u8> {
-    let ihl = 5 + opt_words;
-    let total = ihl as usize * 4 + l4.len();
-    let mut h = vec![0x40 | ihl, 0];
-    h.extend_from_slice(&(total as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    h.extend(std::iter::repeat_n(1u8, opt_words as usize * 4));
-    h.extend_from_slice(l4);
-    h
-}
-
-fn tcp(sport: u16, dport: u16) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    t
-}
-
-fn udp(sport: u16, dport: u16) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&[0, 8, 0, 0]);
-    u
-}
 
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -502,4 +465,73 @@ fn llvm_objdump_decodes_every_instruction_class() {
         .collect();
     let want: Vec<&str> = cases.iter().map(|(_, t)| *t).collect();
     assert_eq!(decoded, want, "\n{text}");
+}
+
+/// Every `MapType` the writer offers is accepted by the kernel with the sizes codegen uses.
+#[test]
+fn every_map_type_is_created_by_the_kernel() {
+    let defs = [
+        MapDef::new("hash", MapType::Hash, 4, 4, 8),
+        MapDef::new("array", MapType::Array, 4, 8, 8),
+        MapDef::prog_array("progs", 4),
+        MapDef::new("percpu_hash", MapType::PercpuHash, 4, 8, 8),
+        MapDef::new("percpu_array", MapType::PercpuArray, 4, 8, 8),
+        MapDef::new("lru", MapType::LruHash, 16, 8, 64),
+        MapDef::new("lru_percpu", MapType::LruPercpuHash, 16, 8, 64),
+        MapDef::new("trie", MapType::LpmTrie, 8, 4, 64),
+        MapDef::ringbuf("events", 4096),
+    ];
+    let mut a = Asm::new();
+    // One program that references all of them, so none is dropped as unused.
+    for d in &defs {
+        a.ld_map(R1, MapRef::new(d.name.clone()));
+    }
+    a.ret(TC_ACT_OK as i32);
+    let mut b = ObjectBuilder::new();
+    for d in defs.iter().cloned() {
+        b.map(d).unwrap();
+    }
+    b.program("uses_all", ProgKind::Classifier, a.finish().unwrap())
+        .unwrap();
+    let mut obj = LoadedObject::load(&b.write().unwrap()).expect("kernel creates every map");
+    for d in &defs {
+        assert!(obj.ebpf_mut().map(&d.name).is_some(), "{}", d.name);
+    }
+    assert_eq!(
+        obj.test_run("uses_all", &tcp_pkt(80, 0), 1).unwrap().retval,
+        TC_ACT_OK
+    );
+}
+
+/// `bpf_tail_call` through a PROG_ARRAY filled from userspace.
+#[test]
+fn tail_call_through_a_prog_array() {
+    let mut caller = Asm::new();
+    caller
+        .mov64(R6, R1)
+        .ld_map(R2, MapRef::new("jmp"))
+        .mov64(R3, 0)
+        .call(Helper::TailCall)
+        // Reached only when the slot is empty.
+        .ret(1);
+    let mut callee = Asm::new();
+    callee.ret(42);
+    let mut b = ObjectBuilder::new();
+    b.map(MapDef::prog_array("jmp", 1))
+        .unwrap()
+        .program("caller", ProgKind::Classifier, caller.finish().unwrap())
+        .unwrap()
+        .program("callee", ProgKind::Classifier, callee.finish().unwrap())
+        .unwrap();
+    let mut obj = LoadedObject::load(&b.write().unwrap()).unwrap();
+    let pkt = tcp_pkt(80, 0);
+    assert_eq!(obj.test_run("caller", &pkt, 1).unwrap().retval, 1);
+
+    let ebpf = obj.ebpf_mut();
+    let mut slots = aya::maps::ProgramArray::try_from(ebpf.take_map("jmp").unwrap()).unwrap();
+    let callee_fd = ebpf.program("callee").unwrap().fd().unwrap();
+    slots.set(0, callee_fd, 0).unwrap();
+    // `slots` keeps the map's user reference alive; the kernel clears a PROG_ARRAY without it.
+    assert_eq!(obj.test_run("caller", &pkt, 1).unwrap().retval, 42);
+    drop(slots);
 }
