@@ -4,7 +4,17 @@
 //! pipeline in order:
 //!
 //! 1. [`source`]: front ends (DSL, Kubernetes, Cilium, ip-masq-agent) → one AST.
-//! 2. [`diag`]: what every stage reports, rendered with miette at the edge.
+//! 2. [`ir`]: lowering to the typed IR (cranelift-entity) and the semantic checks.
+//! 3. [`resolve`]: the inventory, identities, and per-endpoint resolved policy (what codegen
+//!    consumes).
+//! 4. [`eval`]: the reference evaluator, straight from IR semantics (the oracle for codegen).
+//! 5. [`conformance`]: the NetworkPolicy truth-table format the evaluator and datapath run.
+//!
+//! [`diag`] is what every stage reports, rendered with miette at the edge.
 
+// pub mod conformance;
 pub mod diag;
+// pub mod eval;
+pub mod ir;
+// pub mod resolve;
 pub mod source;
