@@ -16,5 +16,5 @@
 pub mod diag;
 // pub mod eval;
 pub mod ir;
-// pub mod resolve;
+pub mod resolve;
 pub mod source;

@@ -224,12 +224,20 @@ impl std::fmt::Display for SelectorData {
     }
 }
 
-/// An L4 protocol as the datapath sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// An L4 protocol as the datapath sees it. Serialised as Kubernetes spells it (`TCP`);
+/// lower case is accepted too.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum L4 {
+    #[serde(alias = "tcp")]
     Tcp,
+    #[serde(alias = "udp")]
     Udp,
+    #[serde(alias = "sctp")]
     Sctp,
+    #[serde(alias = "icmp")]
     Icmp,
 }
 
