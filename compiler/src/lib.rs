@@ -14,7 +14,7 @@
 
 // pub mod conformance;
 pub mod diag;
-// pub mod eval;
+pub mod eval;
 pub mod ir;
 pub mod resolve;
 pub mod source;
