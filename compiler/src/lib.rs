@@ -8,13 +8,15 @@
 //! 3. [`resolve`]: the inventory, identities, and per-endpoint resolved policy (what codegen
 //!    consumes).
 //! 4. [`eval`]: the reference evaluator, straight from IR semantics (the oracle for codegen).
-//! 5. [`conformance`]: the NetworkPolicy truth-table format the evaluator and datapath run.
+//! 5. [`plan`]: peer classes, the ipcache, and per-endpoint decision tables.
+//! 6. [`bpf`]: the eBPF instruction set, assembler, disassembler and ELF writer.
 //!
 //! [`diag`] is what every stage reports, rendered with miette at the edge.
 
-// pub mod conformance;
+pub mod bpf;
 pub mod diag;
 pub mod eval;
 pub mod ir;
+pub mod plan;
 pub mod resolve;
 pub mod source;

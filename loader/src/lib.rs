@@ -2,3 +2,4 @@
 //! It never parses policy text; the bundle is its one contract with the compiler.
 
 pub mod cli;
+pub mod load;
