@@ -239,10 +239,10 @@ impl Active {
                 rule: Some(r.rule),
             }
         };
-        if let Some((&i, _)) = self.admin.first_key_value() {
-            if policy.rules[i].action != Action::Pass {
-                return decide(i);
-            }
+        if let Some((&i, _)) = self.admin.first_key_value()
+            && policy.rules[i].action != Action::Pass
+        {
+            return decide(i);
         }
         if let Some((&i, _)) = self.deny.first_key_value() {
             return decide(i);
