@@ -4,7 +4,21 @@
 //! pipeline in order:
 //!
 //! 1. [`source`]: front ends (DSL, Kubernetes, Cilium, ip-masq-agent) → one AST.
-//! 2. [`diag`]: what every stage reports, rendered with miette at the edge.
+//! 2. [`ir`]: lowering to the typed IR (cranelift-entity) and the semantic checks.
+//! 3. [`resolve`]: the inventory, identities, and per-endpoint resolved policy (what codegen
+//!    consumes).
+//! 4. [`eval`]: the reference evaluator, straight from IR semantics (the oracle for codegen).
+//! 5. [`plan`]: peer classes, the ipcache, and per-endpoint decision tables.
+//! 6. [`bpf`]: the eBPF instruction set, assembler, disassembler and ELF writer.
+//! 7. [`datapath`]: the programs, one emitter per part (parse, ...).
+//!
+//! [`diag`] is what every stage reports, rendered with miette at the edge.
 
+pub mod bpf;
+pub mod datapath;
 pub mod diag;
+pub mod eval;
+pub mod ir;
+pub mod plan;
+pub mod resolve;
 pub mod source;

@@ -4,8 +4,9 @@
 //! be rendered later with its file, line and column.
 
 pub mod ast;
+pub mod dsl;
 // Planned front ends (each lands with its own module):
-// - `dsl`: `dsl::parse(SourceId, &str) -> Result<Document, Diagnostics>` (nom), `dsl::print`.
+// - `dsl`: the sluice language (parser, printer, includes).
 // - `k8s`, `cilium`, `ipmasq`: YAML/JSON readers into the same Document.
 // - `load`: reads paths, picks the front end by extension and content, follows includes.
 

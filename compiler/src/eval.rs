@@ -1,0 +1,390 @@
+//! The reference evaluator: the verdict for one flow, straight from the IR's semantics.
+//!
+//! It is written for clarity, not speed, and deliberately does not use the resolved identity
+//! tables of [`crate::resolve`]: it matches labels, addresses and container ports directly, so
+//! it is an independent oracle for code generation and for `sluice trace`. The tier order is
+//! the one documented in [`crate::ir`].
+
+use crate::ir::{EndpointView, Ir, L4Match, PeerKind, PolicyId, RuleId, Tier};
+use crate::resolve::Inventory;
+use crate::source::ast::{Action, Direction, Entity};
+use std::net::IpAddr;
+
+/// One end of a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowEnd {
+    /// A managed endpoint, by index into `Inventory::endpoints`; its first IP is the address.
+    Endpoint(usize),
+    /// An address. If it belongs to an endpoint, that endpoint is the end.
+    Ip(IpAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src: FlowEnd,
+    pub dst: FlowEnd,
+    /// Protocol and destination port, or ICMP type and code.
+    pub l4: L4Match,
+}
+
+/// Why a direction came out the way it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No policy of any tier had a say: traffic is allowed.
+    Unrestricted,
+    /// First-match rule in an admin tier (`deciding` holds it).
+    Admin,
+    /// Default tier: a deny rule matched (deny wins; `deciding` holds every matching deny).
+    DefaultDeny,
+    /// Default tier: allow/audit rules matched (`deciding` holds all of them).
+    DefaultAllow,
+    /// Default tier: the endpoint is isolated in this direction and no rule allowed it
+    /// (`deciding` is empty; `isolated_by` names the policies).
+    Isolated,
+    /// First-match rule in the baseline tier.
+    Baseline,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectionVerdict {
+    pub direction: Direction,
+    pub allow: bool,
+    pub audited: bool,
+    pub reason: Reason,
+    pub deciding: Vec<RuleId>,
+    /// Default-tier policies isolating the endpoint in this direction.
+    pub isolated_by: Vec<PolicyId>,
+    /// An admin `pass` rule that handed the flow to the default tier.
+    pub passed_by: Option<RuleId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Egress of the source (`None` when the source is not a managed endpoint).
+    pub egress: Option<DirectionVerdict>,
+    /// Ingress of the destination (`None` when the destination is not a managed endpoint).
+    pub ingress: Option<DirectionVerdict>,
+    pub allow: bool,
+    pub audited: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("no endpoint with index {0}")]
+    NoSuchEndpoint(usize),
+}
+
+/// A flow end with everything matching needs.
+#[derive(Clone, Copy)]
+struct End {
+    endpoint: Option<usize>,
+    addr: Option<IpAddr>,
+}
+
+/// Evaluates a flow: the source's egress, the destination's ingress, both must allow.
+pub fn evaluate(ir: &Ir, inv: &Inventory, flow: &Flow) -> Result<Verdict, EvalError> {
+    let src = end(inv, &flow.src)?;
+    let dst = end(inv, &flow.dst)?;
+    let egress = src
+        .endpoint
+        .map(|s| direction(ir, inv, s, dst, Direction::Egress, flow.l4));
+    let ingress = dst
+        .endpoint
+        .map(|d| direction(ir, inv, d, src, Direction::Ingress, flow.l4));
+    let all = [&egress, &ingress];
+    let allow = all.iter().all(|v| v.as_ref().is_none_or(|v| v.allow));
+    let audited = all.iter().any(|v| v.as_ref().is_some_and(|v| v.audited));
+    Ok(Verdict {
+        egress,
+        ingress,
+        allow,
+        audited,
+    })
+}
+
+fn end(inv: &Inventory, e: &FlowEnd) -> Result<End, EvalError> {
+    Ok(match e {
+        FlowEnd::Endpoint(i) => {
+            let ep = inv.endpoints.get(*i).ok_or(EvalError::NoSuchEndpoint(*i))?;
+            End {
+                endpoint: Some(*i),
+                addr: ep.ips.first().copied(),
+            }
+        }
+        FlowEnd::Ip(ip) => End {
+            endpoint: inv.endpoint_by_ip(*ip),
+            addr: Some(*ip),
+        },
+    })
+}
+
+/// The verdict of `subject`'s policy in `dir` for traffic with `remote`.
+fn direction(
+    ir: &Ir,
+    inv: &Inventory,
+    subject: usize,
+    remote: End,
+    dir: Direction,
+    l4: L4Match,
+) -> DirectionVerdict {
+    let view = inv.view(subject);
+    let selecting: Vec<PolicyId> = ir
+        .evaluation_order()
+        .into_iter()
+        .filter(|p| ir.selects(*p, &view))
+        .collect();
+    let in_tier = |pred: &dyn Fn(Tier) -> bool| -> Vec<RuleId> {
+        selecting
+            .iter()
+            .filter(|p| pred(ir.policies[**p].tier))
+            .flat_map(|p| ir.policies[*p].rules.iter().copied())
+            .filter(|r| ir.rules[*r].direction == dir)
+            .filter(|r| rule_matches(ir, inv, *r, subject, remote, dir, l4))
+            .collect()
+    };
+    let mut v = DirectionVerdict {
+        direction: dir,
+        allow: true,
+        audited: false,
+        reason: Reason::Unrestricted,
+        deciding: Vec::new(),
+        isolated_by: selecting
+            .iter()
+            .copied()
+            .filter(|p| {
+                let p = &ir.policies[*p];
+                p.tier == Tier::Default && p.isolates.get(dir)
+            })
+            .collect(),
+        passed_by: None,
+    };
+
+    // 1. Admin tiers: first match decides; `pass` goes on to the default tier.
+    if let Some(first) = in_tier(&|t| matches!(t, Tier::Admin(_))).first() {
+        match ir.rules[*first].action {
+            Action::Pass => v.passed_by = Some(*first),
+            action => return decided(v, Reason::Admin, action, vec![*first]),
+        }
+    }
+
+    // 2. Default tier: deny wins, then allows union, then isolation denies.
+    let hits = in_tier(&|t| t == Tier::Default);
+    let denies: Vec<RuleId> = hits
+        .iter()
+        .copied()
+        .filter(|r| ir.rules[*r].action == Action::Deny)
+        .collect();
+    if !denies.is_empty() {
+        return decided(v, Reason::DefaultDeny, Action::Deny, denies);
+    }
+    if !hits.is_empty() {
+        let audited = hits.iter().any(|r| ir.rules[*r].action == Action::Audit);
+        let mut v = decided(v, Reason::DefaultAllow, Action::Allow, hits);
+        v.audited = audited;
+        return v;
+    }
+    if !v.isolated_by.is_empty() {
+        v.allow = false;
+        v.reason = Reason::Isolated;
+        return v;
+    }
+
+    // 3. Baseline: first match decides. 4. Otherwise allowed.
+    if let Some(first) = in_tier(&|t| t == Tier::Baseline).first() {
+        return decided(v, Reason::Baseline, ir.rules[*first].action, vec![*first]);
+    }
+    v
+}
+
+fn decided(
+    mut v: DirectionVerdict,
+    reason: Reason,
+    action: Action,
+    rules: Vec<RuleId>,
+) -> DirectionVerdict {
+    v.reason = reason;
+    v.allow = action != Action::Deny;
+    v.audited = action == Action::Audit;
+    v.deciding = rules;
+    v
+}
+
+fn rule_matches(
+    ir: &Ir,
+    inv: &Inventory,
+    rule: RuleId,
+    subject: usize,
+    remote: End,
+    dir: Direction,
+    l4: L4Match,
+) -> bool {
+    let r = &ir.rules[rule];
+    let peer_ok = r.peers.is_empty()
+        || r.peers
+            .iter()
+            .any(|p| peer_matches(ir, inv, &ir.peers[*p].kind, subject, remote));
+    if !peer_ok {
+        return false;
+    }
+    // Named ports name the destination's container ports.
+    let dst = match dir {
+        Direction::Ingress => Some(subject),
+        Direction::Egress => remote.endpoint,
+    };
+    let named = |proto, name: &str| -> Vec<u16> {
+        dst.map(|d| inv.endpoints[d].named_port(proto, name))
+            .unwrap_or_default()
+    };
+    ir.port_sets[r.ports].matches(l4, &named)
+}
+
+fn peer_matches(ir: &Ir, inv: &Inventory, peer: &PeerKind, subject: usize, remote: End) -> bool {
+    let remote_node = remote.addr.and_then(|a| inv.node_by_ip(a));
+    match peer {
+        PeerKind::Endpoints { namespaces, pods } => remote.endpoint.is_some_and(|e| {
+            let view: EndpointView<'_> = inv.view(e);
+            ir.endpoint_peer_matches(namespaces, *pods, &view)
+        }),
+        PeerKind::Cidr { cidr, except } => remote
+            .addr
+            .is_some_and(|a| cidr.contains(a) && !except.iter().any(|e| e.contains(a))),
+        PeerKind::Entity(Entity::All) => true,
+        PeerKind::Entity(Entity::World) => remote.endpoint.is_none() && remote_node.is_none(),
+        PeerKind::Entity(Entity::Cluster) => remote.endpoint.is_some() || remote_node.is_some(),
+        PeerKind::Entity(Entity::Host) => remote_node.is_some_and(|n| {
+            inv.endpoints[subject]
+                .node
+                .as_ref()
+                .is_none_or(|own| *own == n.name)
+        }),
+    }
+}
+
+impl Verdict {
+    /// The rules that decided the combined verdict: the denying direction's rules when
+    /// denied, else every direction's.
+    pub fn deciding_rules(&self) -> Vec<RuleId> {
+        let dirs = [&self.egress, &self.ingress];
+        let denying: Vec<RuleId> = dirs
+            .iter()
+            .flat_map(|d| d.iter())
+            .filter(|d| !d.allow)
+            .flat_map(|d| d.deciding.iter().copied())
+            .collect();
+        if !self.allow {
+            return denying;
+        }
+        dirs.iter()
+            .flat_map(|d| d.iter())
+            .flat_map(|d| d.deciding.iter().copied())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::L4;
+    use crate::source::ast::Document;
+
+    const INV: &str = "
+nodes:
+- {name: n1, ips: [192.168.0.1]}
+endpoints:
+- {name: a, namespace: x, labels: {app: a}, ips: [10.0.0.1], node: n1}
+- {name: b, namespace: x, labels: {app: b}, ips: [10.0.0.2], node: n1}
+";
+
+    fn setup(json: &str) -> (Ir, Inventory) {
+        let doc: Document = serde_json::from_str(json).unwrap();
+        let (ir, d) = crate::ir::lower(&[doc]);
+        assert!(!d.has_errors(), "{d:?}");
+        (ir, Inventory::parse("inv", INV).unwrap())
+    }
+
+    fn tcp(p: u16) -> L4Match {
+        L4Match::Port {
+            proto: L4::Tcp,
+            port: p,
+        }
+    }
+
+    fn flow(src: FlowEnd, dst: FlowEnd, l4: L4Match) -> Flow {
+        Flow { src, dst, l4 }
+    }
+
+    #[test]
+    fn admin_first_match_then_pass_then_default_deny_wins() {
+        let (ir, inv) = setup(
+            r#"{"items":[
+            {"kind":"policy","name":"adm","tier":{"tier":"admin","priority":10},"subject":{},
+             "rules":[{"direction":"ingress","action":"pass","ports":[{"protocol":{"name":"tcp"},"port":{"number":80}}]},
+                      {"direction":"ingress","action":"deny"}]},
+            {"kind":"policy","name":"np","namespace":"x","subject":{},
+             "rules":[{"direction":"ingress","action":"allow"},
+                      {"direction":"ingress","action":"deny","peers":[{"peer":"endpoints","pods":{"exprs":[{"key":"app","op":"eq","values":["a"]}]}}]}]}
+            ]}"#,
+        );
+        let ev = |src, port| {
+            evaluate(
+                &ir,
+                &inv,
+                &flow(FlowEnd::Endpoint(src), FlowEnd::Endpoint(1), tcp(port)),
+            )
+            .unwrap()
+        };
+        // Port 81: the admin deny decides.
+        let v = ev(0, 81);
+        assert!(!v.allow);
+        assert_eq!(v.ingress.as_ref().unwrap().reason, Reason::Admin);
+        // Port 80 from a: passed, then the default tier's deny wins over its allow.
+        let v = ev(0, 80);
+        assert!(!v.allow);
+        let ing = v.ingress.unwrap();
+        assert_eq!(ing.reason, Reason::DefaultDeny);
+        assert!(ing.passed_by.is_some());
+        // Port 80 from b (itself): allowed by the default tier.
+        assert!(ev(1, 80).allow);
+    }
+
+    #[test]
+    fn isolation_world_and_host_entities() {
+        let (ir, inv) = setup(
+            r#"{"items":[
+            {"kind":"policy","name":"np","namespace":"x","subject":{"pods":{"exprs":[{"key":"app","op":"eq","values":["a"]}]}},
+             "rules":[{"direction":"egress","action":"audit","peers":[{"peer":"entity","entity":"world"}]},
+                      {"direction":"egress","action":"allow","peers":[{"peer":"entity","entity":"host"}]}]}
+            ]}"#,
+        );
+        let ev = |dst: &str| {
+            evaluate(
+                &ir,
+                &inv,
+                &flow(
+                    FlowEnd::Endpoint(0),
+                    FlowEnd::Ip(dst.parse().unwrap()),
+                    tcp(443),
+                ),
+            )
+            .unwrap()
+        };
+        let v = ev("8.8.8.8");
+        assert!(v.allow && v.audited);
+        assert!(ev("192.168.0.1").allow);
+        let v = ev("10.0.0.2");
+        assert!(!v.allow);
+        assert_eq!(v.egress.unwrap().reason, Reason::Isolated);
+        // b is not selected: unrestricted.
+        let v = evaluate(
+            &ir,
+            &inv,
+            &flow(
+                FlowEnd::Endpoint(1),
+                FlowEnd::Ip("8.8.8.8".parse().unwrap()),
+                tcp(1),
+            ),
+        )
+        .unwrap();
+        assert_eq!(v.egress.unwrap().reason, Reason::Unrestricted);
+    }
+}

@@ -1,0 +1,114 @@
+//! The few `bpf(2)` commands aya 0.14 does not expose the way the swap needs them.
+//!
+//! aya's `attach_to_link` moves the link into the call and closes it if BPF_LINK_UPDATE
+//! fails, which detaches the running program: the opposite of what an atomic swap promises.
+//! So the loader keeps its link and updates it in place here, with `BPF_F_REPLACE` so the
+//! update only happens if the link still runs the program we think it runs.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_F_REPLACE: u32 = 1 << 2;
+
+/// `union bpf_attr` for the *_GET_FD_BY_ID commands.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdById {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `union bpf_attr` for BPF_OBJ_PIN.
+#[repr(C)]
+#[derive(Default)]
+struct ObjPin {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+}
+
+/// `union bpf_attr` for BPF_LINK_UPDATE.
+#[repr(C)]
+#[derive(Default)]
+struct LinkUpdate {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+
+/// Calls bpf(cmd, attr, sizeof attr).
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: attr points to a live, initialised repr(C) struct of the given size, laid out
+    // as the kernel's union bpf_attr member for `cmd`; the kernel reads at most that size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn fd_by_id(cmd: libc::c_long, id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetFdById {
+        id,
+        ..Default::default()
+    };
+    let fd = bpf(cmd, &mut attr)?;
+    // SAFETY: on success the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A new fd for the link with this kernel id.
+pub fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    fd_by_id(BPF_LINK_GET_FD_BY_ID, id)
+}
+
+/// A new fd for the program with this kernel id.
+pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    fd_by_id(BPF_PROG_GET_FD_BY_ID, id)
+}
+
+/// Points `link` at `new_prog` in one BPF_LINK_UPDATE. With `old_prog`, the kernel only
+/// does it if the link still runs that program (EPERM otherwise). On error the link is
+/// unchanged and stays attached.
+pub fn link_update(
+    link: BorrowedFd<'_>,
+    new_prog: BorrowedFd<'_>,
+    old_prog: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let mut attr = LinkUpdate {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: new_prog.as_raw_fd() as u32,
+        flags: if old_prog.is_some() { BPF_F_REPLACE } else { 0 },
+        old_prog_fd: old_prog.map_or(0, |fd| fd.as_raw_fd() as u32),
+    };
+    bpf(BPF_LINK_UPDATE, &mut attr).map(|_| ())
+}
+
+/// Pins the BPF object behind `fd` at `path` (on bpffs; the parent must exist). Unlike
+/// aya's pin calls it borrows the fd, so a failure leaves the object as it was.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    let mut attr = ObjPin {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
+}
