@@ -80,7 +80,7 @@ fn still_healthy() {
     let good = wat::parse_str(GOOD).unwrap();
     let m = RT.compile(&good, "default-deny.wasm").unwrap();
     let out = RT.run(&m, &input(), &Limits::default()).unwrap();
-    assert_eq!(out.document.items.len(), 1);
+    assert_eq!(out.document.items.len(), 2);
 }
 
 #[test]

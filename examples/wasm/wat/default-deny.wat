@@ -1,8 +1,9 @@
 ;; default-deny: the smallest useful sluice policy module, in WebAssembly text.
 ;;
 ;; It ignores the inventory and returns one cluster-wide policy that selects every endpoint,
-;; isolating it in both directions (Kubernetes semantics), and allows only DNS to kube-system:
-;; the cluster is closed by default and other policies open what is needed.
+;; isolating it in both directions (Kubernetes semantics) and allowing only DNS to kube-dns,
+;; plus the policy that lets DNS into kube-dns: the cluster is closed by default and other
+;; policies open what is needed.
 ;;
 ;; It shows the whole ABI v1 by hand: the exports, a bump allocator, the packed
 ;; (ptr << 32 | len) result, a log call and the metadata sections.
@@ -40,16 +41,18 @@
     ;; (ptr << 32) | len of the document below.
     (i64.or
       (i64.shl (i64.const 64) (i64.const 32))
-      (i64.const 395)))
+      (i64.const 777)))
 
   (data (i32.const 0) "default-deny: closing cluster")
   (data (i32.const 64)
     "{\"items\":["
-      "{\"kind\":\"policy\",\"name\":\"default-deny\","
-       "\"subject\":{},\"isolate\":[\"ingress\",\"egress\"],\"rules\":["
-        "{\"name\":\"dns\",\"direction\":\"egress\",\"action\":\"allow\","
-         "\"peers\":[{\"peer\":\"endpoints\",\"namespaces\":{\"exprs\":[{\"key\":\"kubernetes.io/metadata.name\",\"op\":\"eq\",\"values\":[\"kube-system\"]}]}}],"
-         "\"ports\":[{\"protocol\":{\"name\":\"udp\"},\"port\":{\"number\":53}},{\"protocol\":{\"name\":\"tcp\"},\"port\":{\"number\":53}}]}"
-      "]}"
+    "{\"kind\":\"policy\",\"name\":\"default-deny\",\"subject\":{},\"isolate\":[\"ingress\",\"egress\"],\"rules\":["
+    "{\"name\":\"dns\",\"direction\":\"egress\",\"action\":\"allow\","
+    "\"peers\":[{\"peer\":\"endpoints\",\"namespaces\":{\"exprs\":[{\"key\":\"kubernetes.io/metadata.name\",\"op\":\"eq\",\"values\":[\"kube-system\"]}]},"
+    "\"pods\":{\"exprs\":[{\"key\":\"k8s-app\",\"op\":\"eq\",\"values\":[\"kube-dns\"]}]}}],"
+    "\"ports\":[{\"protocol\":{\"name\":\"udp\"},\"port\":{\"number\":53}},{\"protocol\":{\"name\":\"tcp\"},\"port\":{\"number\":53}}]}]},"
+    "{\"kind\":\"policy\",\"name\":\"dns-in\",\"namespace\":\"kube-system\",\"subject\":{\"pods\":{\"exprs\":[{\"key\":\"k8s-app\",\"op\":\"eq\",\"values\":[\"kube-dns\"]}]}},\"rules\":["
+    "{\"name\":\"dns\",\"direction\":\"ingress\",\"action\":\"allow\","
+    "\"ports\":[{\"protocol\":{\"name\":\"udp\"},\"port\":{\"number\":53}},{\"protocol\":{\"name\":\"tcp\"},\"port\":{\"number\":53}}]}]}"
     "]}")
 )
