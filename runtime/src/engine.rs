@@ -64,6 +64,14 @@ impl Input {
         Ok(Input::new(inventory, params))
     }
 
+    /// From the compiler's inventory (validated and completed, as compilation sees it).
+    pub fn from_inventory(
+        inventory: &sluice_compiler::resolve::Inventory,
+        params: serde_json::Value,
+    ) -> Result<Input, serde_json::Error> {
+        Ok(Input::new(serde_json::to_value(inventory)?, params))
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }

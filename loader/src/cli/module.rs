@@ -181,7 +181,6 @@ fn run_module(
     let (bytes, name) = read_module(path)?;
     // The module sees the inventory as sluice validated and completed it.
     let inv = Inventory::load(inventory).into_diagnostic()?;
-    let inv = serde_json::to_value(&inv).into_diagnostic()?;
     let params = match params {
         Some(p) => {
             let text = std::fs::read(p)
@@ -194,7 +193,8 @@ fn run_module(
         None => serde_json::json!({}),
     };
     let rt = Runtime::new();
-    let out = rt.generate(&bytes, &name, &Input::new(inv, params), limits)?;
+    let input = Input::from_inventory(&inv, params).into_diagnostic()?;
+    let out = rt.generate(&bytes, &name, &input, limits)?;
     tracing::info!(module = %out.module, fuel_used = out.fuel_used, "module ran");
     let pretty = serde_json::to_string_pretty(&out.document).into_diagnostic()?;
     println!("{pretty}");
