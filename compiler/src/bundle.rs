@@ -543,7 +543,7 @@ impl BundleBuilder {
             && !valid_pin(pin)
         {
             return Err(BundleError::Invalid(format!(
-                "pin name {pin:?} of `{name}` must be one path component of [A-Za-z0-9_.-]"
+                "pin name {pin:?} of `{name}` must be one path component of [A-Za-z0-9_-]"
             )));
         }
         let entries = canonical_entries(&name, &map.def, map.entries)?;
@@ -634,13 +634,12 @@ impl BundleBuilder {
     }
 }
 
+/// bpffs refuses names with dots, so pin names are `[A-Za-z0-9_-]+`.
 fn valid_pin(name: &str) -> bool {
     !name.is_empty()
-        && name != "."
-        && name != ".."
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 fn object_path(d: &Digest) -> String {
