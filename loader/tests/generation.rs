@@ -240,12 +240,14 @@ impl Box_ {
     }
 }
 
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     /// hook → (tcx revision, program ids)
     hooks: BTreeMap<String, (u64, Vec<u32>)>,
     /// map id → entries
-    maps: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>,
+    maps: BTreeMap<u32, Entries>,
 }
 
 fn base_builder(bx: &Box_) -> BundleBuilder {
@@ -640,4 +642,103 @@ fn first_load_failure_leaves_no_trace() {
             .program_ids
             .is_empty()
     );
+}
+
+fn sluice(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_load_status_reload_unload_across_processes() {
+    let bx = Box_::new(8);
+    let dir = std::env::temp_dir().join(format!("{}-bundles", bx.topo.prefix()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (da, db) = (dir.join("a"), dir.join("b"));
+    bx.bundle(&[81], true).write(&da).unwrap();
+    bx.bundle(&[80], true).write(&db).unwrap();
+    let (root, state) = (
+        bx.opts.root.display().to_string(),
+        bx.opts.state_dir.display().to_string(),
+    );
+    let pins_args = ["--root", root.as_str(), "--state-dir", state.as_str()];
+    let load = |d: &std::path::Path| {
+        let mut a = vec!["load", d.to_str().unwrap(), "--netns", bx.topo.node_netns()];
+        a.extend(pins_args);
+        sluice(&a)
+    };
+
+    let (ok, out, err) = load(&da);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("generation 1 live"), "{out}");
+    assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::TimedOut);
+
+    let mut st = vec!["status", "--json"];
+    st.extend(pins_args);
+    let (ok, out, err) = sluice(&st);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["generation"], 1);
+    assert_eq!(v["hooks"].as_array().unwrap().len(), 4);
+    let links_1: Vec<u64> = v["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["link_id"].as_u64().expect("live link"))
+        .collect();
+
+    // A second process finds the pinned links and replaces their programs in place.
+    let (ok, out, err) = load(&db);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("generation 2 live"), "{out}");
+    assert!(out.contains("replacing generation 1"), "{out}");
+    assert_eq!(out.matches("replaced program").count(), 4, "{out}");
+    assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::Connected);
+    assert_eq!(bx.tcp("a", "b", 80), ProbeOutcome::TimedOut);
+    let (_, out, _) = sluice(&st);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let links_2: Vec<u64> = v["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["link_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(links_1, links_2, "same links across processes");
+
+    // A tampered bundle is refused before anything happens, naming the file.
+    let obj = std::fs::read_dir(db.join("programs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&obj, bytes).unwrap();
+    let (ok, _, err) = load(&db);
+    assert!(!ok);
+    assert!(
+        err.contains(obj.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    assert!(err.contains("modified"), "{err}");
+
+    let mut un = vec!["unload"];
+    un.extend(pins_args);
+    let (ok, out, err) = sluice(&un);
+    assert!(ok, "{err}");
+    assert!(out.contains("unloaded generation 2"), "{out}");
+    assert!(!bx.opts.root.exists());
+    let (ok, out, _) = sluice(&st);
+    assert!(ok);
+    assert!(out.trim() == "null", "{out}");
+    assert_eq!(bx.tcp("a", "b", 80), ProbeOutcome::Connected);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
