@@ -4,9 +4,11 @@
 //! be rendered later with its file, line and column.
 
 pub mod ast;
+pub mod k8s;
+pub mod yaml;
 // Planned front ends (each lands with its own module):
 // - `dsl`: `dsl::parse(SourceId, &str) -> Result<Document, Diagnostics>` (nom), `dsl::print`.
-// - `k8s`, `cilium`, `ipmasq`: YAML/JSON readers into the same Document.
+// - `cilium`, `ipmasq`: YAML/JSON readers into the same Document.
 // - `load`: reads paths, picks the front end by extension and content, follows includes.
 
 use ast::{SourceId, Span};
