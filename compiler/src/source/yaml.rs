@@ -362,6 +362,7 @@ impl ObjectKind {
 pub enum Object {
     NetworkPolicy(Box<NetworkPolicy>),
     ConfigMap(Box<ConfigMap>),
+    IpMasqConfig(Box<super::ipmasq::Config>),
     /// Not deserialized: the caller reports it as unsupported.
     Other(ObjectKind),
 }
@@ -383,6 +384,9 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
                 Object::NetworkPolicy(Box::new(Deserialize::deserialize(d)?))
             }
             ObjectKind::ConfigMap => Object::ConfigMap(Box::new(Deserialize::deserialize(d)?)),
+            ObjectKind::IpMasqConfig => {
+                Object::IpMasqConfig(Box::new(Deserialize::deserialize(d)?))
+            }
             k => {
                 IgnoredAny::deserialize(d)?;
                 Object::Other(k.clone())
