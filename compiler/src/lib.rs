@@ -12,7 +12,7 @@
 //!
 //! [`diag`] is what every stage reports, rendered with miette at the edge.
 
-// pub mod conformance;
+pub mod conformance;
 pub mod diag;
 pub mod eval;
 pub mod ir;

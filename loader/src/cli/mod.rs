@@ -22,13 +22,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+pub mod conformance;
+
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Run NetworkPolicy conformance truth tables.
+    Conformance(conformance::Args),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let result: miette::Result<ExitCode> = match cli.command {};
+    let result: miette::Result<ExitCode> = match cli.command {
+        Command::Conformance(args) => conformance::main(args),
+    };
     match result {
         Ok(code) => code,
         Err(report) => {
