@@ -12,9 +12,12 @@
 //! 6. [`bpf`]: the eBPF instruction set, assembler, disassembler and ELF writer.
 //! 7. [`datapath`]: the programs, one emitter per part (parse, ...).
 //!
+//! [`conformance`] reads the NetworkPolicy truth tables every engine is checked against.
+//!
 //! [`diag`] is what every stage reports, rendered with miette at the edge.
 
 pub mod bpf;
+pub mod conformance;
 pub mod datapath;
 pub mod diag;
 pub mod eval;

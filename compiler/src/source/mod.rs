@@ -5,9 +5,11 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod ipmasq;
+pub mod k8s;
+pub mod yaml;
 // Planned front ends (each lands with its own module):
-// - `dsl`: the sluice language (parser, printer, includes).
-// - `k8s`, `cilium`, `ipmasq`: YAML/JSON readers into the same Document.
+// - `cilium`: YAML/JSON reader into the same Document.
 // - `load`: reads paths, picks the front end by extension and content, follows includes.
 
 use ast::{SourceId, Span};

@@ -2,6 +2,7 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod conformance;
 pub mod fmt;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print .sluice files in canonical form (or check / rewrite them).
     Fmt(fmt::FmtArgs),
+    /// Run NetworkPolicy conformance truth tables.
+    Conformance(conformance::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -35,6 +38,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result: miette::Result<ExitCode> = match cli.command {
         Command::Fmt(args) => fmt::run(args),
+        Command::Conformance(args) => conformance::main(args),
     };
     match result {
         Ok(code) => code,
