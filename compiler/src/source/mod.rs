@@ -4,12 +4,12 @@
 //! be rendered later with its file, line and column.
 
 pub mod ast;
+pub mod cilium;
 pub mod ipmasq;
 pub mod k8s;
 pub mod yaml;
 // Planned front ends (each lands with its own module):
 // - `dsl`: `dsl::parse(SourceId, &str) -> Result<Document, Diagnostics>` (nom), `dsl::print`.
-// - `cilium`: YAML/JSON reader into the same Document.
 // - `load`: reads paths, picks the front end by extension and content, follows includes.
 
 use ast::{SourceId, Span};

@@ -361,6 +361,7 @@ impl ObjectKind {
 #[derive(Clone, Debug)]
 pub enum Object {
     NetworkPolicy(Box<NetworkPolicy>),
+    Cilium(Box<super::cilium::CiliumPolicy>),
     ConfigMap(Box<ConfigMap>),
     IpMasqConfig(Box<super::ipmasq::Config>),
     /// Not deserialized: the caller reports it as unsupported.
@@ -382,6 +383,9 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
         Ok(match self.0 {
             ObjectKind::NetworkPolicy => {
                 Object::NetworkPolicy(Box::new(Deserialize::deserialize(d)?))
+            }
+            ObjectKind::CiliumNetworkPolicy | ObjectKind::CiliumClusterwideNetworkPolicy => {
+                Object::Cilium(Box::new(Deserialize::deserialize(d)?))
             }
             ObjectKind::ConfigMap => Object::ConfigMap(Box::new(Deserialize::deserialize(d)?)),
             ObjectKind::IpMasqConfig => {
