@@ -5,11 +5,11 @@
 
 pub mod ast;
 pub mod cilium;
+pub mod dsl;
 pub mod ipmasq;
 pub mod k8s;
 pub mod yaml;
 // Planned front ends (each lands with its own module):
-// - `dsl`: `dsl::parse(SourceId, &str) -> Result<Document, Diagnostics>` (nom), `dsl::print`.
 // - `load`: reads paths, picks the front end by extension and content, follows includes.
 
 use ast::{SourceId, Span};

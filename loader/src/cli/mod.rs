@@ -2,6 +2,8 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod fmt;
+
 use clap::{Parser, Subcommand};
 use sluice_compiler::diag::{Diagnostics, Severity};
 use sluice_compiler::source::SourceMap;
@@ -23,12 +25,17 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Print .sluice files in canonical form (or check / rewrite them).
+    Fmt(fmt::FmtArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let result: miette::Result<ExitCode> = match cli.command {};
+    let result: miette::Result<ExitCode> = match cli.command {
+        Command::Fmt(args) => fmt::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(report) => {
