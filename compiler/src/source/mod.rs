@@ -8,9 +8,8 @@ pub mod cilium;
 pub mod dsl;
 pub mod ipmasq;
 pub mod k8s;
+pub mod load;
 pub mod yaml;
-// Planned front ends (each lands with its own module):
-// - `load`: reads paths, picks the front end by extension and content, follows includes.
 
 use ast::{SourceId, Span};
 use std::path::{Path, PathBuf};

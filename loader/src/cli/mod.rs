@@ -2,6 +2,7 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod convert;
 pub mod fmt;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print .sluice files in canonical form (or check / rewrite them).
     Fmt(fmt::FmtArgs),
+    /// Print NetworkPolicy, Cilium, ip-masq-agent or DSL files as the equivalent DSL.
+    Convert(convert::ConvertArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -35,6 +38,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result: miette::Result<ExitCode> = match cli.command {
         Command::Fmt(args) => fmt::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(code) => code,
