@@ -286,6 +286,11 @@ fn check(cx: &mut Cx, node: &Node, what: &str, (known, unsupported): (&[&str], &
     cx.diags.extend(typos);
 }
 
+/// A list that is present and non-empty.
+fn given<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
 fn children<'a>(node: Option<&'a Node>, key: &str) -> &'a [Node] {
     node.and_then(|n| n.get(key)).map_or(&[], |n| n.items())
 }
@@ -677,7 +682,7 @@ impl Cx {
                 ports.extend(self.port(pp, pn, prn.map_or(span, |n| n.span)));
             }
         }
-        if r.icmps.is_some() && r.to_ports.is_some() {
+        if given(&r.icmps) && given(&r.to_ports) {
             self.err(
                 "sluice::cilium::icmp-with-ports",
                 "a rule cannot have both toPorts and icmps",
@@ -698,15 +703,16 @@ impl Cx {
                 ports.extend(self.icmp(f, fnode, irn.map_or(span, |n| n.span)));
             }
         }
-        let has_l3 = eps.is_some() || cidrs.is_some() || sets.is_some() || ents.is_some();
-        let has_l4 = r.to_ports.is_some() || r.icmps.is_some();
+        // Like Cilium, an empty list counts as absent.
+        let has_l3 = given(eps) || given(cidrs) || given(sets) || given(ents);
+        let has_l4 = given(&r.to_ports) || given(&r.icmps);
         // Cilium: a rule with no peers and no ports selects nothing (`ingress: [{}]` is the
         // deny-all idiom); an L4-only rule applies to every peer.
         if !has_l3 && !has_l4 {
             return None;
         }
         if has_l3 && peers.is_empty() {
-            // Every peer list given was empty: nothing to allow or deny.
+            // Every peer was rejected above (the errors are reported); keep no rule.
             return None;
         }
         Some(Rule {

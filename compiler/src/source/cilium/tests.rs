@@ -149,7 +149,7 @@ fn json_list_of_cilium_policies() {
     let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
   {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
    "metadata": {"name": "a"},
-   "spec": {"endpointSelector": {}, "egress": [{"toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}]}}
+   "spec": {"endpointSelector": {}, "egress": [{"toEndpoints": [], "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}]}}
 ]}"#;
     let (_, doc) = read_ok(text);
     let Item::Policy(p) = &doc.items[0] else {
@@ -157,6 +157,7 @@ fn json_list_of_cilium_policies() {
     };
     assert_eq!(p.namespace.as_deref(), Some("default"));
     assert_eq!(p.isolate, Some(vec![Direction::Egress]));
+    // An empty peer list is no peer list: the L4-only rule applies to every peer.
     assert!(p.rules[0].peers.is_empty());
     assert_eq!(p.rules[0].ports[0].port, Some(PortMatch::Number(53)));
 }
