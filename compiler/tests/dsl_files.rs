@@ -202,3 +202,25 @@ fn syntax_errors_in_included_files_name_that_file() {
         "{out}"
     );
 }
+
+/// The examples in `spec/language.md` parse and are in canonical form.
+#[test]
+fn spec_examples_parse() {
+    let spec = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/language.md"),
+    )
+    .unwrap();
+    let blocks: Vec<&str> = spec
+        .split("```sluice\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 4);
+    for block in blocks {
+        let mut sources = SourceMap::new();
+        let id = sources.add("spec.sluice", block.to_string());
+        let formatted =
+            dsl::format(id, block).unwrap_or_else(|d| panic!("{}", render_plain(&d, &sources)));
+        assert_eq!(formatted, block);
+    }
+}
