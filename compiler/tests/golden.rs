@@ -3,11 +3,12 @@
 //! `NAME.stderr` byte for byte. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected
 //! files; review the diff by eye before committing.
 //!
-//! Kinds: `syntax` parses the file with the DSL parser. Add a kind by adding a directory and an
-//! arm to [`run`].
+//! Kinds: `syntax` parses the file with the DSL parser; `readers` reads `NAME.yaml`/`.yml`/`.json`
+//! with the YAML front ends (`load::read_yaml`). Add a kind by adding a directory and an arm to
+//! [`run`].
 
 use sluice_compiler::diag::{Diagnostics, render_plain};
-use sluice_compiler::source::{SourceMap, dsl};
+use sluice_compiler::source::{SourceMap, dsl, load};
 use std::path::{Path, PathBuf};
 
 /// Runs one case and returns what it printed.
@@ -20,6 +21,7 @@ fn run(kind: &str, path: &Path, name: &str) -> String {
             Ok(_) => Diagnostics::default(),
             Err(d) => d,
         },
+        "readers" => load::read_yaml(id, &text).1,
         other => {
             panic!("tests/golden/{other}: no runner for this directory (add one in golden.rs)")
         }
@@ -47,7 +49,13 @@ fn golden() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sluice"))
+            .filter(|p| {
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                match kind.as_str() {
+                    "readers" => ["yaml", "yml", "json"].contains(&ext),
+                    _ => ext == "sluice",
+                }
+            })
             .collect();
         files.sort();
         for file in files {

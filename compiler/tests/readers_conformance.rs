@@ -5,7 +5,7 @@ use serde_norway::Value;
 use sluice_compiler::diag::render_plain;
 use sluice_compiler::source::SourceMap;
 use sluice_compiler::source::ast::*;
-use sluice_compiler::source::k8s;
+use sluice_compiler::source::{dsl, k8s};
 use std::path::PathBuf;
 
 /// `shared/conformance/netpol` beside the repository (or beside a parent, for git worktrees);
@@ -59,11 +59,25 @@ fn every_conformance_policy_reads() {
     assert!(names.len() >= 58, "found only {} cases", names.len());
     let mut total = 0;
     for n in &names {
-        for p in read_case(n) {
+        let policies = read_case(n);
+        for p in &policies {
             assert!(!p.name.is_empty() && p.namespace.is_some(), "{n}");
             assert!(p.isolate.as_ref().is_some_and(|i| !i.is_empty()), "{n}");
             total += 1;
         }
+        // `sluice convert` output must mean the same: printing and parsing back gives the
+        // same tree (spans aside, which JSON leaves out).
+        let doc = Document {
+            items: policies.into_iter().map(Item::Policy).collect(),
+        };
+        let printed = dsl::print(&doc);
+        let back = dsl::parse(SourceId(0), &printed)
+            .unwrap_or_else(|d| panic!("{n}: printed DSL does not parse: {d:?}\n{printed}"));
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&doc).unwrap(),
+            "{n}:\n{printed}"
+        );
     }
     assert!(total >= 58, "only {total} policies");
 }

@@ -10,7 +10,7 @@
 //! (it applies a new config when it changes) and is ignored with a note.
 
 use super::ast::*;
-use super::yaml::{self, Node, Object, ObjectKind, Value};
+use super::yaml::{self, Node, Object, Value};
 use crate::diag::{Diag, Diagnostics};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Deserialize;
@@ -85,12 +85,6 @@ pub fn read_with_diags(source: SourceId, text: &str) -> (Document, Diagnostics) 
         Err(d) => diags.push(d),
     }
     (doc, diags)
-}
-
-/// True when a ConfigMap looks like ip-masq-agent's (it has a `config` data key).
-pub fn is_ipmasq_configmap(node: &Node) -> bool {
-    ObjectKind::of(node) == ObjectKind::ConfigMap
-        && node.get("data").and_then(|d| d.get("config")).is_some()
 }
 
 /// Converts a deserialized ip-masq-agent ConfigMap: parses its `config` value, with positions

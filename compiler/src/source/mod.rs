@@ -4,13 +4,12 @@
 //! be rendered later with its file, line and column.
 
 pub mod ast;
+pub mod cilium;
 pub mod dsl;
 pub mod ipmasq;
 pub mod k8s;
+pub mod load;
 pub mod yaml;
-// Planned front ends (each lands with its own module):
-// - `cilium`: YAML/JSON reader into the same Document.
-// - `load`: reads paths, picks the front end by extension and content, follows includes.
 
 use ast::{SourceId, Span};
 use std::path::{Path, PathBuf};

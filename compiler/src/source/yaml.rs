@@ -272,12 +272,8 @@ pub fn serde_diag(
     docs: &[Node],
     map: OffsetMap,
 ) -> Diag {
-    let full = err.to_string();
-    // serde_norway appends " at line L column C"; the label carries the position instead.
-    let message = match full.rfind(" at line ") {
-        Some(i) if full[i..].contains(" column ") => full[..i].to_string(),
-        _ => full,
-    };
+    // serde_norway writes " at line L column C" into the message; the label says where.
+    let message = strip_position(&err.to_string());
     let mut d = Diag::error("sluice::yaml::invalid", message.clone());
     if let Some(loc) = err.location() {
         let lines = Lines::new(text);
@@ -298,6 +294,28 @@ pub fn serde_diag(
         d = d.with_label(span, label);
     }
     d
+}
+
+/// Removes every " at line L column C" from a message.
+fn strip_position(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = digits(after);
+        let tail = after[n..].strip_prefix(" column ");
+        match tail {
+            Some(t) if n > 0 && digits(t) > 0 => rest = &t[digits(t)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a YAML document (or an item of a `kind: List`) is.
@@ -361,6 +379,7 @@ impl ObjectKind {
 #[derive(Clone, Debug)]
 pub enum Object {
     NetworkPolicy(Box<NetworkPolicy>),
+    Cilium(Box<super::cilium::CiliumPolicy>),
     ConfigMap(Box<ConfigMap>),
     IpMasqConfig(Box<super::ipmasq::Config>),
     /// Not deserialized: the caller reports it as unsupported.
@@ -382,6 +401,9 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
         Ok(match self.0 {
             ObjectKind::NetworkPolicy => {
                 Object::NetworkPolicy(Box::new(Deserialize::deserialize(d)?))
+            }
+            ObjectKind::CiliumNetworkPolicy | ObjectKind::CiliumClusterwideNetworkPolicy => {
+                Object::Cilium(Box::new(Deserialize::deserialize(d)?))
             }
             ObjectKind::ConfigMap => Object::ConfigMap(Box::new(Deserialize::deserialize(d)?)),
             ObjectKind::IpMasqConfig => {
@@ -613,6 +635,16 @@ mod tests {
             snip(text, docs[0].get("a").unwrap().at(0).unwrap()),
             "x: 1\n    y: 2"
         );
+    }
+
+    #[test]
+    fn positions_are_stripped_from_messages() {
+        assert_eq!(
+            strip_position("did not find ',' at line 7 column 3, while parsing a flow mapping"),
+            "did not find ',', while parsing a flow mapping"
+        );
+        assert_eq!(strip_position("x: bad at line 2 column 16"), "x: bad");
+        assert_eq!(strip_position("stops at line end"), "stops at line end");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
 pub mod conformance;
+pub mod convert;
 pub mod fmt;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Run NetworkPolicy conformance truth tables.
     Conformance(conformance::Args),
+    /// Print NetworkPolicy, Cilium, ip-masq-agent or DSL files as the equivalent DSL.
+    Convert(convert::ConvertArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -39,6 +42,7 @@ pub fn main() -> ExitCode {
     let result: miette::Result<ExitCode> = match cli.command {
         Command::Fmt(args) => fmt::run(args),
         Command::Conformance(args) => conformance::main(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(code) => code,

@@ -115,6 +115,9 @@ fn multi_document_exact_ast() {
          "subject": {"pods": {"exprs": []}}, "isolate": ["ingress"], "rules": []}
     ]});
     assert_eq!(json(&doc), expected);
+    let printed = crate::source::dsl::print(&doc);
+    let back = crate::source::dsl::parse(SourceId(1), &printed).expect("printed DSL parses");
+    assert_eq!(json(&back), expected, "{printed}");
 }
 
 #[test]
