@@ -2,16 +2,19 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod conformance;
+pub mod convert;
+pub mod fmt;
+pub mod load;
+pub mod status;
+pub mod unload;
+
 use clap::{Parser, Subcommand};
 use sluice_compiler::diag::{Diagnostics, Severity};
 use sluice_compiler::source::SourceMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-pub mod load;
-pub mod status;
-pub mod unload;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +38,12 @@ pub enum Command {
     Unload(unload::Args),
     /// Show the current generation and what each hook runs.
     Status(status::Args),
+    /// Print .sluice files in canonical form (or check / rewrite them).
+    Fmt(fmt::FmtArgs),
+    /// Run NetworkPolicy conformance truth tables.
+    Conformance(conformance::Args),
+    /// Print NetworkPolicy, Cilium, ip-masq-agent or DSL files as the equivalent DSL.
+    Convert(convert::ConvertArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -65,6 +74,9 @@ pub fn main() -> ExitCode {
         Command::Load(a) => load::run(a),
         Command::Unload(a) => unload::run(a),
         Command::Status(a) => status::run(a),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Conformance(args) => conformance::main(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(code) => code,
