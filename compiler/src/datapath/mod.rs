@@ -6,7 +6,17 @@
 //! compare trees or map lookups, chosen by [`cost`]), [`verdict`] (the common tail), and
 //! [`program`] composes them into the per-endpoint programs `from_ep` and `to_ep`.
 
+pub mod cost;
+pub mod ct;
+pub mod decide;
+pub mod disasm;
+pub mod keys;
 pub mod parse;
+pub mod program;
+pub mod verdict;
+
+pub use disasm::emit_asm;
+pub use program::{CodegenOptions, EndpointArtifacts, Mode, compile_endpoint, compile_program};
 
 use crate::bpf::MapDef;
 
