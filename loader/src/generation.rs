@@ -201,7 +201,7 @@ pub struct State {
     pub root: PathBuf,
     pub node_netns: Option<String>,
     pub hooks: Vec<HookState>,
-    /// Node-scope map name → pin path.
+    /// Persistent map name → pin path.
     pub node_maps: Vec<(String, PathBuf)>,
 }
 
