@@ -135,6 +135,19 @@ impl Case {
 }
 
 /// All `case-*.yaml` files of a directory, sorted by name.
+/// The corpus directory: `$SLUICE_CONFORMANCE_DIR`, else `shared/conformance/netpol` beside
+/// `start` or beside one of its ancestors (the project sits next to `shared/`; worktrees and
+/// nested checkouts sit deeper).
+pub fn corpus_dir(start: &std::path::Path) -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
+        return Some(dir.into());
+    }
+    start
+        .ancestors()
+        .map(|a| a.join("shared/conformance/netpol"))
+        .find(|p| p.is_dir())
+}
+
 pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| CaseError::Io(dir.display().to_string(), e))?
