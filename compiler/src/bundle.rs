@@ -396,6 +396,9 @@ fn def_from_record(name: &str, r: &MapDefRecord) -> Result<MapDef, String> {
         value_size: r.value_size,
         max_entries: r.max_entries,
         flags: r.flags,
+        // The manifest has no pinning field: node-scope maps are pinned by name (set by the
+        // reader), everything else is not.
+        pinning: crate::bpf::Pinning::None,
     })
 }
 
@@ -547,7 +550,12 @@ impl BundleBuilder {
             )));
         }
         let entries = canonical_entries(&name, &map.def, map.entries)?;
-        let map = SharedMap { entries, ..map };
+        let mut map = SharedMap { entries, ..map };
+        // As the reader does: node-scope maps are pinned by name, nothing else is.
+        map.def.pinning = match map.scope {
+            MapScope::Node => crate::bpf::Pinning::ByName,
+            MapScope::Generation => crate::bpf::Pinning::None,
+        };
         if self.shared.insert(name.clone(), map).is_some() {
             return Err(BundleError::Invalid(format!(
                 "shared map `{name}` given twice"
@@ -860,7 +868,10 @@ impl Bundle {
 
         let mut shared_maps = Vec::new();
         for r in &m.shared_maps {
-            let def = def_from_record(&r.name, &r.def).map_err(corrupt)?;
+            let mut def = def_from_record(&r.name, &r.def).map_err(corrupt)?;
+            if r.scope == MapScope::Node {
+                def.pinning = crate::bpf::Pinning::ByName;
+            }
             let entries = load_entries(&r.entries, &def)?;
             shared_maps.push(SharedMap {
                 def,
