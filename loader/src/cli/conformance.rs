@@ -63,7 +63,7 @@ pub enum Sub {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Kernel engine: how long a socket probe waits before it counts as dropped.
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 250)]
         socket_timeout_ms: u64,
     },
 }
@@ -262,7 +262,12 @@ fn run_kernel(files: &[PathBuf], opts: &RunOptions) -> miette::Result<ExitCode> 
                 line!(out, "       {}: {c}", r.check);
             }
             if r.failed.len() > opts.show {
-                line!(out, "       {}: … and {} more", r.check, r.failed.len() - opts.show);
+                line!(
+                    out,
+                    "       {}: … and {} more",
+                    r.check,
+                    r.failed.len() - opts.show
+                );
             }
         }
     }
@@ -283,8 +288,18 @@ fn run_kernel(files: &[PathBuf], opts: &RunOptions) -> miette::Result<ExitCode> 
         opts.kernel.mode,
         started.elapsed().as_secs_f64()
     );
-    line!(out, "test-run: {} passed, {} failed", totals[0].0, totals[0].1);
-    line!(out, "sockets: {} passed, {} failed", totals[1].0, totals[1].1);
+    line!(
+        out,
+        "test-run: {} passed, {} failed",
+        totals[0].0,
+        totals[0].1
+    );
+    line!(
+        out,
+        "sockets: {} passed, {} failed",
+        totals[1].0,
+        totals[1].1
+    );
     Ok(if bad_cases == 0 && totals.iter().all(|t| t.1 == 0) {
         ExitCode::SUCCESS
     } else {

@@ -55,8 +55,14 @@ pub fn bundle(
             return Err(CompileError::Unplaced(who));
         }
         let pol = resolve::policy_for(ir, inv, &ids, i);
-        let ingress = pol.ingress.as_ref().map(|p| DecisionTable::build(p, &classes));
-        let egress = pol.egress.as_ref().map(|p| DecisionTable::build(p, &classes));
+        let ingress = pol
+            .ingress
+            .as_ref()
+            .map(|p| DecisionTable::build(p, &classes));
+        let egress = pol
+            .egress
+            .as_ref()
+            .map(|p| DecisionTable::build(p, &classes));
         let arts = compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts).map_err(
             |source| CompileError::Codegen {
                 endpoint: who.clone(),

@@ -72,7 +72,7 @@ impl Default for KernelOptions {
             mode: Mode::Specialized,
             sample: 24,
             seed: 1,
-            timeout: Duration::from_millis(400),
+            timeout: Duration::from_millis(250),
         }
     }
 }
@@ -145,9 +145,17 @@ impl KernelEngine {
     /// Removes the box now (also done on drop).
     pub fn finish(&mut self) {
         self.cluster = None;
+        for base in [PIN_BASE, STATE_BASE] {
+            let _ = std::fs::remove_dir(base); // only when no other run uses it
+        }
     }
 
-    fn run(&mut self, case: &Case, prep: &sluice_compiler::conformance::Prepared, cells: &[&Probe]) -> Result<Vec<Vec<Option<Answer>>>, String> {
+    fn run(
+        &mut self,
+        case: &Case,
+        prep: &sluice_compiler::conformance::Prepared,
+        cells: &[&Probe],
+    ) -> Result<Vec<Vec<Option<Answer>>>, String> {
         let started = Instant::now();
         let mut t = CaseTiming {
             case: case.name.clone(),
@@ -237,9 +245,8 @@ impl Engine for KernelEngine {
         prep: &sluice_compiler::conformance::Prepared,
         cells: &[&Probe],
     ) -> Result<Vec<Vec<Option<Answer>>>, String> {
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run(case, prep, cells)
-        }));
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(case, prep, cells)));
         match res {
             Ok(Ok(answers)) => Ok(answers),
             Ok(Err(e)) => {
@@ -285,7 +292,9 @@ fn topology_spec(case: &Case, cells: &[&Probe]) -> Result<TopologySpec, String> 
                 external.insert(ip);
             }
             Ok(IpAddr::V6(ip)) => {
-                return Err(format!("probe to {ip}: the kernel engine enforces IPv4 only"));
+                return Err(format!(
+                    "probe to {ip}: the kernel engine enforces IPv4 only"
+                ));
             }
             _ => {}
         }
@@ -331,7 +340,11 @@ fn remove_dead_dirs(base: &Path) {
 /// The pid in a [`topology::unique_prefix`] (`sl` + 5 base-36 digits + 2).
 fn prefix_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(topology::PREFIX_BASE)?;
-    if rest.len() != 7 || !rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+    if rest.len() != 7
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
         return None;
     }
     u32::from_str_radix(&rest[..5], 36).ok()
@@ -411,10 +424,14 @@ fn endpoint_ref(s: &str) -> Option<EndpointRef> {
 /// `(ns/name or IP) → (address, the pod if it is one)`.
 fn resolve_end(topo: &Topology, s: &str) -> Result<(Ipv4Addr, Option<EndpointRef>), String> {
     if let Ok(ip) = s.parse::<Ipv4Addr>() {
-        let pod = topo.pods().iter().find(|p| p.ip == ip).map(|p| EndpointRef {
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-        });
+        let pod = topo
+            .pods()
+            .iter()
+            .find(|p| p.ip == ip)
+            .map(|p| EndpointRef {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+            });
         return Ok((ip, pod));
     }
     let r = endpoint_ref(s).ok_or_else(|| format!("bad probe end `{s}`"))?;
@@ -428,7 +445,9 @@ fn verdict(retval: u32) -> Result<bool, String> {
     match retval {
         TC_ACT_OK => Ok(true),
         TC_ACT_SHOT => Ok(false),
-        other => Err(format!("the program returned {other}, not TC_ACT_OK or TC_ACT_SHOT")),
+        other => Err(format!(
+            "the program returned {other}, not TC_ACT_OK or TC_ACT_SHOT"
+        )),
     }
 }
 

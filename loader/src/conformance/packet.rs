@@ -158,6 +158,10 @@ mod tests {
             assert!(![1024, 1025, 1027].contains(&p));
             seen.insert(p);
         }
-        assert_eq!(seen.len(), usize::from(LAST - FIRST + 1) - 3, "every port used");
+        assert_eq!(
+            seen.len(),
+            usize::from(LAST - FIRST + 1) - 3,
+            "every port used"
+        );
     }
 }

@@ -93,18 +93,29 @@ mod tests {
         let probes: Vec<Probe> = (0..100)
             .map(|i| {
                 let proto = [L4::Tcp, L4::Udp, L4::Sctp][usize::from(i) % 3];
-                let e = if i % 4 == 0 { Expect::Allow } else { Expect::Deny };
+                let e = if i % 4 == 0 {
+                    Expect::Allow
+                } else {
+                    Expect::Deny
+                };
                 probe(i, proto, e)
             })
             .collect();
         let cells: Vec<&Probe> = probes.iter().collect();
         let s = sample(&cells, 24, 7, "case-a");
         assert_eq!(s.len(), 24);
-        let allowed = s.iter().filter(|&&i| cells[i].expect == Expect::Allow).count();
+        let allowed = s
+            .iter()
+            .filter(|&&i| cells[i].expect == Expect::Allow)
+            .count();
         assert_eq!(allowed, 12);
         assert!(s.iter().all(|&i| cells[i].protocol != L4::Sctp));
         assert_eq!(s, sample(&cells, 24, 7, "case-a"), "same seed, same sample");
-        assert_ne!(s, sample(&cells, 24, 8, "case-a"), "another seed, another sample");
+        assert_ne!(
+            s,
+            sample(&cells, 24, 8, "case-a"),
+            "another seed, another sample"
+        );
     }
 
     #[test]
@@ -114,7 +125,10 @@ mod tests {
         let cells: Vec<&Probe> = probes.iter().collect();
         let s = sample(&cells, 24, 1, "c");
         assert_eq!(s.len(), 24);
-        let denied = s.iter().filter(|&&i| cells[i].expect == Expect::Deny).count();
+        let denied = s
+            .iter()
+            .filter(|&&i| cells[i].expect == Expect::Deny)
+            .count();
         assert_eq!(denied, 3);
         // Everything allowed: all of the sample is allowed cells.
         let only: Vec<&Probe> = cells[..50].to_vec();
