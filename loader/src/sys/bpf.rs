@@ -13,8 +13,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_UPDATE: libc::c_long = 29;
@@ -52,17 +50,6 @@ struct GetFdById {
     id: u32,
     next_id: u32,
     open_flags: u32,
-}
-
-/// `union bpf_attr` for the BPF_MAP_*_ELEM commands.
-#[repr(C)]
-#[derive(Default)]
-struct MapElem {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
 }
 
 /// `map[key] = value` with raw bytes (for map contents the compiler wrote as data). The
@@ -295,4 +282,60 @@ pub fn link_info(link: BorrowedFd<'_>) -> io::Result<TcxLinkInfo> {
         ifindex: w(4),
         attach_type: w(5),
     })
+}
+
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// Deletes one element; Ok(false) if it was not there.
+pub fn map_delete(map: BorrowedFd<'_>, key_size: u32, key: &[u8]) -> io::Result<bool> {
+    check_len("key", key.len(), key_size as usize)?;
+    let mut attr = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `union bpf_attr` for BPF_PROG_TEST_RUN (the `test` member).
+#[repr(C)]
+#[derive(Default)]
+struct TestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// Runs the program behind `prog` (any fd, e.g. one opened by id from a hook's link) on
+/// `packet` with BPF_PROG_TEST_RUN: returns its return value and the kernel-measured ns per
+/// run. Unlike aya's test run this needs no aya `Program`, so it runs exactly the program a
+/// link runs, not a copy.
+pub fn prog_test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
+    let mut attr = TestRun {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        repeat: repeat.max(1),
+        ..Default::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok((attr.retval, attr.duration))
 }
