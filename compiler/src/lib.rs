@@ -17,6 +17,7 @@
 //! [`diag`] is what every stage reports, rendered with miette at the edge.
 
 pub mod bpf;
+pub mod compile;
 pub mod conformance;
 pub mod datapath;
 pub mod diag;

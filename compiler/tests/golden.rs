@@ -41,6 +41,8 @@ fn golden() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
+        // `semantic/` needs lowering and an inventory: semantic_golden.rs runs it.
+        .filter(|p| p.file_name().is_none_or(|n| n != "semantic"))
         .collect();
     dirs.sort();
     let (mut cases, mut failures) = (0, Vec::new());

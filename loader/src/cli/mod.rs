@@ -2,6 +2,7 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod check;
 pub mod conformance;
 pub mod convert;
 pub mod fmt;
@@ -28,6 +29,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Read, lower and check policy; print every finding (exit 1 on errors).
+    Check(check::CheckArgs),
     /// Print .sluice files in canonical form (or check / rewrite them).
     Fmt(fmt::FmtArgs),
     /// Run NetworkPolicy conformance truth tables.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result: miette::Result<ExitCode> = match cli.command {
+        Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Conformance(args) => conformance::main(args),
         Command::Convert(args) => convert::run(args),

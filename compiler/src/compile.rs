@@ -1,0 +1,215 @@
+//! The compile driver: the one path from the user's files to checked IR (and on to a bundle),
+//! shared by `sluice check`, `sluice compile` and `sluice apply`.
+//!
+//! Each front end and pass reports into [`Diagnostics`]; this module strings them together in
+//! a fixed order and stops at the first stage with errors, so a later stage never sees input an
+//! earlier one rejected (and never reports noise caused by it). It also reads the inventory
+//! through the [`SourceMap`], so an inventory's own errors point at its file, line and column
+//! like any policy error.
+
+use crate::diag::{Diag, Diagnostics, Severity};
+use crate::ir::{self, Ir};
+use crate::resolve::Inventory;
+use crate::resolve::inventory::InventoryError;
+use crate::source::SourceMap;
+use crate::source::ast::{Document, Span};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Reads and validates an inventory file, registering its text so errors render with a label.
+pub fn load_inventory(path: &Path, sources: &mut SourceMap) -> Result<Inventory, Diag> {
+    let id = sources.load(path).map_err(|e| {
+        Diag::error(
+            "sluice::inventory::io",
+            format!("cannot read inventory {e}"),
+        )
+    })?;
+    let file = sources.file(id);
+    let (name, text) = (file.name.clone(), file.text.clone());
+    Inventory::parse(&name, &text).map_err(|e| match e {
+        InventoryError::Syntax {
+            line,
+            column,
+            message,
+            ..
+        } => {
+            let start = offset_of(&text, line, column);
+            // At the end of the text there is nothing to underline; point just before it.
+            let start = start.min(text.len().saturating_sub(1));
+            let end = text[start..]
+                .char_indices()
+                .nth(1)
+                .map_or(text.len(), |(i, _)| start + i);
+            Diag::error(
+                "sluice::inventory::syntax",
+                format!("invalid inventory: {}", strip_location(&message)),
+            )
+            .with_label(Span::new(id, start, end), "here")
+            .with_help("the inventory format is described in spec/inventory.md")
+        }
+        InventoryError::Invalid { message, .. } => Diag::error(
+            "sluice::inventory::invalid",
+            format!("invalid inventory {name}: {message}"),
+        ),
+        InventoryError::Io(m) => Diag::error("sluice::inventory::io", m),
+    })
+}
+
+/// Byte offset of a 1-based line and column (columns count characters).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    let rest = &text[line_start..];
+    let line_len = rest.find('\n').unwrap_or(rest.len());
+    line_start
+        + rest[..line_len]
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(line_len, |(i, _)| i)
+}
+
+/// serde's messages say "at line L column C" (at the end or mid-sentence); the rendered label
+/// already says where.
+fn strip_location(message: &str) -> String {
+    let mut out = message.to_string();
+    while let Some(i) = out.find(" at line ") {
+        let rest = &out[i + 9..];
+        let line_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let Some(after) = rest[line_len..].strip_prefix(" column ") else {
+            break;
+        };
+        let col_len = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        if line_len == 0 || col_len == 0 {
+            break;
+        }
+        let end = i + 9 + line_len + " column ".len() + col_len;
+        out.replace_range(i..end, "");
+    }
+    out
+}
+
+/// How long each stage of the front half took (shown with `-v`, and by the benchmark).
+#[derive(Clone, Debug, Default)]
+pub struct StageTimes {
+    pub lower: Duration,
+    pub check: Duration,
+}
+
+/// What the front half produced: the checked IR and everything it had to say.
+#[derive(Debug)]
+pub struct Checked {
+    pub ir: Ir,
+    pub diags: Diagnostics,
+    pub times: StageTimes,
+}
+
+/// The one-line summary `sluice check` prints on success: what was read, and how many
+/// warnings `diags` (everything reported, not only the checks) holds.
+pub fn summary(ir: &Ir, diags: &Diagnostics) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut s = format!(
+        "{}, {}",
+        plural(ir.policies.len(), "policy", "policies"),
+        plural(ir.rules.len(), "rule", "rules"),
+    );
+    if ir.masquerade.is_some() {
+        s.push_str(", masquerade");
+    }
+    if !ir.pools.is_empty() {
+        s.push_str(&format!(
+            ", {}",
+            plural(ir.pools.len(), "IPAM pool", "IPAM pools")
+        ));
+    }
+    s.push_str(&format!(
+        ", {}",
+        plural(diags.count(Severity::Warning), "warning", "warnings")
+    ));
+    s
+}
+
+/// Lowers documents to IR and runs the semantic checks; with an inventory, named ports are
+/// checked against it. The checks run only when lowering found no errors.
+pub fn check_documents(docs: &[Document], inventory: Option<&Inventory>) -> Checked {
+    let mut times = StageTimes::default();
+    let t = Instant::now();
+    let (ir, mut diags) = ir::lower(docs);
+    times.lower = t.elapsed();
+    tracing::debug!(
+        policies = ir.policies.len(),
+        rules = ir.rules.len(),
+        elapsed = ?times.lower,
+        "lowered"
+    );
+    if diags.has_errors() {
+        return Checked {
+            ir,
+            diags: diags.sorted(),
+            times,
+        };
+    }
+    let t = Instant::now();
+    let named = inventory.map(Inventory::named_ports);
+    let ir = ir::check::check(ir, named.as_deref(), &mut diags);
+    times.check = t.elapsed();
+    tracing::debug!(elapsed = ?times.check, "checked");
+    Checked {
+        ir,
+        diags: diags.sorted(),
+        times,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::render_plain;
+
+    fn inventory_diag(text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("sluice-compile-inv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("inv-{}.yaml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        let mut sm = SourceMap::new();
+        let d = load_inventory(&path, &mut sm).unwrap_err();
+        let out = render_plain(&Diagnostics { items: vec![d] }, &sm);
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    #[test]
+    fn inventory_syntax_errors_point_at_the_text() {
+        let out = inventory_diag("endpoints:\n- name: a\n  colour: red\n");
+        assert!(out.contains("unknown field `colour`"), "{out}");
+        assert!(out.contains(":3:3]"), "{out}");
+        assert!(!out.contains("at line"), "{out}");
+        let out = inventory_diag("endpoints: [\n");
+        assert!(out.contains("invalid inventory"), "{out}");
+        assert!(out.contains(".yaml:"), "{out}");
+    }
+
+    #[test]
+    fn offsets() {
+        let t = "ab\ncdé\nf";
+        assert_eq!(offset_of(t, 1, 1), 0);
+        assert_eq!(offset_of(t, 2, 3), 5);
+        assert_eq!(offset_of(t, 3, 1), t.len() - 1);
+        assert_eq!(offset_of(t, 9, 9), t.len());
+        assert_eq!(strip_location("bad at line 3 column 4"), "bad");
+        assert_eq!(strip_location("bad at line three"), "bad at line three");
+        assert_eq!(
+            strip_location("expected ',' at line 3 column 1, while parsing"),
+            "expected ',', while parsing"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! `sluice check` end to end: exit codes, the summary line, and the exact rendered diagnostics
+//! (run from inside a scratch directory, so file names in the output are stable).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("sluice-check-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+    fn write(&self, name: &str, text: &str) -> &Scratch {
+        let p = self.0.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn check(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+const WEB: &str = r#"policy "web" in namespace shop {
+  select app = web
+  ingress allow from pods { app = lb } ports 80/tcp, 443/tcp
+  egress allow to cidr 10.0.0.0/8 ports 5432/tcp
+}
+"#;
+
+#[test]
+fn clean_input_exits_zero_with_a_summary() {
+    let s = Scratch::new("clean");
+    s.write("web.sluice", WEB);
+    let r = check(s.path(), &["web.sluice"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 1 policy, 2 rules, 0 warnings\n");
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn mixed_inputs_directories_and_includes() {
+    let s = Scratch::new("mixed");
+    s.write("dsl/main.sluice", "include \"web.sluice\"\n")
+        .write("dsl/web.sluice", WEB)
+        .write(
+            "k8s/np.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: 5432}]\n",
+        )
+        .write(
+            "k8s/masq.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ip-masq-agent, namespace: kube-system}\ndata:\n  config: |\n    nonMasqueradeCIDRs: [10.0.0.0/8]\n",
+        );
+    let r = check(s.path(), &["dsl/main.sluice", "k8s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "ok: 2 policies, 3 rules, masquerade, 0 warnings\n"
+    );
+}
+
+#[test]
+fn warnings_are_printed_and_accepted() {
+    let s = Scratch::new("warn");
+    s.write(
+        "shadow.sluice",
+        r#"policy "web" {
+  select app = web
+  ingress allow from pods { app = lb } ports 80/tcp, 443/tcp
+  ingress allow from pods { app = lb, zone = a } ports 443/tcp
+}
+"#,
+    );
+    let r = check(s.path(), &["shadow.sluice"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 1 policy, 2 rules, 1 warning\n");
+    assert_eq!(
+        r.stderr,
+        r#"sluice::rule::shadowed
+
+  ⚠ rule 2 of policy `web` can never decide anything
+   ╭─[shadow.sluice:3:3]
+ 2 │   select app = web
+ 3 │   ingress allow from pods { app = lb } ports 80/tcp, 443/tcp
+   ·   ─────────────────────────────┬────────────────────────────
+   ·                                ╰── …by this rule
+ 4 │   ingress allow from pods { app = lb, zone = a } ports 443/tcp
+   ·   ──────────────────────────────┬─────────────────────────────
+   ·                                 ╰── this rule is shadowed…
+ 5 │ }
+   ╰────
+  help: rule 1 of policy `web` already allows all of its traffic; remove it or narrow the other
+        rule
+
+0 error(s), 1 warning(s)
+"#
+    );
+}
+
+#[test]
+fn errors_exit_one_and_print_no_summary() {
+    let s = Scratch::new("err");
+    s.write(
+        "bits.sluice",
+        "policy \"p\" {\n  select app = a\n  egress allow to cidr 10.1.2.3/16\n}\n",
+    );
+    let r = check(s.path(), &["bits.sluice"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        r#"sluice::cidr::host-bits
+
+  × `10.1.2.3/16` has host bits set
+   ╭─[bits.sluice:3:19]
+ 2 │   select app = a
+ 3 │   egress allow to cidr 10.1.2.3/16
+   ·                   ────────┬───────
+   ·                           ╰── in this CIDR
+ 4 │ }
+   ╰────
+  help: did you mean 10.1.0.0/16?
+
+1 error(s), 0 warning(s)
+"#
+    );
+}
+
+#[test]
+fn syntax_errors_and_unreadable_files() {
+    let s = Scratch::new("syntax");
+    s.write("bad.sluice", "policy \"p\" {\n  select app = \n}\n");
+    let r = check(s.path(), &["bad.sluice"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad.sluice:"), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    let r = check(s.path(), &["missing.sluice"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("missing.sluice"), "{}", r.stderr);
+    s.write("notes.txt", "hello");
+    let r = check(s.path(), &["notes.txt"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("don't know how to read"), "{}", r.stderr);
+}
+
+#[test]
+fn inventory_enables_named_port_checks() {
+    let s = Scratch::new("inv");
+    s.write(
+        "web.sluice",
+        "policy \"web\" {\n  select app = web\n  ingress allow ports htp, metrics\n}\n",
+    )
+    .write(
+        "inv.yaml",
+        "endpoints:\n- name: web-1\n  namespace: shop\n  labels: {app: web}\n  ips: [10.0.0.5]\n  ports:\n  - {name: http, port: 80}\n  - {name: metrics, port: 9090}\n",
+    );
+    // Without an inventory, named ports cannot be judged.
+    let r = check(s.path(), &["web.sluice"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 1 policy, 1 rule, 0 warnings\n");
+    let r = check(s.path(), &["web.sluice", "--inventory", "inv.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 1 policy, 1 rule, 1 warning\n");
+    assert!(
+        r.stderr
+            .contains("no endpoint declares a TCP port named `htp`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("did you mean `http`?"), "{}", r.stderr);
+    assert!(!r.stderr.contains("`metrics`"), "{}", r.stderr);
+}
+
+#[test]
+fn inventory_errors_are_positioned() {
+    let s = Scratch::new("badinv");
+    s.write("web.sluice", WEB)
+        .write("inv.yaml", "endpoints:\n- name: a\n  colour: red\n");
+    let r = check(s.path(), &["web.sluice", "--inventory", "inv.yaml"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        r#"sluice::inventory::syntax
+
+  × invalid inventory: endpoints[0]: unknown field `colour`, expected one of `name`, `namespace`,
+  │ `labels`, `ips`, `ports`, `node`, `interface`, `netns`
+   ╭─[inv.yaml:3:3]
+ 2 │ - name: a
+ 3 │   colour: red
+   ·   ┬
+   ·   ╰── here
+   ╰────
+  help: the inventory format is described in spec/inventory.md
+
+1 error(s), 0 warning(s)
+"#
+    );
+    // Broken YAML syntax, and a well-formed but inconsistent inventory.
+    s.write("inv2.yaml", "endpoints: [\n  {name: a\n");
+    let r = check(s.path(), &["web.sluice", "--inventory", "inv2.yaml"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("╭─[inv2.yaml:2:"), "{}", r.stderr);
+    assert!(!r.stderr.contains("at line"), "{}", r.stderr);
+    s.write(
+        "inv3.yaml",
+        "endpoints:\n- {name: a, ips: [10.0.0.1]}\n- {name: b, ips: [10.0.0.1]}\n",
+    );
+    let r = check(s.path(), &["web.sluice", "--inventory", "inv3.yaml"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(
+            "invalid inventory inv3.yaml: 10.0.0.1 belongs to both `default/a` and `default/b`"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = check(s.path(), &["web.sluice", "--inventory", "nope.yaml"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("nope.yaml"), "{}", r.stderr);
+}
