@@ -108,7 +108,7 @@ fn warnings_are_printed_and_accepted() {
         r.stderr,
         r#"sluice::rule::shadowed
 
-  ⚠ rule 2 of policy `web` can never decide anything
+  ⚠ rule 2 of policy `web` is redundant
    ╭─[shadow.sluice:3:3]
  2 │   select app = web
  3 │   ingress allow from pods { app = lb } ports 80/tcp, 443/tcp
