@@ -249,3 +249,168 @@ fn inventory_errors_are_positioned() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("nope.yaml"), "{}", r.stderr);
 }
+
+// --- WebAssembly modules -------------------------------------------------------------------
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+/// The rendering wraps long messages at 100 columns; this joins them back.
+fn flat(stderr: &str) -> String {
+    stderr.replace("\n  │ ", " ")
+}
+
+/// A WAT module with the v1 ABI whose `sluice_generate` body is `generate`.
+fn abi_module(generate: &str, extra: &str) -> String {
+    format!(
+        r#"(module
+  {extra}
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "sluice_abi_version") (result i32) (i32.const 1))
+  (func (export "sluice_alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $next))
+    (global.set $next (i32.add (local.get $p) (local.get $len)))
+    (drop (memory.grow (i32.shr_u (i32.add (local.get $len) (i32.const 65535)) (i32.const 16))))
+    (local.get $p))
+  (func (export "sluice_generate") (param $ptr i32) (param $len i32) (result i64)
+    {generate}))"#
+    )
+}
+
+/// A module returning the policy document of `dsl` (serialized as the ABI's JSON).
+fn returning_dsl(dsl: &str) -> String {
+    let doc = sluice_compiler::source::dsl::parse(sluice_compiler::source::ast::SourceId(0), dsl)
+        .expect("test DSL parses");
+    let json = serde_json::to_string(&doc).unwrap();
+    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
+    abi_module(
+        &format!(
+            "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
+            json.len()
+        ),
+        &format!(r#"(data (i32.const 16) "{escaped}")"#),
+    )
+}
+
+#[test]
+fn modules_mix_with_dsl_and_yaml() {
+    let s = Scratch::new("wasm-mix");
+    s.write("web.sluice", WEB).write(
+        "np.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n",
+    );
+    let (wat, inv) = (
+        repo("examples/wasm/wat/default-deny.wat"),
+        repo("examples/wasm/inventory.json"),
+    );
+    let r = check(
+        s.path(),
+        &["web.sluice", &wat, "np.yaml", "--inventory", &inv],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // web (2 rules), db (none), and the module's two policies (one rule each).
+    assert_eq!(r.stdout, "ok: 4 policies, 4 rules, 0 warnings\n");
+    // Findings about the module's rules point into its output, named by module and digest.
+    assert!(
+        r.stderr.contains("default-deny.wat (output, sha256 "),
+        "{}",
+        r.stderr
+    );
+    // A directory's modules are read too.
+    s.write("mods/deny.wat", &std::fs::read_to_string(&wat).unwrap());
+    let r = check(s.path(), &["mods", "--inventory", &inv]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 2 policies, 2 rules, 0 warnings\n");
+}
+
+#[test]
+fn module_errors_name_the_module_and_its_digest() {
+    let s = Scratch::new("wasm-err");
+    let inv = repo("examples/wasm/inventory.json");
+    s.write("web.sluice", WEB)
+        .write("junk.wasm", "definitely not wasm");
+    let digest = sluice_runtime::Digest::of(b"definitely not wasm").to_hex();
+    let r = check(s.path(), &["web.sluice", "junk.wasm", "--inventory", &inv]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("sluice::wasm::not-wasm"), "{}", r.stderr);
+    // (The rendering wraps long lines, so the name and the digest are checked apart.)
+    assert!(
+        r.stderr.contains("Wasm module `junk.wasm` (sha256"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&digest), "{}", r.stderr);
+
+    // A module without an inventory has nothing to run on.
+    let r = check(s.path(), &["junk.wasm"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("needs an inventory"), "{}", r.stderr);
+
+    // Limits come from flags: fuel, output size.
+    s.write(
+        "spin.wat",
+        &abi_module("(loop $l (br $l)) (unreachable)", ""),
+    );
+    let t = std::time::Instant::now();
+    let r = check(
+        s.path(),
+        &["spin.wat", "--inventory", &inv, "--wasm-fuel", "100000"],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        flat(&r.stderr).contains("ran out of fuel (limit 100000 units)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--wasm-fuel"), "{}", r.stderr);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    s.write("big.wat", &returning_dsl(WEB));
+    let r = check(
+        s.path(),
+        &["big.wat", "--inventory", &inv, "--wasm-output", "64"],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("sluice::wasm::output-size"),
+        "{}",
+        r.stderr
+    );
+    let r = check(s.path(), &["big.wat", "--inventory", &inv]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 1 policy, 2 rules, 0 warnings\n");
+}
+
+#[test]
+fn semantic_errors_in_module_output_point_into_it() {
+    let s = Scratch::new("wasm-sem");
+    let inv = repo("examples/wasm/inventory.json");
+    s.write(
+        "gen.wat",
+        &returning_dsl("policy \"m\" {\n  select app = a\n  egress allow to cidr 10.1.2.3/16\n}\n"),
+    );
+    let r = check(s.path(), &["gen.wat", "--inventory", &inv]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`10.1.2.3/16` has host bits set"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("╭─[gen.wat (output, sha256 "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("│   egress allow to cidr 10.1.2.3/16"),
+        "{}",
+        r.stderr
+    );
+}

@@ -6,6 +6,7 @@ pub mod check;
 pub mod conformance;
 pub mod convert;
 pub mod fmt;
+pub mod inputs;
 pub mod load;
 pub mod module;
 pub mod status;
