@@ -4,11 +4,12 @@
 //! be rendered later with its file, line and column.
 
 pub mod ast;
+pub mod cilium;
 pub mod dsl;
-// Planned front ends (each lands with its own module):
-// - `dsl`: the sluice language (parser, printer, includes).
-// - `k8s`, `cilium`, `ipmasq`: YAML/JSON readers into the same Document.
-// - `load`: reads paths, picks the front end by extension and content, follows includes.
+pub mod ipmasq;
+pub mod k8s;
+pub mod load;
+pub mod yaml;
 
 use ast::{SourceId, Span};
 use std::path::{Path, PathBuf};

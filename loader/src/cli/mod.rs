@@ -2,10 +2,19 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod conformance;
+pub mod convert;
+pub mod fmt;
+pub mod load;
+pub mod module;
+pub mod status;
+pub mod unload;
+
 use clap::{Parser, Subcommand};
 use sluice_compiler::diag::{Diagnostics, Severity};
 use sluice_compiler::source::SourceMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -23,12 +32,56 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Load a bundle as the next policy generation and flip every hook to it.
+    Load(load::Args),
+    /// Remove every link, pin and map sluice created.
+    Unload(unload::Args),
+    /// Show the current generation and what each hook runs.
+    Status(status::Args),
+    /// Print .sluice files in canonical form (or check / rewrite them).
+    Fmt(fmt::FmtArgs),
+    /// Run NetworkPolicy conformance truth tables.
+    Conformance(conformance::Args),
+    /// Print NetworkPolicy, Cilium, ip-masq-agent or DSL files as the equivalent DSL.
+    Convert(convert::ConvertArgs),
+    /// Inspect and run WebAssembly policy modules.
+    Module(module::ModuleArgs),
+}
+
+/// Where sluice keeps its pins and state (the defaults are for production).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PinArgs {
+    /// bpffs directory for sluice's pins.
+    #[arg(long, value_name = "DIR", default_value = crate::pin::SLUICE_ROOT)]
+    pub root: PathBuf,
+    /// Directory of the state file and lock.
+    #[arg(long, value_name = "DIR", default_value = "/run/sluice")]
+    pub state_dir: PathBuf,
+}
+
+impl PinArgs {
+    pub fn options(&self, node_netns: Option<String>) -> crate::generation::LoadOptions {
+        crate::generation::LoadOptions {
+            root: self.root.clone(),
+            state_dir: self.state_dir.clone(),
+            node_netns,
+        }
+    }
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let result: miette::Result<ExitCode> = match cli.command {};
+    let result: miette::Result<ExitCode> = match cli.command {
+        Command::Load(a) => load::run(a),
+        Command::Unload(a) => unload::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Conformance(args) => conformance::main(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Module(args) => module::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(report) => {

@@ -13,3 +13,6 @@ mod printer;
 pub use include::load_with_includes;
 pub use parser::parse;
 pub use printer::{format, print};
+
+#[cfg(test)]
+mod tests;

@@ -587,7 +587,17 @@ fn braced_selector<'a>(cx: &Cx, i: &'a str) -> R<'a, Selector> {
             if at_item_start(rest) {
                 return unclosed(start, rest, "the selector");
             }
-            return expected(rest, "`,` or `}`");
+            return fail(
+                PErr::at(
+                    rest,
+                    token_width(rest),
+                    EXPECTED,
+                    format!("expected `,` or `}}`, found {}", describe(rest)),
+                )
+                .label("expected `,` or `}`")
+                .related(start, 1, "the selector starts here")
+                .help("separate label expressions with `,` and close the selector with `}`"),
+            );
         }
     }
 }

@@ -168,7 +168,14 @@ impl Printer<'_> {
         for (n, item) in doc.items.iter().enumerate() {
             if n > 0 {
                 self.trailing_before(item_span(item).start as usize);
-                self.out.push('\n');
+                // A run of includes stays together; other items get a blank line between.
+                let includes = matches!(
+                    (&doc.items[n - 1], item),
+                    (Item::Include(_), Item::Include(_))
+                );
+                if !includes {
+                    self.out.push('\n');
+                }
             }
             match item {
                 Item::Include(inc) => {
@@ -219,10 +226,12 @@ impl Printer<'_> {
             if one.len() + 2 <= WIDTH {
                 self.line(1, r.span, &one);
             } else {
-                // Too long: fill lines with whole clauses, continuation lines indented.
-                let mut text = parts[0].clone();
+                // Too long: fill lines with whole port clauses, continuation lines indented.
+                // The peers stay on the first line: `egress allow` alone says little.
+                let first = if r.peers.is_empty() { 1 } else { 2 };
+                let mut text = parts[..first].concat();
                 let mut len = 2 + text.len();
-                for part in &parts[1..] {
+                for part in &parts[first..] {
                     if len + part.len() > WIDTH {
                         text.push_str("\n      ");
                         text.push_str(part.trim_start());

@@ -1,0 +1,63 @@
+//! `sluice conformance run` end to end: the whole external corpus passes with the reference
+//! engine, and a case with one flipped expectation fails with exit code 1 and names the cell.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn corpus() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
+        return dir.into();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/conformance/netpol"))
+        .find(|p| p.is_dir())
+        .expect("shared/conformance/netpol not found beside the repository")
+}
+
+fn sluice(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn whole_corpus_passes() {
+    let dir = corpus();
+    let (code, out) = sluice(&["conformance".as_ref(), "run".as_ref(), dir.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 58);
+    assert!(out.contains("3132 loopback cells skipped"), "{out}");
+    assert_eq!(out.lines().last(), Some("25056 passed, 0 failed"));
+}
+
+#[test]
+fn a_wrong_expectation_fails() {
+    let src = corpus().join("case-001-support-a-default-deny-ingress-policy.yaml");
+    let text = std::fs::read_to_string(src).unwrap();
+    let cell = "{from: x/a, to: x/b, port: 80, protocol: TCP, expect: deny";
+    assert!(text.contains(cell));
+    let flipped = text.replace(
+        cell,
+        "{from: x/a, to: x/b, port: 80, protocol: TCP, expect: allow",
+    );
+    let dir = std::env::temp_dir().join(format!("sluice-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = dir.join("case-900-flipped.yaml");
+    std::fs::write(&case, flipped).unwrap();
+    let (code, out) = sluice(&["conformance".as_ref(), "run".as_ref(), case.as_os_str()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("x/a -> x/b 80/TCP: expected allow, got deny"),
+        "{out}"
+    );
+    assert!(out.contains("isolated by `deny-ingress`"), "{out}");
+    assert_eq!(out.lines().last(), Some("431 passed, 1 failed"));
+}
