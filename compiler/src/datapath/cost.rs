@@ -93,6 +93,10 @@ pub enum PeerPlan {
     IpcacheInline(Vec<Interval>),
     /// The ipcache gives the class; then the `sluice_profile` array.
     IpcacheArray,
+    /// The ipcache gives the class, and the port map is keyed by class (no profile step):
+    /// chosen when every profile is in the port map and classes are hardly more than
+    /// profiles, so the array lookup would cost more than the extra entries.
+    IpcacheDirect,
 }
 
 /// One (profile, protocol) port decision.
@@ -129,7 +133,7 @@ impl Plan {
     pub fn uses_ipcache(&self) -> bool {
         matches!(
             self.peer,
-            PeerPlan::IpcacheInline(_) | PeerPlan::IpcacheArray
+            PeerPlan::IpcacheInline(_) | PeerPlan::IpcacheArray | PeerPlan::IpcacheDirect
         )
     }
 
@@ -307,11 +311,21 @@ pub fn plan(table: &DecisionTable, classes: &Classes, limits: &Limits) -> Plan {
             0
         }
     };
-    let all_map = |peer: PeerPlan| Plan {
-        insns: peer_insns + PORT_LOOKUP_INSNS,
-        per_packet: peer_cost + COST_LPM_LOOKUP,
-        peer,
-        profiles: ProfilePlan::AllMap,
+    let all_map = |peer: PeerPlan| {
+        if peer == PeerPlan::IpcacheArray && table.class_profile.len() <= 2 * nprofiles {
+            return Plan {
+                insns: IPCACHE_LOOKUP_INSNS + PORT_LOOKUP_INSNS,
+                per_packet: 2 * COST_LPM_LOOKUP,
+                peer: PeerPlan::IpcacheDirect,
+                profiles: ProfilePlan::AllMap,
+            };
+        }
+        Plan {
+            insns: peer_insns + PORT_LOOKUP_INSNS,
+            per_packet: peer_cost + COST_LPM_LOOKUP,
+            peer,
+            profiles: ProfilePlan::AllMap,
+        }
     };
     if nprofiles > limits.profiles_inline_max {
         return all_map(peer);

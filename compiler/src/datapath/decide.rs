@@ -221,6 +221,10 @@ pub fn emit_specialized(
             emit_ipcache(a, side, fail);
             tree(a, ID, &interval_items(runs), &mut goto_profile);
         }
+        PeerPlan::IpcacheDirect => {
+            emit_ipcache(a, side, fail);
+            a.ja(port_lookup);
+        }
         PeerPlan::IpcacheArray => {
             emit_ipcache(a, side, fail);
             emit_profile_lookup(a, fail);
@@ -255,6 +259,12 @@ pub fn emit_specialized(
 
     let mut port_entries = Vec::new();
     match &plan.profiles {
+        ProfilePlan::AllMap if plan.peer == PeerPlan::IpcacheDirect => {
+            for (i, p) in table.class_profile.iter().enumerate() {
+                let profile = &table.profiles[*p as usize];
+                keys::profile_entries(i as u32 + 1, profile, &mut port_entries);
+            }
+        }
         ProfilePlan::AllMap => {
             for (p, profile) in table.profiles.iter().enumerate() {
                 keys::profile_entries(p as u32, profile, &mut port_entries);
@@ -264,16 +274,21 @@ pub fn emit_specialized(
             for (p, profile) in table.profiles.iter().enumerate() {
                 a.bind(blocks[p]);
                 emit_block(a, p as ProfileId, profile, &lists[p], port_lookup, tail);
+                let mut in_map = false;
                 for (i, proto) in Proto::ALL.iter().enumerate() {
                     if lists[p][i] == ListPlan::Map {
-                        keys::segment_entries(p as u32, *proto, profile, None, &mut port_entries);
+                        keys::segment_entries(p as u32, *proto, profile, &mut port_entries);
+                        in_map = true;
                     }
+                }
+                if in_map {
+                    keys::other_entry(p as u32, profile, &mut port_entries);
                 }
             }
         }
     }
-    a.bind(port_lookup);
     if plan.uses_port_map() {
+        a.bind(port_lookup);
         emit_port_lookup(a, keys::PORTS, fail, tail);
         maps.push(contents(
             port_map_def(keys::PORTS, port_entries.len()),

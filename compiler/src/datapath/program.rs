@@ -136,9 +136,11 @@ pub fn compile_program(
             .mov64(CODE, keys::stage_code(!deny, Stage::Malformed) as i32)
             .ja(tail);
         // A lookup that cannot miss did: fail closed.
-        a.bind(fail)
-            .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32)
-            .bind(tail);
+        if a.is_targeted(fail) {
+            a.bind(fail)
+                .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32);
+        }
+        a.bind(tail);
         verdict::emit_tail(&mut a, opts.trace, conntrack);
     }
 
@@ -178,4 +180,147 @@ pub fn compile_program(
         elf,
         maps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::cost::{PeerPlan, ProfilePlan, address_intervals};
+    use crate::resolve::{Inventory, identity, policy_for};
+    use crate::source::{SourceMap, dsl};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const INV: &str = "
+endpoints:
+- {name: a, namespace: x, labels: {app: a}, ips: [10.0.0.1]}
+- {name: b, namespace: x, labels: {app: b}, ips: [10.0.0.2]}
+";
+
+    fn tables(policy: &str) -> (Classes, Option<DecisionTable>, Option<DecisionTable>) {
+        let mut sm = SourceMap::new();
+        let id = sm.add("t.sluice", policy);
+        let doc = dsl::parse(id, policy).unwrap();
+        let (ir, d) = crate::ir::lower(&[doc]);
+        assert!(!d.has_errors(), "{d:?}");
+        let inv = Inventory::parse("inv", INV).unwrap();
+        let ids = identity::allocate(&inv, &ir);
+        let classes = Classes::build(&inv, &ids, None);
+        let p = policy_for(&ir, &inv, &ids, 0);
+        let ing = p.ingress.map(|d| DecisionTable::build(&d, &classes));
+        let egr = p.egress.map(|d| DecisionTable::build(&d, &classes));
+        (classes, ing, egr)
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let policy = r#"policy "p" in namespace x { select app = a
+            ingress allow from pods { app = b } ports 80/tcp, 1000-2000/udp
+            ingress deny from cidr 10.9.0.0/16 }"#;
+        for mode in [Mode::Specialized, Mode::Generic] {
+            let opts = CodegenOptions {
+                mode,
+                trace: true,
+                ..Default::default()
+            };
+            let (c, i, e) = tables(policy);
+            let one = compile_endpoint(i.as_ref(), e.as_ref(), &c, &opts).unwrap();
+            let (c, i, e) = tables(policy);
+            let two = compile_endpoint(i.as_ref(), e.as_ref(), &c, &opts).unwrap();
+            assert_eq!(one, two);
+        }
+    }
+
+    #[test]
+    fn uniform_deny_is_a_single_leaf_and_no_lookup() {
+        let (c, i, _) = tables(r#"policy "p" in namespace x { select app = a isolate ingress }"#);
+        let t = i.unwrap();
+        let plan = cost::plan(&t, &c, &Limits::default());
+        assert_eq!(plan.peer, PeerPlan::Single(0));
+        let art =
+            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), true).unwrap();
+        let names: Vec<&str> = art.maps.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["sluice_ct"]);
+        let text = crate::datapath::emit_asm(&art).unwrap();
+        assert!(!text.contains("sluice_ipcache"), "{text}");
+    }
+
+    /// The inline address tree gives each address the profile of its class by longest
+    /// prefix match.
+    #[test]
+    fn address_intervals_agree_with_the_ipcache() {
+        let (c, i, _) = tables(
+            r#"policy "p" in namespace x { select app = a
+            ingress allow from cidr 10.0.0.0/8 except 10.0.0.0/24 ports 80/tcp
+            ingress allow from cidr 10.0.0.0/30 ports 81/tcp
+            ingress allow from pods { app = b } ports 82/tcp }"#,
+        );
+        let t = i.unwrap();
+        let iv = address_intervals(&t, &c);
+        assert!(
+            iv.windows(2)
+                .all(|w| w[0].hi + 1 == w[1].lo && w[0].profile != w[1].profile)
+        );
+        assert_eq!((iv[0].lo, iv.last().unwrap().hi), (0, u32::MAX));
+        let mut x = 0x9e37_79b9u32;
+        let mut probes: Vec<u32> = vec![
+            0,
+            u32::MAX,
+            0x0a00_0000,
+            0x0a00_0001,
+            0x0a00_0002,
+            0x0a00_0003,
+        ];
+        probes.extend([
+            0x0a00_0004,
+            0x0a00_00ff,
+            0x0a00_0100,
+            0x0aff_ffff,
+            0x0b00_0000,
+            0x09ff_ffff,
+        ]);
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            probes.push(x);
+            probes.push(0x0a00_0000 | (x & 0x3ff));
+        }
+        for a in probes {
+            let class = c.class_of_ip(IpAddr::V4(Ipv4Addr::from(a))).unwrap();
+            let want = t.class_profile[class as usize - 1];
+            let got = iv[iv.partition_point(|i| i.hi < a)].profile;
+            assert_eq!(got, want, "{}", Ipv4Addr::from(a));
+        }
+    }
+
+    /// A table far beyond what one inline program may hold still assembles: the cost model
+    /// moves its long segment lists into the port map.
+    #[test]
+    fn big_tables_go_to_maps_and_assemble() {
+        let ports: Vec<String> = (0..3000).map(|i| format!("{}/tcp", 2 * i + 1)).collect();
+        let policy = format!(
+            r#"policy "p" in namespace x {{ select app = a
+            ingress allow from pods {{ app = b }} ports {}
+            ingress allow from cidr 10.7.0.0/16 ports 5/udp }}"#,
+            ports.join(", ")
+        );
+        let (c, i, _) = tables(&policy);
+        let t = i.unwrap();
+        let plan = cost::plan(&t, &c, &Limits::default());
+        assert!(plan.uses_port_map(), "{:?}", plan.profiles);
+        assert!(plan.insns <= Limits::default().inline_budget);
+        let art =
+            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), true).unwrap();
+        let ports = art.maps.iter().find(|m| m.name == "sluice_ports").unwrap();
+        assert!(ports.entries.len() >= 3000);
+        // Without limits the same table would be one inline tree: the limits decided.
+        let unlimited = Limits {
+            inline_budget: usize::MAX,
+            ports_inline_max: usize::MAX,
+            ..Limits::default()
+        };
+        let plan = cost::plan(&t, &c, &unlimited);
+        assert!(matches!(plan.profiles, ProfilePlan::Blocks { .. }));
+        assert!(!plan.uses_port_map());
+    }
 }

@@ -52,6 +52,35 @@ struct GetFdById {
     open_flags: u32,
 }
 
+/// `map[key] = value` with raw bytes (for map contents the compiler wrote as data). The
+/// caller makes the lengths match the map's key and value sizes.
+pub fn map_update_elem(fd: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+    let mut attr = MapElem {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        flags,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
+}
+
+/// Reads `map[key]` into `value` (for per-CPU maps: value size rounded up to 8, times the
+/// number of possible CPUs); `false` when the key is absent.
+pub fn map_lookup_elem(fd: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let mut attr = MapElem {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `union bpf_attr` for BPF_OBJ_PIN.
 #[repr(C)]
 #[derive(Default)]
