@@ -1,4 +1,4 @@
-//! The compile driver: the one path from the user's files to checked IR (and on to a bundle),
+//! The compile driver: the one path from the user's files to checked IR and on to a bundle,
 //! shared by `sluice check`, `sluice compile` and `sluice apply`.
 //!
 //! Each front end and pass reports into [`Diagnostics`]; this module strings them together in
@@ -7,7 +7,14 @@
 //! through the [`SourceMap`], so an inventory's own errors point at its file, line and column
 //! like any policy error.
 
+use crate::bundle::{
+    Attachment, Bundle, BundleBuilder, BundleError, Digest as BundleDigest, EndpointRef,
+    Hook as BundleHook,
+};
+use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
 use crate::diag::{Diag, Diagnostics, Severity};
+use crate::plan::{Classes, DecisionTable};
+use crate::resolve::{self, identity};
 use crate::ir::{self, Ir};
 use crate::resolve::Inventory;
 use crate::resolve::inventory::InventoryError;
@@ -168,6 +175,193 @@ pub fn check_documents(docs: &[Document], inventory: Option<&Inventory>) -> Chec
         diags: diags.sorted(),
         times,
     }
+}
+
+// ---- the back half: checked IR + inventory → bundle --------------------------------------
+
+/// How to compile.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    pub codegen: CodegenOptions,
+    /// Compile for the endpoints of this node only, with its view of `host` (`None`: every
+    /// endpoint, as one node).
+    pub node: Option<String>,
+}
+
+/// What the driver reports as it goes, for progress bars and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Identities and peer classes are ready; `endpoints` programs pairs are to be built.
+    Planned { endpoints: usize },
+    /// One more endpoint's programs are built.
+    Endpoint { done: usize, total: usize },
+}
+
+/// Time per stage of [`compile`].
+#[derive(Clone, Debug, Default)]
+pub struct CompileTimes {
+    /// Identities and peer classes.
+    pub resolve: Duration,
+    /// Per-endpoint policies and decision tables.
+    pub plan: Duration,
+    pub codegen: Duration,
+    pub bundle: Duration,
+}
+
+/// One endpoint's programs, as generated.
+#[derive(Clone, Debug)]
+pub struct EndpointPrograms {
+    pub endpoint: EndpointRef,
+    pub programs: EndpointArtifacts,
+    /// Their ids in the bundle (`None`: the endpoint has nowhere to attach; not in the bundle).
+    pub artifacts: Option<[BundleDigest; 2]>,
+}
+
+/// A compilation's result.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub bundle: Bundle,
+    pub endpoints: Vec<EndpointPrograms>,
+    /// Endpoints left out of the bundle: neither an interface nor a netns to attach to.
+    pub unattached: Vec<EndpointRef>,
+    /// Identities allocated (endpoint label sets and CIDR prefixes).
+    pub identities: usize,
+    pub times: CompileTimes,
+}
+
+/// Why the back half failed (the front half reports through diagnostics instead).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("generating the programs of endpoint {endpoint}: {source}")]
+    Codegen {
+        endpoint: EndpointRef,
+        #[source]
+        source: DatapathError,
+    },
+    #[error("node `{0}` is not in the inventory")]
+    UnknownNode(String),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// Compiles checked IR against an inventory into a bundle: identities, peer classes and the
+/// ipcache, one decision table per endpoint and direction, both programs of every endpoint,
+/// and one attachment per program. `inputs` (name, bytes) are recorded in the manifest by
+/// sha256. Deterministic: the same arguments give a byte-identical bundle.
+pub fn compile(
+    ir: &Ir,
+    inventory: &Inventory,
+    inputs: &[(String, Vec<u8>)],
+    opts: &CompileOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Compiled, CompileError> {
+    let mut times = CompileTimes::default();
+    if let Some(n) = &opts.node
+        && !inventory.nodes.iter().any(|x| &x.name == n)
+    {
+        return Err(CompileError::UnknownNode(n.clone()));
+    }
+    let t = Instant::now();
+    let ids = identity::allocate(inventory, ir);
+    let classes = Classes::build(inventory, &ids, opts.node.as_deref());
+    times.resolve = t.elapsed();
+    let selected: Vec<usize> = (0..inventory.endpoints.len())
+        .filter(|&e| {
+            opts.node.is_none() || inventory.endpoints[e].node.as_deref() == opts.node.as_deref()
+        })
+        .collect();
+    tracing::info!(
+        identities = ids.endpoints.len() + ids.cidrs.len(),
+        endpoints = selected.len(),
+        elapsed = ?times.resolve,
+        "resolved"
+    );
+    progress(Progress::Planned {
+        endpoints: selected.len(),
+    });
+
+    let mut endpoints = Vec::with_capacity(selected.len());
+    for (done, &e) in selected.iter().enumerate() {
+        let ep = &inventory.endpoints[e];
+        let endpoint = EndpointRef {
+            namespace: ep.namespace.clone(),
+            name: ep.name.clone(),
+        };
+        let t = Instant::now();
+        let policy = resolve::policy_for(ir, inventory, &ids, e);
+        let ingress = policy
+            .ingress
+            .as_ref()
+            .map(|d| DecisionTable::build(d, &classes));
+        let egress = policy
+            .egress
+            .as_ref()
+            .map(|d| DecisionTable::build(d, &classes));
+        times.plan += t.elapsed();
+        let t = Instant::now();
+        let programs = compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts.codegen)
+            .map_err(|source| CompileError::Codegen {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        times.codegen += t.elapsed();
+        endpoints.push(EndpointPrograms {
+            endpoint,
+            programs,
+            artifacts: None,
+        });
+        progress(Progress::Endpoint {
+            done: done + 1,
+            total: selected.len(),
+        });
+    }
+    tracing::info!(plan = ?times.plan, codegen = ?times.codegen, "programs built");
+
+    let t = Instant::now();
+    let mut bb = BundleBuilder::new();
+    for (name, bytes) in inputs {
+        bb.input(name, bytes)?;
+    }
+    let mut unattached = Vec::new();
+    for (ep, built) in selected
+        .iter()
+        .map(|&e| &inventory.endpoints[e])
+        .zip(&mut endpoints)
+    {
+        if ep.interface.is_none() && ep.netns.is_none() {
+            unattached.push(built.endpoint.clone());
+            continue;
+        }
+        let mut ids = Vec::with_capacity(2);
+        for art in [&built.programs.from_ep, &built.programs.to_ep] {
+            let hook = BundleHook::from(art.attach);
+            let id = bb.program(art.clone())?;
+            bb.attach(Attachment {
+                endpoint: built.endpoint.clone(),
+                interface: ep.interface.clone(),
+                netns: ep.netns.clone(),
+                hook,
+                artifact: id,
+            })?;
+            ids.push(id);
+        }
+        built.artifacts = Some([ids[0], ids[1]]);
+    }
+    let bundle = bb.finish();
+    times.bundle = t.elapsed();
+    tracing::info!(
+        artifacts = bundle.artifacts.len(),
+        attachments = bundle.attachments.len(),
+        elapsed = ?times.bundle,
+        "bundle built"
+    );
+    Ok(Compiled {
+        bundle,
+        endpoints,
+        unattached,
+        identities: ids.endpoints.len() + ids.cidrs.len(),
+        times,
+    })
 }
 
 #[cfg(test)]
