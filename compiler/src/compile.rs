@@ -13,11 +13,11 @@ use crate::bundle::{
 };
 use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
 use crate::diag::{Diag, Diagnostics, Severity};
-use crate::plan::{Classes, DecisionTable};
-use crate::resolve::{self, identity};
 use crate::ir::{self, Ir};
+use crate::plan::{Classes, DecisionTable};
 use crate::resolve::Inventory;
 use crate::resolve::inventory::InventoryError;
+use crate::resolve::{self, identity};
 use crate::source::SourceMap;
 use crate::source::ast::{Document, Span};
 use std::path::Path;
@@ -390,6 +390,89 @@ mod tests {
         let out = inventory_diag("endpoints: [\n");
         assert!(out.contains("invalid inventory"), "{out}");
         assert!(out.contains(".yaml:"), "{out}");
+    }
+
+    const POLICY: &str = r#"policy "web" in namespace shop {
+  select app = web
+  ingress allow from pods { app = lb } ports 80/tcp
+  egress allow to cidr 10.0.0.0/8 ports 5432/tcp
+}
+"#;
+
+    const INVENTORY: &str = r#"
+nodes: [{name: n1, ips: [192.168.0.1]}, {name: n2, ips: [192.168.0.2]}]
+endpoints:
+- {name: web-1, namespace: shop, labels: {app: web}, ips: [10.0.0.1], node: n1, interface: v-web1}
+- {name: web-2, namespace: shop, labels: {app: web}, ips: [10.0.0.2], node: n1, netns: web2}
+- {name: lb-1, namespace: shop, labels: {app: lb}, ips: [10.0.0.3], node: n2}
+"#;
+
+    fn build(opts: &CompileOptions) -> Result<Compiled, CompileError> {
+        let doc = crate::source::dsl::parse(crate::source::ast::SourceId(0), POLICY).unwrap();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let checked = check_documents(&[doc], Some(&inv));
+        assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
+        let inputs = vec![("web.sluice".to_string(), POLICY.as_bytes().to_vec())];
+        let mut seen = Vec::new();
+        let out = compile(&checked.ir, &inv, &inputs, opts, &mut |p| seen.push(p));
+        if let Ok(c) = &out {
+            // One `Planned`, then one `Endpoint` per endpoint.
+            assert_eq!(
+                seen.first(),
+                Some(&Progress::Planned {
+                    endpoints: c.endpoints.len()
+                })
+            );
+            assert_eq!(seen.len(), 1 + c.endpoints.len());
+        }
+        out
+    }
+
+    #[test]
+    fn compiles_every_endpoint_reproducibly() {
+        let a = build(&CompileOptions::default()).unwrap();
+        let b = build(&CompileOptions::default()).unwrap();
+        assert_eq!(a.bundle.manifest_bytes(), b.bundle.manifest_bytes());
+        assert_eq!(a.endpoints.len(), 3);
+        // lb-1 has nowhere to attach: compiled, but not in the bundle.
+        assert_eq!(a.unattached.len(), 1);
+        assert_eq!(a.unattached[0].name, "lb-1");
+        assert_eq!(a.bundle.attachments.len(), 4);
+        // web-1 and web-2 have the same policy: their programs are stored once.
+        assert_eq!(a.endpoints[0].artifacts, a.endpoints[1].artifacts);
+        assert!(
+            a.bundle.artifacts.len() <= 2,
+            "{}",
+            a.bundle.artifacts.len()
+        );
+        assert_eq!(a.bundle.inputs.len(), 1);
+        // The generic shape is a different program.
+        let generic = build(&CompileOptions {
+            codegen: CodegenOptions {
+                mode: crate::datapath::Mode::Generic,
+                ..CodegenOptions::default()
+            },
+            ..CompileOptions::default()
+        })
+        .unwrap();
+        assert_ne!(generic.bundle.digest(), a.bundle.digest());
+    }
+
+    #[test]
+    fn node_selects_its_endpoints() {
+        let n2 = build(&CompileOptions {
+            node: Some("n2".into()),
+            ..CompileOptions::default()
+        })
+        .unwrap();
+        assert_eq!(n2.endpoints.len(), 1);
+        assert_eq!(n2.endpoints[0].endpoint.name, "lb-1");
+        let err = build(&CompileOptions {
+            node: Some("n3".into()),
+            ..CompileOptions::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "node `n3` is not in the inventory");
     }
 
     #[test]

@@ -65,7 +65,12 @@ pub struct CompileArgs {
     #[command(flatten)]
     pub build: BuildArgs,
     /// The bundle directory to write (must not exist, or be empty).
-    #[arg(short, long, value_name = "BUNDLE_DIR", required_if_eq("emit", "bundle"))]
+    #[arg(
+        short,
+        long,
+        value_name = "BUNDLE_DIR",
+        required_if_eq("emit", "bundle")
+    )]
     pub output: Option<PathBuf>,
     /// What to produce.
     #[arg(long, value_enum, default_value_t = Emit::Bundle)]
@@ -126,10 +131,8 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         Progress::Planned { endpoints }
             if endpoints >= PROGRESS_MIN_ENDPOINTS && std::io::stderr().is_terminal() =>
         {
-            let b = ProgressBar::with_draw_target(
-                Some(endpoints as u64),
-                ProgressDrawTarget::stderr(),
-            );
+            let b =
+                ProgressBar::with_draw_target(Some(endpoints as u64), ProgressDrawTarget::stderr());
             b.set_style(
                 ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} endpoints ({eta})")
                     .expect("valid template")
@@ -153,9 +156,20 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         b.finish_and_clear();
     }
     let compiled = compiled?;
-    for e in &compiled.unattached {
-        tracing::warn!(
-            "endpoint {e} has neither `interface` nor `netns` in the inventory; its programs are not in the bundle"
+    if !compiled.unattached.is_empty() {
+        let mut names: Vec<String> = compiled
+            .unattached
+            .iter()
+            .take(5)
+            .map(|e| e.to_string())
+            .collect();
+        if compiled.unattached.len() > 5 {
+            names.push(format!("and {} more", compiled.unattached.len() - 5));
+        }
+        eprintln!(
+            "warning: {} endpoint(s) have neither `interface` nor `netns` in the inventory, so the bundle does not attach their programs: {}",
+            compiled.unattached.len(),
+            names.join(", ")
         );
     }
     tracing::info!(elapsed = ?t.elapsed(), times = ?compiled.times, "compiled");
@@ -173,13 +187,22 @@ fn summary(c: &Compiled) -> String {
 }
 
 pub fn run_compile(args: CompileArgs) -> miette::Result<ExitCode> {
+    // (clap's `required_if_eq` does not see the default value, so this is checked here.)
+    if args.emit == Emit::Bundle && args.output.is_none() {
+        <super::Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "`sluice compile` writes a bundle: give its directory with -o BUNDLE_DIR (or use --emit asm)",
+            )
+            .exit();
+    }
     let Some(compiled) = build(&args.build)? else {
         return Ok(ExitCode::FAILURE);
     };
     match args.emit {
         Emit::Asm => print!("{}", asm(&compiled)?),
         Emit::Bundle => {
-            let dir = args.output.expect("clap requires -o with --emit bundle");
+            let dir = args.output.expect("checked above");
             compiled
                 .bundle
                 .write(&dir)
@@ -234,8 +257,8 @@ pub fn run_apply(args: ApplyArgs) -> miette::Result<ExitCode> {
         ));
     }
     let opts = args.pins.options(args.netns);
-    let report = crate::generation::apply_bundle(&compiled.bundle, &opts)
-        .map_err(|e| miette!("{e}"))?;
+    let report =
+        crate::generation::apply_bundle(&compiled.bundle, &opts).map_err(|e| miette!("{e}"))?;
     super::load::print_report(&report);
     Ok(ExitCode::SUCCESS)
 }
