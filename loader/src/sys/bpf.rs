@@ -17,9 +17,8 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_F_REPLACE: u32 = 1 << 2;
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
@@ -138,6 +137,23 @@ pub fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
 /// A new fd for the program with this kernel id.
 pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     fd_by_id(BPF_PROG_GET_FD_BY_ID, id)
+}
+
+/// `union bpf_attr` for BPF_LINK_DETACH.
+#[repr(C)]
+#[derive(Default)]
+struct LinkDetach {
+    link_fd: u32,
+}
+
+/// Detaches a link from its hook now. Dropping the last reference (fd or pin) detaches too,
+/// but the kernel does that from a workqueue, a moment later; an unload or a swap that
+/// removes a hook wants it gone when it returns.
+pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = LinkDetach {
+        link_fd: link.as_raw_fd() as u32,
+    };
+    bpf(BPF_LINK_DETACH, &mut attr).map(|_| ())
 }
 
 /// Points `link` at `new_prog` in one BPF_LINK_UPDATE. With `old_prog`, the kernel only
