@@ -13,6 +13,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_UPDATE: libc::c_long = 29;
@@ -212,14 +214,7 @@ pub fn map_update(
 ) -> io::Result<()> {
     check_len("key", key.len(), key_size as usize)?;
     check_len("value", value.len(), value_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        flags,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
+    map_update_elem(map, key, value, flags)
 }
 
 /// Reads one element into `value` (exactly the map's value size); Ok(false) if absent.
@@ -231,17 +226,7 @@ pub fn map_lookup(
 ) -> io::Result<bool> {
     check_len("key", key.len(), key_size as usize)?;
     check_len("value", value.len(), value_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
+    map_lookup_elem(map, key, value)
 }
 
 /// The key after `key` (the first key with None) into `next`; Ok(false) at the end.
