@@ -1,19 +1,26 @@
-//! `sluice conformance run` end to end: the whole external corpus passes with the reference
-//! engine, and a case with one flipped expectation fails with exit code 1 and names the cell.
+//! `sluice conformance run` end to end: the whole external corpus and the project's own
+//! extra cases (`tests/conformance-extra`, destinations outside the cluster) pass with the
+//! reference engine, and a case with one flipped expectation fails with exit code 1 and names
+//! the cell.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use sluice_compiler::conformance::{self, Case, Expect};
 
 fn corpus() -> PathBuf {
     sluice_compiler::conformance::corpus_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
         .expect("shared/conformance/netpol not found beside the repository (set SLUICE_CONFORMANCE_DIR)")
 }
 
+/// The CLI under test. `SLUICE_BIN` overrides it: worktrees that share a target directory
+/// also share `target/debug/sluice`, which another worktree's build may replace mid-run.
+fn sluice_bin() -> PathBuf {
+    std::env::var_os("SLUICE_BIN").map_or_else(|| env!("CARGO_BIN_EXE_sluice").into(), Into::into)
+}
+
 fn sluice(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(sluice_bin()).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -53,4 +60,50 @@ fn a_wrong_expectation_fails() {
     );
     assert!(out.contains("isolated by `deny-ingress`"), "{out}");
     assert_eq!(out.lines().last(), Some("431 passed, 1 failed"));
+}
+
+fn extra() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-extra")
+}
+
+#[test]
+fn extra_cases_probe_external_ips_both_ways() {
+    // The point of the extra set: every case has cells whose destination is outside the
+    // cluster, and over the set such cells are expected both allowed and denied.
+    let files = conformance::case_files(&extra()).unwrap();
+    assert_eq!(files.len(), 5);
+    let (mut allow, mut deny) = (0, 0);
+    for f in &files {
+        let case = Case::load(f).unwrap();
+        assert!(
+            case.notes.as_deref().is_some_and(|n| n.len() > 200),
+            "{}",
+            case.name
+        );
+        let external: Vec<_> = case
+            .probes
+            .iter()
+            .filter(|p| p.to.parse::<std::net::IpAddr>().is_ok())
+            .collect();
+        assert!(!external.is_empty(), "{}", case.name);
+        allow += external
+            .iter()
+            .filter(|p| p.expect == Expect::Allow)
+            .count();
+        deny += external.iter().filter(|p| p.expect == Expect::Deny).count();
+    }
+    assert!(allow >= 10 && deny >= 10, "{allow} {deny}");
+}
+
+#[test]
+fn extra_cases_pass_with_the_reference_engine() {
+    let dir = extra();
+    let (code, out) = sluice(&["conformance".as_ref(), "run".as_ref(), dir.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        5,
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("81 passed, 0 failed"), "{out}");
 }

@@ -1,12 +1,15 @@
-//! Kernel conformance: the NetworkPolicy corpus against sluice's generated programs attached
-//! in network namespaces (BPF_PROG_TEST_RUN on every cell, real sockets on a sample). Needs
-//! root, which CI has: without it these tests fail, they never skip.
+//! Kernel conformance: the NetworkPolicy corpus, and the project's own cases with destinations
+//! outside the cluster (`tests/conformance-extra`), against sluice's generated programs
+//! attached in network namespaces (BPF_PROG_TEST_RUN on every cell, real sockets on a sample).
+//! Needs root, which CI has: without it these tests fail, they never skip.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
 use sluice_compiler::conformance::{self, Case, Expect};
+use sluice_compiler::datapath::Mode;
+use sluice_compiler::ir::L4;
 use sluice_loader::conformance::{KernelEngine, KernelOptions};
 use sluice_loader::topology;
 
@@ -47,11 +50,14 @@ fn case_file(prefix: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no case {prefix}"))
 }
 
+/// The CLI under test. `SLUICE_BIN` overrides it: worktrees that share a target directory
+/// also share `target/debug/sluice`, which another worktree's build may replace mid-run.
+fn sluice_bin() -> PathBuf {
+    std::env::var_os("SLUICE_BIN").map_or_else(|| env!("CARGO_BIN_EXE_sluice").into(), Into::into)
+}
+
 fn sluice(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(sluice_bin()).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -190,4 +196,94 @@ fn the_box_is_removed_when_a_run_panics() {
     });
     assert!(res.is_err());
     assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+}
+
+fn extra() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-extra")
+}
+
+#[test]
+fn external_destination_cases_pass_on_every_cell_and_socket() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let files = conformance::case_files(&extra()).unwrap();
+    assert_eq!(files.len(), 5);
+    for mode in [Mode::Specialized, Mode::Generic] {
+        // A sample larger than any case: every TCP and UDP cell also runs over sockets,
+        // so replies from the external host come back through the pods' hooks.
+        let mut engine = KernelEngine::new(KernelOptions {
+            mode,
+            sample: 1000,
+            ..KernelOptions::default()
+        });
+        let (mut external_allowed, mut external_denied) = (0, 0);
+        for f in &files {
+            let case = Case::load(f).unwrap();
+            let reports = conformance::run_file_checks(f, false, &mut engine);
+            let (tr, so) = (&reports[0], &reports[1]);
+            assert!(tr.error.is_none() && so.error.is_none(), "{tr:?} {so:?}");
+            assert!(
+                tr.failed.is_empty(),
+                "{mode:?} {}: {}",
+                case.name,
+                tr.failed[0]
+            );
+            assert!(
+                so.failed.is_empty(),
+                "{mode:?} {}: {}",
+                case.name,
+                so.failed[0]
+            );
+            assert_eq!(tr.passed, case.probes.len(), "{}", case.name);
+            let socket_cells: Vec<_> = case
+                .probes
+                .iter()
+                .filter(|p| matches!(p.protocol, L4::Tcp | L4::Udp))
+                .collect();
+            assert_eq!(so.passed, socket_cells.len(), "{}", case.name);
+            for p in socket_cells
+                .iter()
+                .filter(|p| p.to.parse::<std::net::Ipv4Addr>().is_ok())
+            {
+                match p.expect {
+                    Expect::Allow => external_allowed += 1,
+                    Expect::Deny => external_denied += 1,
+                }
+            }
+        }
+        // Both verdicts were seen on the wire to the external host.
+        assert!(
+            external_allowed >= 10 && external_denied >= 10,
+            "{external_allowed} {external_denied}"
+        );
+        // Whatever the engine built is gone with it.
+        drop(engine);
+        assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+    }
+}
+
+#[test]
+fn external_destination_cases_pass_through_the_cli() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = extra();
+    let (code, out) = sluice(&[
+        "conformance".as_ref(),
+        "run".as_ref(),
+        dir.as_os_str(),
+        "--engine".as_ref(),
+        "kernel".as_ref(),
+    ]);
+    println!("{out}");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        5,
+        "{out}"
+    );
+    assert!(out.contains("test-run: 81 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("sockets: ") && out.contains(" passed, 0 failed"),
+        "{out}"
+    );
 }

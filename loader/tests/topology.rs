@@ -98,6 +98,46 @@ fn pods_reach_each_other_over_tcp_and_udp() {
 }
 
 #[test]
+fn udp_echo_answers_from_the_address_it_was_sent_to() {
+    // The external host owns several addresses; a server bound to 0.0.0.0 must answer a
+    // datagram to any of them from that address, or the prober's connected socket ignores
+    // the reply and the probe reads as dropped.
+    let spec = TopologySpec::new()
+        .pod("default", "a", Ipv4Addr::new(10, 200, 0, 1))
+        .external(Ipv4Addr::new(198, 51, 100, 1))
+        .external(Ipv4Addr::new(203, 0, 113, 10))
+        .external(Ipv4Addr::new(203, 0, 113, 200));
+    let topo = Topology::build(&spec).expect("build");
+    let a = topo.pod("default", "a").unwrap();
+    let ext = topo.external().unwrap();
+    let _s = topo
+        .serve(&ext.netns, &[(81, Proto::Udp), (81, Proto::Tcp)])
+        .expect("servers outside");
+    let probes: Vec<Probe> = ext
+        .ips
+        .iter()
+        .flat_map(|&to| {
+            [Proto::Udp, Proto::Tcp].map(|proto| Probe {
+                from_netns: a.netns.clone(),
+                to,
+                port: 81,
+                proto,
+            })
+        })
+        .collect();
+    let got = probe_many(&probes, SHORT);
+    for (p, r) in probes.iter().zip(&got) {
+        assert_eq!(
+            r.as_ref().unwrap(),
+            &ProbeOutcome::Connected,
+            "{} {}",
+            p.to,
+            p.proto
+        );
+    }
+}
+
+#[test]
 fn servers_stop_and_release_their_ports() {
     let topo = Topology::build(
         &TopologySpec::new()

@@ -157,12 +157,13 @@ impl DecisionTable {
     }
 }
 
-/// Which rules can match a class: those for any peer, plus those naming its identity or its
-/// CIDR identity. Built once per table so each class only looks at its own rules.
+/// Which rules can match a class: those for any peer, plus those naming its identity, its
+/// CIDR identity, or the two as a pair. Built once per table so each class only looks at its own rules.
 struct RuleIndex {
     any: Vec<usize>,
     by_identity: HashMap<u32, Vec<usize>>,
     by_cidr: HashMap<u32, Vec<usize>>,
+    by_pair: HashMap<(u32, u32), Vec<usize>>,
 }
 
 impl RuleIndex {
@@ -171,6 +172,7 @@ impl RuleIndex {
             any: Vec::new(),
             by_identity: HashMap::new(),
             by_cidr: HashMap::new(),
+            by_pair: HashMap::new(),
         };
         for (i, r) in rules.iter().enumerate() {
             if r.peers.any {
@@ -183,6 +185,9 @@ impl RuleIndex {
             for id in &r.peers.cidr_identities {
                 index.by_cidr.entry(*id).or_default().push(i);
             }
+            for pair in &r.peers.pairs {
+                index.by_pair.entry(*pair).or_default().push(i);
+            }
         }
         index
     }
@@ -192,6 +197,11 @@ impl RuleIndex {
         out.extend(self.by_identity.get(&identity).into_iter().flatten());
         out.extend(
             cidr.and_then(|c| self.by_cidr.get(&c))
+                .into_iter()
+                .flatten(),
+        );
+        out.extend(
+            cidr.and_then(|c| self.by_pair.get(&(identity, c)))
                 .into_iter()
                 .flatten(),
         );
@@ -394,11 +404,12 @@ mod tests {
             any::<bool>(),
             proptest::collection::btree_set(1u32..5, 0..3),
             proptest::collection::btree_set(10u32..13, 0..2),
+            proptest::collection::btree_set((1u32..5, 10u32..13), 0..2),
             proptest::collection::vec(port, 0..3),
             0usize..50,
         )
             .prop_map(
-                |(tier, action, any, identities, cidr_identities, ports, rule)| {
+                |(tier, action, any, identities, cidr_identities, pairs, ports, rule)| {
                     // Pass only exists in admin tiers.
                     let action = if action == Action::Pass && !matches!(tier, Tier::Admin(_)) {
                         Action::Allow
@@ -412,6 +423,7 @@ mod tests {
                             any,
                             identities,
                             cidr_identities,
+                            pairs,
                             cidrs: Vec::new(),
                         },
                         ports,

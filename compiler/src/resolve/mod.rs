@@ -56,12 +56,16 @@ pub struct ResolvedRule {
 
 /// Who a rule's peers are. A remote matches when `any`, or its identity is in `identities`,
 /// or the local identity of its address's most specific CIDR prefix is in `cidr_identities`
-/// (CIDR peers match by address, pod addresses included, as Kubernetes `ipBlock` does).
+/// (CIDR peers match by address, pod addresses included, as Kubernetes `ipBlock` does), or
+/// its (identity, CIDR identity) pair is in `pairs`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResolvedPeers {
     pub any: bool,
     pub identities: BTreeSet<u32>,
     pub cidr_identities: BTreeSet<u32>,
+    /// Matches only together: pods that an egress rule with named ports reaches through a
+    /// CIDR peer (the names resolve on those pods, and only at those addresses).
+    pub pairs: BTreeSet<(u32, u32)>,
     /// The blocks behind `cidr_identities` (block, excepts), for LPM-free shapes.
     pub cidrs: Vec<(Cidr, Vec<Cidr>)>,
 }
@@ -70,7 +74,9 @@ impl ResolvedPeers {
     pub fn matches(&self, identity: u32, cidr_identity: Option<u32>) -> bool {
         self.any
             || self.identities.contains(&identity)
-            || cidr_identity.is_some_and(|c| self.cidr_identities.contains(&c))
+            || cidr_identity.is_some_and(|c| {
+                self.cidr_identities.contains(&c) || self.pairs.contains(&(identity, c))
+            })
     }
 }
 
@@ -290,24 +296,48 @@ fn resolve_rule(
             }
         }
         Direction::Egress => {
-            // Group destination identities by what the names resolve to on their endpoints.
-            // CIDR and `any` peers reach non-endpoints too, where names never match: they keep
-            // only the fixed ports. (Known gap: a pod reached only through a CIDR peer gets the
-            // fixed ports only; the reference evaluator resolves names for it.)
-            let mut groups: BTreeMap<BTreeSet<ResolvedPort>, BTreeSet<u32>> = BTreeMap::new();
-            let candidates: Vec<u32> = if peers.any {
+            // Group destinations by what the names resolve to on their endpoints. Endpoints
+            // named by identity (or reached through `any`) group by identity; endpoints
+            // reached only through a CIDR peer group by (identity, CIDR identity), so the
+            // names apply to them at the addresses the CIDR covers and nowhere else. Addresses
+            // that are no endpoint never match a name: they keep only the fixed ports.
+            type Group = (BTreeSet<u32>, BTreeSet<(u32, u32)>);
+            let mut groups: BTreeMap<BTreeSet<ResolvedPort>, Group> = BTreeMap::new();
+            let candidates: BTreeSet<u32> = if peers.any {
                 ids.endpoints.iter().map(|e| e.id).collect()
             } else {
-                peers.identities.iter().copied().collect()
+                peers.identities.clone()
             };
-            for id in candidates {
+            for &id in &candidates {
                 let mut eps = (0..inv.endpoints.len()).filter(|e| ids.of_endpoint[*e] == id);
                 let resolved = resolve_named(&mut eps);
                 if !resolved.is_empty() {
-                    groups.entry(resolved).or_default().insert(id);
+                    groups.entry(resolved).or_default().0.insert(id);
                 }
             }
-            for (resolved, identities) in groups {
+            if !peers.cidr_identities.is_empty() {
+                let mut by_pair: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
+                for (e, ep) in inv.endpoints.iter().enumerate() {
+                    let id = ids.of_endpoint[e];
+                    if candidates.contains(&id) {
+                        continue;
+                    }
+                    for ip in &ep.ips {
+                        if let Some(c) = ids.cidr_of_ip(*ip)
+                            && peers.cidr_identities.contains(&c)
+                        {
+                            by_pair.entry((id, c)).or_default().push(e);
+                        }
+                    }
+                }
+                for (pair, eps) in by_pair {
+                    let resolved = resolve_named(&mut eps.into_iter());
+                    if !resolved.is_empty() {
+                        groups.entry(resolved).or_default().1.insert(pair);
+                    }
+                }
+            }
+            for (resolved, (identities, pairs)) in groups {
                 let mut ports = fixed.clone();
                 ports.extend(resolved);
                 push(
@@ -315,6 +345,7 @@ fn resolve_rule(
                     ResolvedPeers {
                         any: false,
                         identities,
+                        pairs,
                         ..Default::default()
                     },
                     ports,
@@ -506,5 +537,39 @@ endpoints:
         assert!(eg.evaluate(web, None, port(8080)).allow);
         assert!(!eg.evaluate(web, None, port(9090)).allow);
         assert!(eg.evaluate(ids.of_endpoint[db], None, port(9090)).allow);
+    }
+
+    #[test]
+    fn egress_named_ports_through_a_cidr_peer_resolve_at_the_covered_addresses_only() {
+        // web1 and web2 share an identity; the block covers web1's address only.
+        let (ir, inv, ids) = setup(
+            r#"{"items":[{"kind":"policy","name":"p","namespace":"x","subject":{},
+            "rules":[{"direction":"egress","action":"allow","peers":[
+              {"peer":"cidr","cidr":"10.0.0.2/32"},{"peer":"cidr","cidr":"192.168.0.0/16"}],
+              "ports":[{"protocol":{"name":"tcp"},"port":{"named":"http"}}]}]}]}"#,
+        );
+        let db = inv.endpoint_index("x", "db").unwrap();
+        let eg = policy_for(&ir, &inv, &ids, db).egress.unwrap();
+        let ev = |ip: &str, port| {
+            let ip = ip.parse().unwrap();
+            let m = L4Match::Port {
+                proto: L4::Tcp,
+                port,
+            };
+            eg.evaluate(ids.of_ip(&inv, ip, None), ids.cidr_of_ip(ip), m)
+                .allow
+        };
+        assert!(ev("10.0.0.2", 8080), "web1: inside the block, http is 8080");
+        assert!(!ev("10.0.0.2", 9090));
+        assert!(
+            !ev("10.0.0.3", 8080),
+            "web2: same identity, outside the block"
+        );
+        assert!(
+            !ev("192.168.1.1", 8080),
+            "not an endpoint: names never match"
+        );
+        assert_eq!(eg.rules.len(), 1);
+        assert!(eg.rules[0].peers.identities.is_empty() && eg.rules[0].peers.pairs.len() == 1);
     }
 }
