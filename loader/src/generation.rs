@@ -21,7 +21,7 @@
 //! and a state file `<state_dir>/state.json` (default `/run/sluice`) with the generation
 //! number, the bundle digest and the hooks, which `sluice status` and the next load read.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -166,6 +166,9 @@ pub enum HookAction {
     Replaced { old_program_id: u32 },
     /// A new link was attached and pinned.
     Attached,
+    /// The hook already runs this artifact, built against the same generation-scope maps:
+    /// it keeps its program (nothing loaded, nothing flipped).
+    Unchanged,
 }
 
 /// One hook after the flip.
@@ -226,12 +229,20 @@ pub struct State {
     pub hooks: Vec<HookState>,
     /// Persistent map name → pin path.
     pub node_maps: Vec<(String, PathBuf)>,
+    /// Digest of the generation-scope shared maps (definitions and entries) the hooks'
+    /// programs were loaded with: a hook may keep its program only while this is unchanged.
+    #[serde(default)]
+    pub shared_digest: Option<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookState {
     pub endpoint: EndpointRef,
     pub iface: String,
+    /// The interface's index when the hook was attached or last flipped: an interface
+    /// recreated under the same name has another, and its old link is defunct.
+    #[serde(default)]
+    pub ifindex: u32,
     pub hook: Hook,
     pub pin: PathBuf,
     pub artifact: Digest,
@@ -314,7 +325,34 @@ fn in_node<T: Send>(opts: &LoadOptions, f: impl FnOnce() -> T + Send) -> io::Res
 
 /// Finds the host-side interface of an attachment: by name, or as the peer of the
 /// endpoint netns's eth0. Returns (name, ifindex) in the node namespace.
-fn resolve_iface(att: &Attachment, opts: &LoadOptions) -> Result<(String, u32), SwapError> {
+/// The ifindex of every interface the attachments name, looked up in one visit to the node
+/// namespace (a thread per look-up cost milliseconds at a thousand endpoints).
+type Indexes = BTreeMap<String, Result<u32, String>>;
+
+fn iface_indexes(bundle: &Bundle, opts: &LoadOptions) -> Result<Indexes, String> {
+    let names: BTreeSet<&str> = bundle
+        .attachments
+        .iter()
+        .filter_map(|a| a.interface.as_deref())
+        .collect();
+    if names.is_empty() {
+        return Ok(Indexes::new());
+    }
+    let found = in_node(opts, || netns::if_indexes(names.iter().copied()))
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())?;
+    Ok(names
+        .iter()
+        .zip(found)
+        .map(|(n, ix)| (n.to_string(), ix.map_err(|e| e.to_string())))
+        .collect())
+}
+
+fn resolve_iface(
+    att: &Attachment,
+    opts: &LoadOptions,
+    indexes: &Result<Indexes, String>,
+) -> Result<(String, u32), SwapError> {
     let missing = |detail: String| SwapError::InterfaceMissing {
         endpoint: att.endpoint.clone(),
         hook: att.hook.as_str(),
@@ -322,9 +360,12 @@ fn resolve_iface(att: &Attachment, opts: &LoadOptions) -> Result<(String, u32), 
     };
     let node = opts.node_netns.as_deref().unwrap_or("the current netns");
     if let Some(name) = &att.interface {
-        let idx = in_node(opts, || netns::if_index(name))
-            .map_err(|e| missing(format!("netns {node}: {e}")))?
-            .map_err(|e| missing(format!("{e} (looked in {node})")))?;
+        let idx = match indexes {
+            Err(e) => return Err(missing(format!("netns {node}: {e}"))),
+            Ok(ix) => ix[name.as_str()]
+                .clone()
+                .map_err(|e| missing(format!("{e} (looked in {node})")))?,
+        };
         return Ok((name.clone(), idx));
     }
     let ns = att
@@ -546,6 +587,60 @@ fn links_dir(root: &Path) -> PathBuf {
     root.join("links")
 }
 
+/// Digest of a bundle's generation-scope shared maps: their definitions and entries.
+fn shared_digest(bundle: &Bundle) -> Digest {
+    let mut bytes = Vec::new();
+    for m in bundle
+        .shared_maps
+        .iter()
+        .filter(|m| m.scope == MapScope::Generation)
+    {
+        let d = &m.def;
+        bytes.extend_from_slice(d.name.as_bytes());
+        bytes.push(0);
+        for v in [d.ty.id(), d.key_size, d.value_size, d.max_entries, d.flags] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(&sluice_compiler::bundle::encode_map_file(
+            d.key_size,
+            d.value_size,
+            &m.entries,
+        ));
+    }
+    Digest::of(&bytes)
+}
+
+/// Hooks that can keep what they run: the running generation (as the state file, written
+/// under the lock, records it) has the same artifact on the same pin, built against the same
+/// generation-scope maps, on the same interface (same ifindex: not recreated), and the pin is
+/// still there. pin → (link, program).
+///
+/// The kernel is not asked per hook: at a thousand endpoints that alone cost more than the
+/// whole swap. Only the loader changes pinned links; `sluice status` shows what they run.
+fn unchanged_hooks(
+    plans: &[HookPlan<'_>],
+    prev: Option<&State>,
+    shared: Digest,
+    pins: &HashSet<PathBuf>,
+) -> HashMap<PathBuf, (u32, u32)> {
+    let mut keep = HashMap::new();
+    let Some(prev) = prev.filter(|p| p.shared_digest == Some(shared)) else {
+        return keep;
+    };
+    let recorded: HashMap<&Path, &HookState> =
+        prev.hooks.iter().map(|h| (h.pin.as_path(), h)).collect();
+    for plan in plans {
+        let Some(h) = recorded.get(plan.pin.as_path()) else {
+            continue;
+        };
+        if h.artifact == plan.att.artifact && h.ifindex == plan.ifindex && pins.contains(&plan.pin)
+        {
+            keep.insert(plan.pin.clone(), (h.link_id, h.program_id));
+        }
+    }
+    keep
+}
+
 /// Object loaders by pin layout (shared map name → pin path), kept for the process's life.
 ///
 /// aya 0.14's `EbpfLoader::new` parses the whole vmlinux BTF (tens of milliseconds) even when
@@ -636,8 +731,9 @@ fn build_and_flip(
 
     // 1. Every interface exists (nothing touched yet).
     let mut plans = Vec::new();
+    let indexes = iface_indexes(bundle, opts);
     for att in &bundle.attachments {
-        let (iface, ifindex) = resolve_iface(att, opts)?;
+        let (iface, ifindex) = resolve_iface(att, opts, &indexes)?;
         let target = TcxTarget::new(opts.node_netns.as_deref(), &iface, direction(att.hook));
         let pin = links_dir(&opts.root).join(hook_pin_name(&iface, att.hook));
         plans.push(HookPlan {
@@ -648,7 +744,7 @@ fn build_and_flip(
             pin,
         });
     }
-    let mut seen = BTreeSet::new();
+    let mut seen = HashSet::new();
     for p in &plans {
         if !seen.insert(&p.pin) {
             return Err(SwapError::Conflict(format!(
@@ -697,6 +793,24 @@ fn build_and_flip(
         pin_paths.insert(m.def.name.as_str(), path);
     }
 
+    // Hooks that keep their program, and the artifacts the others need.
+    let shared = shared_digest(bundle);
+    let mut pins = HashSet::new();
+    for e in std::fs::read_dir(links_dir(&opts.root)).map_err(prep("listing links"))? {
+        pins.insert(e.map_err(prep("listing links"))?.path());
+    }
+    let keep = unchanged_hooks(&plans, prev, shared, &pins);
+    let needed: BTreeSet<Digest> = plans
+        .iter()
+        .filter(|p| !keep.contains_key(&p.pin))
+        .map(|p| p.att.artifact)
+        .collect();
+    let artifacts: Vec<(&Digest, &sluice_compiler::bundle::Artifact)> = bundle
+        .artifacts
+        .iter()
+        .filter(|(id, _)| needed.contains(id))
+        .collect();
+
     let t_prepared = Instant::now();
 
     // 3. Create every object's maps (shared ones by pin), in artifact order.
@@ -704,7 +818,7 @@ fn build_and_flip(
     {
         let mut loaders = object_loaders();
         let loader = loader_for(&mut loaders, &pin_paths);
-        for (id, art) in &bundle.artifacts {
+        for &(id, art) in &artifacts {
             let ebpf = loader.load(&art.elf).map_err(|e| {
                 let detail = match &e {
                     EbpfError::MapError(m) => format!("artifact {id}: {}", chain(m)),
@@ -729,14 +843,7 @@ fn build_and_flip(
     {
         let path = &pin_paths[m.def.name.as_str()];
         if !path.exists() {
-            if m.entries.is_empty() {
-                continue; // no program uses it
-            }
-            return Err(SwapError::MapFill {
-                map: m.def.name.clone(),
-                artifact: None,
-                detail: "no program of the bundle uses this shared map".into(),
-            });
+            continue; // no program loaded in this generation uses it
         }
         let data = MapData::from_pin(path).map_err(|e| SwapError::MapFill {
             map: m.def.name.clone(),
@@ -745,7 +852,7 @@ fn build_and_flip(
         })?;
         fill(&data, &m.def, &m.entries, None)?;
     }
-    for (id, art) in &bundle.artifacts {
+    for &(id, art) in &artifacts {
         let ebpf = &objects[id];
         for m in &art.maps {
             let Some(map) = ebpf.map(&m.name) else {
@@ -762,14 +869,14 @@ fn build_and_flip(
     let t_filled = Instant::now();
 
     // 5. Verify every program.
-    for (id, art) in &bundle.artifacts {
+    for &(id, art) in &artifacts {
         let ebpf = objects.get_mut(id).expect("loaded above");
         let prog = classifier_mut(ebpf, &art.program, *id)?;
         prog.load()
             .map_err(|e| program_error(&art.program, *id, e))?;
     }
     let mut program_ids = BTreeMap::new();
-    for (id, art) in &bundle.artifacts {
+    for &(id, art) in &artifacts {
         let ebpf = objects.get_mut(id).expect("loaded above");
         let pid = classifier_mut(ebpf, &art.program, *id)?
             .info()
@@ -783,10 +890,12 @@ fn build_and_flip(
     // 6. Existing links: which hooks replace, which attach, which are stale.
     let mut existing: BTreeMap<PathBuf, (TcxLink, u32)> = BTreeMap::new();
     let mut stale: Vec<PathBuf> = Vec::new();
-    let wanted: BTreeSet<&PathBuf> = plans.iter().map(|p| &p.pin).collect();
-    for e in std::fs::read_dir(links_dir(&opts.root)).map_err(prep("listing links"))? {
-        let path = e.map_err(prep("listing links"))?.path();
-        let Some(plan) = plans.iter().find(|p| p.pin == path) else {
+    let by_pin: HashMap<&PathBuf, &HookPlan<'_>> = plans.iter().map(|p| (&p.pin, p)).collect();
+    for path in pins {
+        if keep.contains_key(&path) {
+            continue; // checked against the kernel above
+        }
+        let Some(plan) = by_pin.get(&path) else {
             stale.push(path);
             continue;
         };
@@ -806,7 +915,7 @@ fn build_and_flip(
     debug_assert!(
         stale
             .iter()
-            .all(|s| !wanted.contains(s) || !existing.contains_key(s))
+            .all(|s| !by_pin.contains_key(s) || !existing.contains_key(s))
     );
 
     // 7. Flip. Nothing before this point changed what any hook runs.
@@ -815,11 +924,29 @@ fn build_and_flip(
     let mut hooks = Vec::new();
     for plan in &plans {
         let id = plan.att.artifact;
+        if let Some(&(link_id, program_id)) = keep.get(&plan.pin) {
+            hooks.push(HookReport {
+                endpoint: plan.att.endpoint.clone(),
+                target: plan.target.clone(),
+                artifact: id,
+                link_id,
+                program_id,
+                action: HookAction::Unchanged,
+            });
+            continue;
+        }
         let art = &bundle.artifacts[&id];
         let ebpf = objects.get_mut(&id).expect("loaded above");
         let prog = classifier_mut(ebpf, &art.program, id)?;
         let new_id = program_ids[&id];
-        let step = flip_one(plan, prog, existing.remove(&plan.pin), &stale, &mut journal);
+        let step = flip_one(
+            plan,
+            prog,
+            new_id,
+            existing.remove(&plan.pin),
+            &stale,
+            &mut journal,
+        );
         match step {
             Ok((link_id, action)) => hooks.push(HookReport {
                 endpoint: plan.att.endpoint.clone(),
@@ -880,6 +1007,7 @@ fn build_and_flip(
             .map(|(p, h)| HookState {
                 endpoint: h.endpoint.clone(),
                 iface: p.iface.clone(),
+                ifindex: p.ifindex,
                 hook: p.att.hook,
                 pin: p.pin.clone(),
                 artifact: h.artifact,
@@ -891,6 +1019,7 @@ fn build_and_flip(
             .iter()
             .map(|(n, _)| (n.clone(), pin_paths[n.as_str()].clone()))
             .collect(),
+        shared_digest: Some(shared),
     };
     if let Err(e) = write_state(&opts.state_dir, &state) {
         problems.push(format!("writing the state file: {e}"));
@@ -981,14 +1110,11 @@ enum Done {
 fn flip_one(
     plan: &HookPlan<'_>,
     prog: &mut SchedClassifier,
+    new_prog_id: u32,
     existing: Option<(TcxLink, u32)>,
     stale: &[PathBuf],
     journal: &mut Vec<Done>,
 ) -> Result<(u32, HookAction), AttachError> {
-    let new_prog_id = prog
-        .info()
-        .map_err(|e| AttachError::NotLoaded(Box::new(e)))?
-        .id();
     if let Some((mut link, old_id)) = existing {
         // Hold the old program so a rollback can put it back.
         let old_prog = sysbpf::prog_fd_by_id(old_id).map_err(|source| AttachError::Update {

@@ -100,10 +100,18 @@ impl PinDir {
     pub fn at(root: PathBuf) -> Result<Self, PinError> {
         for sub in ["links", "maps"] {
             let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(|source| PinError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+            // Another scope's remove_all may take away an empty SLUICE_ROOT between our
+            // creating it and creating our scope in it: try again.
+            let mut tries = 0;
+            while let Err(source) = std::fs::create_dir_all(&dir) {
+                tries += 1;
+                if source.kind() != io::ErrorKind::NotFound || tries == 3 {
+                    return Err(PinError::Io {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            }
         }
         if !fs::is_bpffs(&root).map_err(|source| PinError::Io {
             path: root.clone(),
@@ -203,6 +211,11 @@ impl PinDir {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(PinError::Io { path: dir, source }),
             }
+        }
+        // A scope of SLUICE_ROOT was the last one: leave no empty SLUICE_ROOT behind (the
+        // generation loader's own root is SLUICE_ROOT itself, never empty while loaded).
+        if self.root.parent() == Some(Path::new(SLUICE_ROOT)) {
+            let _ = std::fs::remove_dir(SLUICE_ROOT); // fails while other scopes live there
         }
         tracing::info!(root = %self.root.display(), removed = pins.len(), "pins removed");
         Ok(pins)

@@ -22,6 +22,9 @@ use sluice_loader::attach::{Direction, TcxTarget, query_tcx};
 use sluice_loader::generation::{self, GenerationReport, HookAction, LoadOptions, Step, SwapError};
 use sluice_loader::topology::{ProbeOutcome, Proto, Servers, Topology, TopologySpec};
 
+#[path = "support/leftovers.rs"]
+mod leftovers;
+
 const TIMEOUT: Duration = Duration::from_millis(750);
 const CT_ENTRIES: u32 = 4096;
 
@@ -143,8 +146,8 @@ enum By {
 }
 
 struct Box_ {
-    topo: Topology,
-    _servers: Vec<Servers>,
+    topo: Option<Topology>,
+    servers: Vec<Servers>,
     opts: LoadOptions,
 }
 
@@ -170,10 +173,14 @@ impl Box_ {
             node_netns: Some(topo.node_netns().to_owned()),
         };
         Box_ {
-            topo,
-            _servers: servers,
+            topo: Some(topo),
+            servers,
             opts,
         }
+    }
+
+    fn topo(&self) -> &Topology {
+        self.topo.as_ref().expect("built")
     }
 
     fn attachment(
@@ -183,7 +190,7 @@ impl Box_ {
         by: By,
         artifact: sluice_compiler::bundle::Digest,
     ) -> Attachment {
-        let p = self.topo.pod("default", pod).unwrap();
+        let p = self.topo().pod("default", pod).unwrap();
         Attachment {
             endpoint: EndpointRef {
                 namespace: "default".into(),
@@ -197,20 +204,20 @@ impl Box_ {
     }
 
     fn target(&self, pod: &str, hook: Hook) -> TcxTarget {
-        let p = self.topo.pod("default", pod).unwrap();
+        let p = self.topo().pod("default", pod).unwrap();
         let dir = match hook {
             Hook::Ingress => Direction::Ingress,
             Hook::Egress => Direction::Egress,
         };
-        TcxTarget::new(Some(self.topo.node_netns()), &p.host_if, dir)
+        TcxTarget::new(Some(self.topo().node_netns()), &p.host_if, dir)
     }
 
     fn tcp(&self, from: &str, to: &str, port: u16) -> ProbeOutcome {
         let (f, t) = (
-            self.topo.pod("default", from).unwrap(),
-            self.topo.pod("default", to).unwrap(),
+            self.topo().pod("default", from).unwrap(),
+            self.topo().pod("default", to).unwrap(),
         );
-        self.topo
+        self.topo()
             .probe(&f.netns, t.ip, port, Proto::Tcp, TIMEOUT)
             .unwrap()
     }
@@ -275,8 +282,8 @@ fn base_builder(bx: &Box_) -> BundleBuilder {
     bb.input("test-policy", b"generation test").unwrap();
     bb.shared_map(SharedMap::persistent(ct_def(), "ct"))
         .unwrap();
-    let a = bx.topo.pod("default", "a").unwrap().ip;
-    let b = bx.topo.pod("default", "b").unwrap().ip;
+    let a = bx.topo().pod("default", "a").unwrap().ip;
+    let b = bx.topo().pod("default", "b").unwrap().ip;
     let ipcache = [(a, 10u32), (b, 11)]
         .iter()
         .map(|(ip, class)| {
@@ -291,9 +298,28 @@ fn base_builder(bx: &Box_) -> BundleBuilder {
 }
 
 impl Drop for Box_ {
+    /// Unloads, removes the box, then checks nothing is left: no pin root, state, link or
+    /// program of the last generation, namespace or interface of the box.
     fn drop(&mut self) {
-        // Unload before the topology goes; ignore errors (the test may have unloaded).
-        let _ = generation::unload(&self.opts);
+        let mut made = leftovers::Made {
+            prefix: self.topo().prefix().to_owned(),
+            dirs: vec![self.opts.root.clone(), self.opts.state_dir.clone()],
+            ..Default::default()
+        };
+        if let Ok(Some(st)) = generation::read_state(&self.opts.state_dir) {
+            made.links = st.hooks.iter().map(|h| h.link_id).collect();
+            made.programs = st.hooks.iter().map(|h| h.program_id).collect();
+        }
+        // The test may have unloaded already; unloading twice is fine.
+        let unloaded = generation::unload(&self.opts);
+        self.servers.clear();
+        let torn = self.topo.take().map(Topology::teardown);
+        if std::thread::panicking() {
+            return;
+        }
+        unloaded.expect("unload");
+        torn.expect("built").expect("topology teardown");
+        leftovers::assert_clean(&made);
     }
 }
 
@@ -383,28 +409,37 @@ fn generation_a_then_b_flips_every_hook_and_unload_leaves_nothing() {
     assert_eq!(b.detached.len(), 1, "{:?}", b.detached);
     assert!(b.detached[0].ends_with(format!(
         "{}-ingress",
-        bx.topo.pod("default", "a").unwrap().host_if
+        bx.topo().pod("default", "a").unwrap().host_if
     )));
     let ids_b = hook_ids(&b);
+    // Only b's to-endpoint program changed; the hooks whose artifact (and the ipcache) are
+    // the same keep their program and are not touched.
     for (hook, (link_b, prog_b)) in &ids_b {
         let (link_a, prog_a) = ids_a[hook];
         assert_eq!(*link_b, link_a, "{hook}: same link");
-        assert_ne!(*prog_b, prog_a, "{hook}: new program");
         let h = b.hooks.iter().find(|h| hook_ids_key(h) == *hook).unwrap();
-        assert_eq!(
-            h.action,
-            HookAction::Replaced {
-                old_program_id: prog_a
-            }
-        );
+        if hook == "b/egress" {
+            assert_ne!(*prog_b, prog_a, "{hook}: new program");
+            assert_eq!(
+                h.action,
+                HookAction::Replaced {
+                    old_program_id: prog_a
+                }
+            );
+        } else {
+            assert_eq!(*prog_b, prog_a, "{hook}: same program");
+            assert_eq!(h.action, HookAction::Unchanged, "{hook}");
+        }
     }
+    assert_eq!(b.programs_loaded, 1, "only the changed artifact is loaded");
     let snap_b = bx.snapshot(ct_map_id(&bx.opts));
     for (hook, (rev, progs)) in &snap_b.hooks {
         match ids_b.get(hook) {
-            // One BPF_LINK_UPDATE per hook: the revision moved by exactly one.
+            // One BPF_LINK_UPDATE per replaced hook: the revision moved by exactly one.
             Some((_, prog)) => {
                 assert_eq!(progs, &vec![*prog], "{hook}");
-                assert_eq!(*rev, revisions_a[hook].0 + 1, "{hook}");
+                let flips = u64::from(hook == "b/egress");
+                assert_eq!(*rev, revisions_a[hook].0 + flips, "{hook}");
             }
             None => assert!(progs.is_empty(), "{hook} detached: {progs:?}"),
         }
@@ -419,6 +454,9 @@ fn generation_a_then_b_flips_every_hook_and_unload_leaves_nothing() {
     assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::Connected);
     // Generation A's programs are freed once no link runs them.
     for (_, prog_a) in ids_a.values() {
+        if ids_b.values().any(|(_, p)| p == prog_a) {
+            continue; // still run by generation B
+        }
         assert!(
             wait_gone(|| aya::programs::loaded_programs()
                 .filter_map(Result::ok)
@@ -688,7 +726,7 @@ fn sluice(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn cli_load_status_reload_unload_across_processes() {
     let bx = Box_::new(8);
-    let dir = std::env::temp_dir().join(format!("{}-bundles", bx.topo.prefix()));
+    let dir = std::env::temp_dir().join(format!("{}-bundles", bx.topo().prefix()));
     let _ = std::fs::remove_dir_all(&dir);
     let (da, db) = (dir.join("a"), dir.join("b"));
     bx.bundle(&[81], true).write(&da).unwrap();
@@ -699,7 +737,12 @@ fn cli_load_status_reload_unload_across_processes() {
     );
     let pins_args = ["--root", root.as_str(), "--state-dir", state.as_str()];
     let load = |d: &std::path::Path| {
-        let mut a = vec!["load", d.to_str().unwrap(), "--netns", bx.topo.node_netns()];
+        let mut a = vec![
+            "load",
+            d.to_str().unwrap(),
+            "--netns",
+            bx.topo().node_netns(),
+        ];
         a.extend(pins_args);
         sluice(&a)
     };
@@ -728,7 +771,8 @@ fn cli_load_status_reload_unload_across_processes() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("generation 2 live"), "{out}");
     assert!(out.contains("replacing generation 1"), "{out}");
-    assert_eq!(out.matches("replaced program").count(), 4, "{out}");
+    assert_eq!(out.matches("replaced program").count(), 1, "{out}");
+    assert_eq!(out.matches("unchanged").count(), 3, "{out}");
     assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::Connected);
     assert_eq!(bx.tcp("a", "b", 80), ProbeOutcome::TimedOut);
     let (_, out, _) = sluice(&st);
@@ -738,6 +782,12 @@ fn cli_load_status_reload_unload_across_processes() {
         .unwrap()
         .iter()
         .map(|h| h["link_id"].as_u64().unwrap())
+        .collect();
+    let progs_2: Vec<u32> = v["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["program_id"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(links_1, links_2, "same links across processes");
 
@@ -765,6 +815,13 @@ fn cli_load_status_reload_unload_across_processes() {
     assert!(ok, "{err}");
     assert!(out.contains("unloaded generation 2"), "{out}");
     assert!(!bx.opts.root.exists());
+    // `sluice unload` leaves no link, program, pin or state of the generation it unloaded.
+    leftovers::assert_clean(&leftovers::Made {
+        dirs: vec![bx.opts.root.clone(), bx.opts.state_dir.clone()],
+        links: links_2.iter().map(|&l| l as u32).collect(),
+        programs: progs_2,
+        ..Default::default()
+    });
     let (ok, out, _) = sluice(&st);
     assert!(ok);
     assert!(out.trim() == "null", "{out}");

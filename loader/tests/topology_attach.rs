@@ -237,4 +237,11 @@ fn pinned_link_outlives_its_handles_until_the_pins_are_removed() {
     assert!(gone(|| prog_fd_by_id(prog_id).is_err()));
     assert_eq!(tcp(&topo, "a", "b", 81), ProbeOutcome::Connected);
     assert!(!Path::new(&format!("/sys/fs/bpf/sluice/{}", topo.prefix())).exists());
+    // No empty /sys/fs/bpf/sluice left behind (another run's scope may still live there).
+    let root = Path::new(sluice_loader::pin::SLUICE_ROOT);
+    assert!(
+        !root.exists() || std::fs::read_dir(root).unwrap().next().is_some(),
+        "{} left behind empty",
+        root.display()
+    );
 }

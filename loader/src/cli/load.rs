@@ -48,6 +48,7 @@ pub fn print_report(r: &GenerationReport) {
                 format!("replaced program {old_program_id}")
             }
             HookAction::Attached => "attached".to_string(),
+            HookAction::Unchanged => "unchanged".to_string(),
         };
         println!(
             "  {:<24} {:<28} link {:>5} program {:>5}  {what}",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sluice_compiler::bundle::{Attachment, Bundle, BundleBuilder, EndpointRef, Hook};
 use sluice_compiler::datapath::{CodegenOptions, compile_endpoint};
 use sluice_compiler::plan::{Classes, DecisionTable};
-use sluice_compiler::resolve::{self, Inventory, identity};
+use sluice_compiler::resolve::{self, DirectionPolicy, Inventory, identity};
 use sluice_compiler::source::{SourceMap, dsl};
 
 /// Where the time of one compile went.
@@ -50,36 +50,57 @@ pub fn compile(
     }
     let ids = identity::allocate(inv, &ir);
     let classes = Classes::build(inv, &ids, None);
-    let tables: Vec<_> = (0..inv.endpoints.len())
-        .map(|e| {
-            let p = resolve::policy_for(&ir, inv, &ids, e);
+    // Endpoints with the same policy in both directions get the same programs: build the
+    // tables and the code once per distinct pair (linear search; there are few).
+    let mut distinct: Vec<(Option<DirectionPolicy>, Option<DirectionPolicy>)> = Vec::new();
+    let mut which = Vec::with_capacity(inv.endpoints.len());
+    for e in 0..inv.endpoints.len() {
+        let p = resolve::policy_for(&ir, inv, &ids, e);
+        let pair = (p.ingress, p.egress);
+        let i = match distinct.iter().position(|d| *d == pair) {
+            Some(i) => i,
+            None => {
+                distinct.push(pair);
+                distinct.len() - 1
+            }
+        };
+        which.push(i);
+    }
+    let tables: Vec<_> = distinct
+        .iter()
+        .map(|(ing, eg)| {
             (
-                p.ingress
-                    .as_ref()
-                    .map(|d| DecisionTable::build(d, &classes)),
-                p.egress.as_ref().map(|d| DecisionTable::build(d, &classes)),
+                ing.as_ref().map(|d| DecisionTable::build(d, &classes)),
+                eg.as_ref().map(|d| DecisionTable::build(d, &classes)),
             )
         })
         .collect();
     let t1 = Instant::now();
     let mut arts = Vec::with_capacity(tables.len());
-    for (e, (ing, eg)) in tables.iter().enumerate() {
+    for (ing, eg) in &tables {
         let a = compile_endpoint(ing.as_ref(), eg.as_ref(), &classes, opts)
-            .map_err(|err| format!("codegen {}: {err}", inv.endpoints[e].name))?;
+            .map_err(|err| format!("codegen: {err}"))?;
         arts.push(a);
     }
     let t2 = Instant::now();
     let mut bb = BundleBuilder::new();
     bb.input(name, policy.as_bytes())
         .map_err(|e| e.to_string())?;
-    for (ep, a) in inv.endpoints.iter().zip(arts) {
+    let mut programs = Vec::with_capacity(arts.len());
+    for a in arts {
+        let mut pair = Vec::with_capacity(2);
+        for art in [a.from_ep, a.to_ep] {
+            let hook = Hook::from(art.attach);
+            pair.push((hook, bb.program(art).map_err(|e| e.to_string())?));
+        }
+        programs.push(pair);
+    }
+    for (ep, &i) in inv.endpoints.iter().zip(&which) {
         let endpoint = EndpointRef {
             namespace: ep.namespace.clone(),
             name: ep.name.clone(),
         };
-        for art in [a.from_ep, a.to_ep] {
-            let hook = Hook::from(art.attach);
-            let id = bb.program(art).map_err(|e| e.to_string())?;
+        for &(hook, id) in &programs[i] {
             bb.attach(Attachment {
                 endpoint: endpoint.clone(),
                 interface: ep.interface.clone(),
