@@ -233,12 +233,13 @@ fn run_kernel(files: &[PathBuf], opts: &RunOptions) -> miette::Result<ExitCode> 
             .collect();
         let timing = engine.timings.get(before).map_or_else(String::new, |t| {
             format!(
-                " [{} ms: topology {}, compile {}, apply {} ({} replaced, {} attached, {} programs), test-run {}, sockets {}]",
+                " [{} ms: topology {}, compile {}, apply {} ({} replaced, {} unchanged, {} attached, {} programs), test-run {}, sockets {}]",
                 ms(t.total),
                 ms(t.topology),
                 ms(t.compile),
                 ms(t.apply),
                 t.replaced,
+                t.unchanged,
                 t.attached,
                 t.programs,
                 ms(t.test_run),

@@ -89,8 +89,10 @@ pub struct CaseTiming {
     pub test_run: Duration,
     pub sockets: Duration,
     pub total: Duration,
-    /// Hooks flipped with BPF_LINK_UPDATE (the box was reused) and hooks newly attached.
+    /// Hooks flipped with BPF_LINK_UPDATE (the box was reused), hooks that kept their program
+    /// (same artifact as the case before), and hooks newly attached.
     pub replaced: usize,
+    pub unchanged: usize,
     pub attached: usize,
     /// Distinct programs the generation loaded.
     pub programs: usize,
@@ -200,6 +202,7 @@ impl KernelEngine {
         for h in &report.hooks {
             match h.action {
                 generation::HookAction::Replaced { .. } => t.replaced += 1,
+                generation::HookAction::Unchanged => t.unchanged += 1,
                 generation::HookAction::Attached => t.attached += 1,
             }
         }
