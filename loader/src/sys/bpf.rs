@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
@@ -22,6 +23,8 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 
 /// `union bpf_attr` for the BPF_MAP_*_ELEM and GET_NEXT_KEY commands.
 #[repr(C)]
@@ -281,5 +284,165 @@ pub fn link_info(link: BorrowedFd<'_>) -> io::Result<TcxLinkInfo> {
         prog_id: w(2),
         ifindex: w(4),
         attach_type: w(5),
+    })
+}
+
+/// `union bpf_attr` for BPF_PROG_TEST_RUN.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// Size of `struct __sk_buff` (uapi, unchanged since 5.16): the context a tc program's
+/// test run takes in and hands back.
+pub const SK_BUFF_SIZE: usize = 192;
+
+/// What one BPF_PROG_TEST_RUN of a tc program returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkbRun {
+    pub retval: u32,
+    /// Kernel-measured ns per run.
+    pub duration_ns: u32,
+    /// `struct __sk_buff` after the run (mark, priority, cb[] as the program left them).
+    pub ctx_out: [u8; SK_BUFF_SIZE],
+}
+
+/// Runs a tc program once on `packet` (a whole Ethernet frame) with `ctx_in` as its
+/// `struct __sk_buff` (only mark, priority, ifindex, cb, tstamp, wire_len, gso fields may be
+/// non-zero, as the kernel demands) and returns the context it left. The packet goes
+/// through no device: nothing is sent, and only the program's own map writes persist.
+pub fn prog_test_run_skb(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    ctx_in: &[u8; SK_BUFF_SIZE],
+) -> io::Result<SkbRun> {
+    let mut ctx_out = [0u8; SK_BUFF_SIZE];
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        repeat: 1,
+        ctx_size_in: SK_BUFF_SIZE as u32,
+        ctx_size_out: SK_BUFF_SIZE as u32,
+        ctx_in: ctx_in.as_ptr() as u64,
+        ctx_out: ctx_out.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(SkbRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+        ctx_out,
+    })
+}
+
+/// A new fd for the map with this kernel id.
+pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    fd_by_id(BPF_MAP_GET_FD_BY_ID, id)
+}
+
+/// Deletes one element; Ok(false) if it was absent.
+pub fn map_delete(map: BorrowedFd<'_>, key_size: u32, key: &[u8]) -> io::Result<bool> {
+    check_len("key", key.len(), key_size as usize)?;
+    let mut attr = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the kernel says about a program (`struct bpf_prog_info`, the fields trace needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgInfo {
+    pub id: u32,
+    pub name: String,
+    pub map_ids: Vec<u32>,
+}
+
+/// Reads a program's id, name and the ids of the maps it uses.
+pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
+    // struct bpf_prog_info: type u32 @0, id u32 @4, tag [8] @8, jited_prog_len @16,
+    // xlated_prog_len @20, jited_prog_insns u64 @24, xlated_prog_insns u64 @32,
+    // load_time u64 @40, created_by_uid u32 @48, nr_map_ids u32 @52, map_ids u64 @56,
+    // name [16] @64.
+    let mut ids = vec![0u32; 64];
+    let mut buf = [0u64; 32];
+    buf[52 / 8] = (ids.len() as u64) << 32; // nr_map_ids (in), high half of word 6
+    buf[56 / 8] = ids.as_mut_ptr() as u64;
+    let mut attr = InfoByFd {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&buf) as u32,
+        info: buf.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let n = (u32_at(52) as usize).min(ids.len());
+    ids.truncate(n);
+    let name = &bytes[64..80];
+    let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(16)])
+        .into_owned();
+    Ok(ProgInfo {
+        id: u32_at(4),
+        name,
+        map_ids: ids,
+    })
+}
+
+/// What the kernel says about a map (`struct bpf_map_info`, the fields trace needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub name: String,
+}
+
+/// Reads a map's layout and name.
+pub fn map_info(map: BorrowedFd<'_>) -> io::Result<MapInfo> {
+    // struct bpf_map_info: type @0, id @4, key_size @8, value_size @12, max_entries @16,
+    // map_flags @20, name [16] @24.
+    let mut buf = [0u64; 16];
+    let mut attr = InfoByFd {
+        bpf_fd: map.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&buf) as u32,
+        info: buf.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let name = &bytes[24..40];
+    let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(16)])
+        .into_owned();
+    Ok(MapInfo {
+        map_type: u32_at(0),
+        id: u32_at(4),
+        key_size: u32_at(8),
+        value_size: u32_at(12),
+        max_entries: u32_at(16),
+        name,
     })
 }
