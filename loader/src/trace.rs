@@ -592,10 +592,23 @@ fn run_hook(
     })
 }
 
-/// Traces one flow through the generation in force.
+/// Traces one flow through the generation in force. A swap while it runs (the state file
+/// names another generation afterwards, or a program went away) makes it start over, so the
+/// report never mixes two generations.
 pub fn trace(req: &TraceRequest, opts: &TraceOptions) -> Result<TraceReport, TraceError> {
-    let InForce { state, info } = in_force(opts)?;
-    trace_in(req, &state, &info)
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let InForce { state, info } = in_force(opts)?;
+        let result = trace_in(req, &state, &info);
+        let now = generation::read_state(&opts.load.state_dir)
+            .map_err(|e| TraceError::State(e.to_string()))?
+            .map(|s| s.generation);
+        if now == Some(state.generation) || attempts == 3 {
+            return result;
+        }
+        tracing::info!(from = state.generation, to = ?now, "a swap happened during the trace; again");
+    }
 }
 
 /// [`trace`] with the state and trace info already read.
