@@ -3,10 +3,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Packages the tests use: iproute2 (netns/veth topologies), bpftool and llvm-19
-# (llvm-objdump-19 reads our ELF objects), clang-19/lld-19 (the C Wasm example).
+# iproute2: netns/veth topologies. bpftool and llvm-19 (llvm-objdump-19): read our ELF objects.
+# clang-19/lld-19: the C Wasm example (wasm-ld-19 also links Rust guests on the Debian route).
+packages=(iproute2 bpftool llvm-19 clang-19 lld-19)
+
+# Rust Wasm guests: rustup's wasm32 target, or Debian's Rust with build-std when rustup
+# cannot fetch the target (examples/wasm/build.sh picks whichever is there).
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown &&
+   ! rustup target add wasm32-unknown-unknown; then
+  echo "setup: rustup cannot add wasm32-unknown-unknown; using Debian's rustc-web route"
+  packages+=(rustc-web cargo-web rust-web-src)
+fi
+
 need=()
-for pkg in iproute2 bpftool llvm-19 clang-19 lld-19; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,4 +30,3 @@ fi
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf
 fi
-

@@ -1,16 +1,20 @@
-//! Compile-time benchmark: generates a DSL file with many rules and times each stage. Plain
-//! `std::time`, no harness: `cargo bench -p sluice-compiler --bench check [-- RULES]`.
-//! Today it times parsing (and printing); lowering and checks join as they land.
+//! Compile-time benchmark: generates a DSL file with many rules and times each stage of the
+//! `sluice check` pipeline (parse, lower, semantic checks) and the whole of it, in rules per
+//! second. Plain `std::time`, no harness:
+//! `cargo bench -p sluice-compiler --bench check [-- RULES...]` (default: 10k and 100k).
 
+use sluice_compiler::compile;
+use sluice_compiler::diag::Severity;
+use sluice_compiler::ir;
 use sluice_compiler::source::ast::{Document, Item, SourceId};
 use sluice_compiler::source::dsl;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-/// `rules` rules in policies of 50, mixing every peer and port form.
-fn generate(rules: usize) -> String {
+/// `rules` rules in policies of `per_policy`, mixing every peer and port form.
+fn generate(rules: usize, per_policy: usize) -> String {
     let mut s = String::with_capacity(rules * 100);
-    for p in 0..rules.div_ceil(50) {
+    for p in 0..rules.div_ceil(per_policy) {
         writeln!(
             s,
             "# policy {p}\npolicy \"p{p}\" in namespace ns{} {{",
@@ -22,8 +26,8 @@ fn generate(rules: usize) -> String {
             "  select app = app{p}, tier in (web, api), !legacy\n  isolate ingress, egress"
         )
         .unwrap();
-        for r in 0..50.min(rules - p * 50) {
-            let n = p * 50 + r;
+        for r in 0..per_policy.min(rules - p * per_policy) {
+            let n = p * per_policy + r;
             let line = match n % 5 {
                 0 => format!(
                     "ingress allow from pods {{ app = c{n} }} in namespaces {{ team = t{} }} ports {}/tcp, 8000-8080/tcp",
@@ -79,25 +83,70 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 }
 
 fn main() {
-    let rules: usize = std::env::args()
+    let mut sizes: Vec<usize> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000);
-    let text = generate(rules);
-    let (parse_t, doc) = time(5, || {
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        sizes = vec![10_000, 100_000];
+    }
+    for &rules in &sizes {
+        bench(rules, 50);
+    }
+    // The worst shape for pairwise checks: every rule competes with every other.
+    bench(sizes[0], sizes[0]);
+}
+
+fn bench(rules: usize, per_policy: usize) {
+    let runs = if rules > 20_000 { 2 } else { 5 };
+    let text = generate(rules, per_policy);
+    let (parse_t, doc) = time(runs, || {
         dsl::parse(SourceId(0), &text).expect("generated text parses")
     });
     assert_eq!(count_rules(&doc), rules);
-    let (print_t, printed) = time(5, || dsl::print(&doc));
+    let (print_t, printed) = time(runs, || dsl::print(&doc));
+    let docs = [doc];
+    let (lower_t, (lowered, lower_diags)) = time(runs, || ir::lower(&docs));
+    assert!(!lower_diags.has_errors());
+    assert_eq!(lowered.rules.len(), rules);
+    // The checks consume the IR: clone it outside the timed part.
+    let (mut check_t, mut diags) = (Duration::MAX, lower_diags.clone());
+    for _ in 0..runs {
+        let (input, mut d) = (lowered.clone(), lower_diags.clone());
+        let t = Instant::now();
+        let checked = ir::check::check(input, None, &mut d);
+        check_t = check_t.min(t.elapsed());
+        drop(checked);
+        diags = d;
+    }
+    // The whole pipeline as `sluice check` runs it, end to end.
+    let (total_t, checked) = time(runs, || {
+        let doc = dsl::parse(SourceId(0), &text).expect("generated text parses");
+        compile::check_documents(&[doc], None)
+    });
+    assert_eq!(checked.ir.rules.len(), rules);
     let per_sec = |d: Duration| rules as f64 / d.as_secs_f64();
-    println!("{rules} rules, {} KiB of DSL", text.len() / 1024);
+    let row = |name: &str, d: Duration| {
+        println!(
+            "  {name:<22} {:>9.2} ms  {:>12.0} rules/s",
+            d.as_secs_f64() * 1e3,
+            per_sec(d)
+        )
+    };
     println!(
-        "parse: {:>8.2} ms  {:>12.0} rules/s",
-        parse_t.as_secs_f64() * 1e3,
-        per_sec(parse_t)
+        "{rules} rules in {} policies, {} KiB of DSL ({} warnings, {} notes)",
+        rules.div_ceil(per_policy),
+        text.len() / 1024,
+        diags.count(Severity::Warning),
+        diags.count(Severity::Note)
     );
+    row("parse", parse_t);
+    row("lower", lower_t);
+    row("checks", check_t);
+    row("check (parse+lower+checks)", total_t);
     println!(
-        "print: {:>8.2} ms  {:>12.0} rules/s  ({} KiB)",
+        "  {:<22} {:>9.2} ms  {:>12.0} rules/s  ({} KiB)",
+        "print (fmt)",
         print_t.as_secs_f64() * 1e3,
         per_sec(print_t),
         printed.len() / 1024

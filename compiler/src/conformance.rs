@@ -5,8 +5,9 @@
 //! with labels, IPs and container ports), a set of NetworkPolicies and the expected verdict of
 //! every (from, to, port, protocol) probe. A case becomes an [`Inventory`] and an [`Ir`] (the
 //! policies go through the ordinary NetworkPolicy reader), and each probe becomes an
-//! [`eval::Flow`]. The runner takes the engine as a function, so the reference evaluator and
-//! later the kernel datapath are judged by the same table.
+//! [`eval::Flow`]. The runner takes the engine as an [`Engine`], so the reference evaluator and
+//! the kernel datapath (loader, `sluice conformance run --engine kernel`) are judged by the
+//! same table.
 
 use crate::diag::Diagnostics;
 use crate::eval::{self, Flow, FlowEnd};
@@ -135,6 +136,19 @@ impl Case {
 }
 
 /// All `case-*.yaml` files of a directory, sorted by name.
+/// The corpus directory: `$SLUICE_CONFORMANCE_DIR`, else `shared/conformance/netpol` beside
+/// `start` or beside one of its ancestors (the project sits next to `shared/`; worktrees and
+/// nested checkouts sit deeper).
+pub fn corpus_dir(start: &std::path::Path) -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
+        return Some(dir.into());
+    }
+    start
+        .ancestors()
+        .map(|a| a.join("shared/conformance/netpol"))
+        .find(|p| p.is_dir())
+}
+
 pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| CaseError::Io(dir.display().to_string(), e))?
@@ -294,99 +308,205 @@ impl std::fmt::Display for CellFailure {
 #[derive(Clone, Debug, Default)]
 pub struct CaseReport {
     pub name: String,
+    /// Which check of the engine this is (see [`Engine::checks`]).
+    pub check: String,
     pub passed: usize,
     pub failed: Vec<CellFailure>,
     pub skipped_loopback: usize,
-    /// The case could not be prepared (then every cell it would run counts as failed).
+    /// The case could not be prepared or run (then every cell it would run counts as failed).
     pub error: Option<String>,
 }
 
-/// What an engine answers for one probe: allowed?, and an explanation for reports.
-pub type Engine<'a> = dyn FnMut(&Prepared, &Flow) -> Result<(bool, String), String> + 'a;
+/// What an engine answers for one cell: allowed?, and an explanation for reports; `Err`
+/// when it could not answer.
+pub type Answer = Result<(bool, String), String>;
 
-/// Runs every probe of a prepared case through `engine`. Loopback cells (a pod to itself;
-/// undefined in Kubernetes) are skipped unless `include_loopback`.
-pub fn run_prepared(
-    case: &Case,
-    prep: &Prepared,
-    include_loopback: bool,
-    engine: &mut Engine<'_>,
-) -> CaseReport {
-    let mut report = CaseReport {
-        name: case.name.clone(),
-        ..Default::default()
-    };
-    for probe in &case.probes {
-        if probe.loopback && !include_loopback {
-            report.skipped_loopback += 1;
-            continue;
-        }
-        let answer = prep.flow(probe).and_then(|flow| engine(prep, &flow));
+/// Something that answers probe cells. An engine may make several independent checks per
+/// case (the kernel engine runs the attached programs on crafted packets for every cell, and
+/// real sockets for a sample), each tallied on its own.
+pub trait Engine {
+    /// The checks, in the order [`Engine::run_case`] returns their answers.
+    fn checks(&self) -> Vec<String>;
+
+    /// Answers `cells` (the case's probes, loopback cells already left out unless asked
+    /// for): one `Vec` per check, aligned with `cells`, `None` where that check did not
+    /// look at the cell. `Err` when the case could not be run at all.
+    fn run_case(
+        &mut self,
+        case: &Case,
+        prep: &Prepared,
+        cells: &[&Probe],
+    ) -> Result<Vec<Vec<Option<Answer>>>, String>;
+}
+
+/// Any per-cell function is an engine with one check, `verdict` (the reference evaluator is
+/// one: [`reference_engine`]).
+impl<F: FnMut(&Prepared, &Flow) -> Answer> Engine for F {
+    fn checks(&self) -> Vec<String> {
+        vec!["verdict".into()]
+    }
+
+    fn run_case(
+        &mut self,
+        _case: &Case,
+        prep: &Prepared,
+        cells: &[&Probe],
+    ) -> Result<Vec<Vec<Option<Answer>>>, String> {
+        Ok(vec![
+            cells
+                .iter()
+                .map(|p| Some(prep.flow(p).and_then(|flow| self(prep, &flow))))
+                .collect(),
+        ])
+    }
+}
+
+impl CaseReport {
+    /// Counts one answer against the probe's expectation.
+    pub fn tally(&mut self, probe: &Probe, answer: Answer) {
         let want = probe.expect == Expect::Allow;
         match answer {
-            Ok((got, _)) if got == want => report.passed += 1,
-            Ok((got, why)) => report.failed.push(CellFailure {
+            Ok((got, _)) if got == want => self.passed += 1,
+            Ok((got, why)) => self.failed.push(CellFailure {
                 probe: probe.clone(),
                 got: Ok(got),
                 why,
             }),
-            Err(e) => report.failed.push(CellFailure {
+            Err(e) => self.failed.push(CellFailure {
                 probe: probe.clone(),
                 got: Err(e),
                 why: String::new(),
             }),
         }
     }
-    report
+}
+
+/// The cells of a case an engine runs: loopback cells (a pod to itself; undefined in
+/// Kubernetes) are left out unless `include_loopback`. Also returns how many were left out.
+pub fn cells(case: &Case, include_loopback: bool) -> (Vec<&Probe>, usize) {
+    let cells: Vec<&Probe> = case
+        .probes
+        .iter()
+        .filter(|p| include_loopback || !p.loopback)
+        .collect();
+    let skipped = case.probes.len() - cells.len();
+    (cells, skipped)
+}
+
+/// Runs every cell of a prepared case through `engine`: one report per check.
+pub fn run_prepared_checks(
+    case: &Case,
+    prep: &Prepared,
+    include_loopback: bool,
+    engine: &mut dyn Engine,
+) -> Vec<CaseReport> {
+    let (cells, skipped) = cells(case, include_loopback);
+    let checks = engine.checks();
+    let mut reports: Vec<CaseReport> = checks
+        .iter()
+        .map(|c| CaseReport {
+            name: case.name.clone(),
+            check: c.clone(),
+            skipped_loopback: skipped,
+            ..Default::default()
+        })
+        .collect();
+    match engine.run_case(case, prep, &cells) {
+        Ok(answers) => {
+            for (report, answers) in reports.iter_mut().zip(answers) {
+                for (probe, answer) in cells.iter().zip(answers) {
+                    if let Some(a) = answer {
+                        report.tally(probe, a);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            // Every cell fails the first check; the others (samples of it) only carry the
+            // error, so the cell counts stay honest.
+            for (k, report) in reports.iter_mut().enumerate() {
+                if k == 0 {
+                    for probe in &cells {
+                        report.tally(probe, Err("case not run".into()));
+                    }
+                }
+                report.error = Some(e.clone());
+            }
+        }
+    }
+    reports
+}
+
+/// Runs every probe of a prepared case through a one-check engine (the first check of any
+/// engine).
+pub fn run_prepared(
+    case: &Case,
+    prep: &Prepared,
+    include_loopback: bool,
+    engine: &mut dyn Engine,
+) -> CaseReport {
+    run_prepared_checks(case, prep, include_loopback, engine)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
 }
 
 /// The reference engine: [`Prepared::reference`].
-pub fn reference_engine(prep: &Prepared, flow: &Flow) -> Result<(bool, String), String> {
+pub fn reference_engine(prep: &Prepared, flow: &Flow) -> Answer {
     prep.reference(flow)
 }
 
-/// Loads, prepares and runs one case file with `engine`; a case that cannot be prepared
-/// reports every cell it would have run as failed.
-pub fn run_file(path: &Path, include_loopback: bool, engine: &mut Engine<'_>) -> CaseReport {
+/// Loads, prepares and runs one case file with `engine`: one report per check. A case that
+/// cannot be loaded or prepared reports every cell it would have run as failed.
+pub fn run_file_checks(
+    path: &Path,
+    include_loopback: bool,
+    engine: &mut dyn Engine,
+) -> Vec<CaseReport> {
+    let checks = engine.checks();
+    let failed_all = |name: String, error: String, case: Option<&Case>| -> Vec<CaseReport> {
+        checks
+            .iter()
+            .enumerate()
+            .map(|(k, check)| {
+                let mut r = CaseReport {
+                    name: name.clone(),
+                    check: check.clone(),
+                    error: Some(error.clone()),
+                    ..Default::default()
+                };
+                if let Some(case) = case {
+                    let (cells, skipped) = cells(case, include_loopback);
+                    r.skipped_loopback = skipped;
+                    for p in cells.into_iter().filter(|_| k == 0) {
+                        r.tally(p, Err("case not prepared".into()));
+                    }
+                }
+                r
+            })
+            .collect()
+    };
     let case = match Case::load(path) {
         Ok(c) => c,
-        Err(e) => {
-            return CaseReport {
-                name: path.display().to_string(),
-                error: Some(e.to_string()),
-                ..Default::default()
-            };
-        }
+        Err(e) => return failed_all(path.display().to_string(), e.to_string(), None),
     };
     match prepare(&case) {
-        Ok(prep) => run_prepared(&case, &prep, include_loopback, engine),
+        Ok(prep) => run_prepared_checks(&case, &prep, include_loopback, engine),
         Err((e, diags)) => {
             let mut msg = e.to_string();
             if let Some((sm, d)) = diags {
                 msg.push('\n');
                 msg.push_str(&crate::diag::render_plain(&d, &sm));
             }
-            let cells = case
-                .probes
-                .iter()
-                .filter(|p| include_loopback || !p.loopback)
-                .map(|p| CellFailure {
-                    probe: p.clone(),
-                    got: Err("case not prepared".into()),
-                    why: String::new(),
-                })
-                .collect();
-            CaseReport {
-                name: case.name.clone(),
-                failed: cells,
-                skipped_loopback: case
-                    .probes
-                    .iter()
-                    .filter(|p| p.loopback && !include_loopback)
-                    .count(),
-                error: Some(msg),
-                ..Default::default()
-            }
+            failed_all(case.name.clone(), msg, Some(&case))
         }
     }
+}
+
+/// [`run_file_checks`] for a one-check engine (the first check of any engine).
+pub fn run_file(path: &Path, include_loopback: bool, engine: &mut dyn Engine) -> CaseReport {
+    run_file_checks(path, include_loopback, engine)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
 }

@@ -19,6 +19,7 @@
 
 pub mod bpf;
 pub mod bundle;
+pub mod compile;
 pub mod conformance;
 pub mod datapath;
 pub mod diag;

@@ -6,15 +6,8 @@ use sluice_compiler::conformance::{self, Case};
 use std::path::PathBuf;
 
 fn corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
-        return dir.into();
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/conformance/netpol"))
-        .find(|p| p.is_dir())
-        .expect("shared/conformance/netpol not found beside the repository")
+    sluice_compiler::conformance::corpus_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .expect("shared/conformance/netpol not found beside the repository (set SLUICE_CONFORMANCE_DIR)")
 }
 
 #[test]

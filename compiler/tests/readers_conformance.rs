@@ -11,16 +11,8 @@ use std::path::PathBuf;
 /// `shared/conformance/netpol` beside the repository (or beside a parent, for git worktrees);
 /// `SLUICE_CONFORMANCE_DIR` overrides. Missing corpus fails the test: it is not optional.
 fn corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
-        return dir.into();
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/conformance/netpol"))
-        .find(|p| p.is_dir())
-        .expect("shared/conformance/netpol not found beside the repository")
+    sluice_compiler::conformance::corpus_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .expect("shared/conformance/netpol not found beside the repository (set SLUICE_CONFORMANCE_DIR)")
 }
 
 /// Reads the `policies` of one case through the NetworkPolicy reader, one document each.

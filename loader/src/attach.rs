@@ -299,6 +299,10 @@ impl TcxLink {
 
     /// Removes the pin (if any) and detaches the program.
     pub fn detach(mut self) -> Result<(), AttachError> {
+        if let Ok(fd) = sysbpf::link_fd_by_id(self.link_id) {
+            // Now, not when the kernel's workqueue drops the last reference.
+            let _ = sysbpf::link_detach(fd.as_fd());
+        }
         if let Some(path) = self.pinned.take() {
             std::fs::remove_file(&path).map_err(|source| AttachError::Unpin { path, source })?;
         }

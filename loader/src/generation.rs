@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::{ProgramError, SchedClassifier};
@@ -193,6 +194,28 @@ pub struct GenerationReport {
     pub detached: Vec<PathBuf>,
     /// Persistent maps: name and kernel map id.
     pub node_maps: Vec<(String, u32)>,
+    /// How long each step took, and when the flip ran.
+    pub timings: Timings,
+}
+
+/// Wall time per step of one [`apply_bundle`] (what `loader/benches/swap.rs` reports), and
+/// the window in which hooks flipped: before `flip_started` every hook ran the old
+/// generation, after `flip_finished` every hook runs the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// Lock, state, interfaces, persistent map checks.
+    pub prepare: Duration,
+    /// Parsing the objects and creating their maps.
+    pub map_create: Duration,
+    pub map_fill: Duration,
+    /// BPF_PROG_LOAD of every distinct program (the verifier).
+    pub program_load: Duration,
+    /// Every hook's BPF_LINK_UPDATE (or attach).
+    pub flip: Duration,
+    /// Detaching stale hooks, the state file.
+    pub after: Duration,
+    pub flip_started: Instant,
+    pub flip_finished: Instant,
 }
 
 /// The state file: what the current generation is and where its hooks are.
@@ -556,8 +579,44 @@ fn links_dir(root: &Path) -> PathBuf {
     root.join("links")
 }
 
+/// Object loaders by pin layout (shared map name → pin path), kept for the process's life.
+///
+/// aya 0.14's `EbpfLoader::new` parses the whole vmlinux BTF (tens of milliseconds) even when
+/// `btf(None)` then discards it: per object, that was most of a swap's time. A loader is
+/// reusable, and its settings here are only the pin paths, which stay the same from one
+/// generation to the next for a given root; so one loader per layout is built once. Its map
+/// names must outlive it, so each distinct layout leaks its few names (a process uses one or
+/// a handful of roots).
+type Loaders = BTreeMap<Vec<(String, PathBuf)>, EbpfLoader<'static>>;
+
+fn object_loaders() -> std::sync::MutexGuard<'static, Loaders> {
+    static LOADERS: std::sync::Mutex<Loaders> = std::sync::Mutex::new(BTreeMap::new());
+    // A panic while holding it leaves nothing half-done: loaders are only read by `load`.
+    LOADERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn loader_for<'l>(
+    loaders: &'l mut Loaders,
+    pin_paths: &BTreeMap<&str, PathBuf>,
+) -> &'l mut EbpfLoader<'static> {
+    let key: Vec<(String, PathBuf)> = pin_paths
+        .iter()
+        .map(|(n, p)| (n.to_string(), p.clone()))
+        .collect();
+    loaders.entry(key).or_insert_with_key(|key| {
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
+        for (name, path) in key {
+            let name: &'static str = Box::leak(name.clone().into_boxed_str());
+            loader.map_pin_path(name, path.clone());
+        }
+        loader
+    })
+}
+
 /// Loads `bundle` as a new generation and flips every hook to it (the whole protocol).
 pub fn apply_bundle(bundle: &Bundle, opts: &LoadOptions) -> Result<GenerationReport, SwapError> {
+    let started = Instant::now();
     pin::ensure_bpffs().map_err(|e| SwapError::Prepare {
         what: "bpffs".into(),
         source: io::Error::other(e),
@@ -575,7 +634,7 @@ pub fn apply_bundle(bundle: &Bundle, opts: &LoadOptions) -> Result<GenerationRep
         )));
     }
     let mut undo = Undo::default();
-    let res = build_and_flip(bundle, opts, prev.as_ref(), &mut undo);
+    let res = build_and_flip(bundle, opts, prev.as_ref(), &mut undo, started);
     // Staging pins go either way: the loaded programs hold the generation's maps.
     undo.run();
     res
@@ -586,6 +645,7 @@ fn build_and_flip(
     opts: &LoadOptions,
     prev: Option<&State>,
     undo: &mut Undo,
+    started: Instant,
 ) -> Result<GenerationReport, SwapError> {
     let generation = prev.map_or(1, |p| p.generation + 1);
     for name in bundle.shared_maps.iter().filter_map(|m| m.pin.as_deref()) {
@@ -670,26 +730,29 @@ fn build_and_flip(
         pin_paths.insert(m.def.name.as_str(), path);
     }
 
+    let t_prepared = Instant::now();
+
     // 3. Create every object's maps (shared ones by pin), in artifact order.
     let mut objects: BTreeMap<Digest, Ebpf> = BTreeMap::new();
-    for (id, art) in &bundle.artifacts {
-        let mut loader = EbpfLoader::new();
-        loader.btf(None);
-        for (name, path) in &pin_paths {
-            loader.map_pin_path(name, path.as_path());
+    {
+        let mut loaders = object_loaders();
+        let loader = loader_for(&mut loaders, &pin_paths);
+        for (id, art) in &bundle.artifacts {
+            let ebpf = loader.load(&art.elf).map_err(|e| {
+                let detail = match &e {
+                    EbpfError::MapError(m) => format!("artifact {id}: {}", chain(m)),
+                    other => format!("artifact {id}: object rejected: {}", chain(other)),
+                };
+                SwapError::MapCreate {
+                    detail,
+                    cause: Some(Box::new(e)),
+                }
+            })?;
+            objects.insert(*id, ebpf);
         }
-        let ebpf = loader.load(&art.elf).map_err(|e| {
-            let detail = match &e {
-                EbpfError::MapError(m) => format!("artifact {id}: {}", chain(m)),
-                other => format!("artifact {id}: object rejected: {}", chain(other)),
-            };
-            SwapError::MapCreate {
-                detail,
-                cause: Some(Box::new(e)),
-            }
-        })?;
-        objects.insert(*id, ebpf);
     }
+
+    let t_created = Instant::now();
 
     // 4. Fill: generation-scope shared maps once, then each artifact's own maps.
     for m in bundle
@@ -729,6 +792,8 @@ fn build_and_flip(
         }
     }
 
+    let t_filled = Instant::now();
+
     // 5. Verify every program.
     for (id, art) in &bundle.artifacts {
         let ebpf = objects.get_mut(id).expect("loaded above");
@@ -745,6 +810,8 @@ fn build_and_flip(
             .id();
         program_ids.insert(*id, pid);
     }
+
+    let t_loaded = Instant::now();
 
     // 6. Existing links: which hooks replace, which attach, which are stale.
     let mut existing: BTreeMap<PathBuf, (TcxLink, u32)> = BTreeMap::new();
@@ -776,6 +843,7 @@ fn build_and_flip(
     );
 
     // 7. Flip. Nothing before this point changed what any hook runs.
+    let flip_started = Instant::now();
     let mut journal: Vec<Done> = Vec::new();
     let mut hooks = Vec::new();
     for plan in &plans {
@@ -805,6 +873,8 @@ fn build_and_flip(
         }
     }
 
+    let flip_finished = Instant::now();
+
     // 8. After the flip: detach hooks that are gone, record the state.
     let mut problems = Vec::new();
     let mut detached = Vec::new();
@@ -812,7 +882,7 @@ fn build_and_flip(
         if plans.iter().any(|p| p.pin == path) {
             continue; // replaced by a fresh attach in flip_one
         }
-        match std::fs::remove_file(&path) {
+        match detach_pinned(&path) {
             Ok(()) => detached.push(path),
             Err(e) => problems.push(format!("detaching {}: {e}", path.display())),
         }
@@ -869,6 +939,16 @@ fn build_and_flip(
         programs = objects.len(),
         "generation live"
     );
+    let timings = Timings {
+        prepare: (t_prepared - started) + (flip_started - t_loaded),
+        map_create: t_created - t_prepared,
+        map_fill: t_filled - t_created,
+        program_load: t_loaded - t_filled,
+        flip: flip_finished - flip_started,
+        after: flip_finished.elapsed(),
+        flip_started,
+        flip_finished,
+    };
     let report = GenerationReport {
         generation,
         bundle: state.bundle,
@@ -877,6 +957,7 @@ fn build_and_flip(
         hooks,
         detached,
         node_maps,
+        timings,
     };
     // Dropping `objects` closes our fds; the links keep the programs (and their maps).
     drop(objects);
@@ -1086,6 +1167,13 @@ pub fn unload(opts: &LoadOptions) -> Result<UnloadReport, SwapError> {
     let lock = Lock::take(&opts.state_dir)?;
     let state = read_state(&opts.state_dir)?;
     let mut removed = Vec::new();
+    // Detach every hook first (at once, not when the kernel's workqueue gets to it).
+    if let Ok(links) = std::fs::read_dir(links_dir(&opts.root)) {
+        for e in links.flatten() {
+            detach_pinned(&e.path()).map_err(prep(format!("detaching {}", e.path().display())))?;
+            removed.push(e.path());
+        }
+    }
     remove_tree(&opts.root, &mut removed)?;
     removed.sort();
     let _ = std::fs::remove_dir_all(opts.state_dir.join(TRACE_DIR));
@@ -1104,6 +1192,22 @@ pub fn unload(opts: &LoadOptions) -> Result<UnloadReport, SwapError> {
         generation: state.map(|s| s.generation),
         removed,
     })
+}
+
+/// Detaches a pinned link from its hook (synchronously) and removes the pin. A link whose
+/// interface is gone is already detached; its pin just goes.
+fn detach_pinned(path: &Path) -> io::Result<()> {
+    if let Ok(info) = aya::programs::links::PinnedLink::from_pin(path)
+        .map(aya::programs::links::FdLink::from)
+        .map_err(io::Error::other)
+        .and_then(|l| l.info().map_err(io::Error::other))
+    {
+        let fd = sysbpf::link_fd_by_id(info.id())?;
+        if let Err(e) = sysbpf::link_detach(fd.as_fd()) {
+            tracing::debug!(pin = %path.display(), error = %e, "link detach");
+        }
+    }
+    std::fs::remove_file(path)
 }
 
 fn remove_tree(dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), SwapError> {

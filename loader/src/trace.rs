@@ -50,7 +50,7 @@ pub enum TraceError {
     #[error("bundle {path}: {reason}")]
     Bundle { path: PathBuf, reason: String },
     #[error(
-        "generation {generation} was compiled without rule recording: the programs cannot say which rule decides; recompile with --trace and load it"
+        "generation {generation} was compiled without rule recording: the programs cannot say which rule decides; recompile without --no-trace and load it"
     )]
     NoRuleRecording { generation: u64 },
     #[error("pod `{pod}` is not in the inventory of generation {generation}{}", known_list(.known))]

@@ -5,15 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
-        return dir.into();
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/conformance/netpol"))
-        .find(|p| p.is_dir())
-        .expect("shared/conformance/netpol not found beside the repository")
+    sluice_compiler::conformance::corpus_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .expect("shared/conformance/netpol not found beside the repository (set SLUICE_CONFORMANCE_DIR)")
 }
 
 fn sluice(args: &[&std::ffi::OsStr]) -> (i32, String) {

@@ -17,12 +17,19 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceId(pub u32);
 
-/// A byte range in one source file. `Span::NONE` marks nodes that came from no text (Wasm).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// A byte range in one source file. `Span::NONE` (also the default) marks nodes that came
+/// from no text, such as a Wasm module's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Span {
     pub source: SourceId,
     pub start: u32,
     pub end: u32,
+}
+
+impl Default for Span {
+    fn default() -> Span {
+        Span::NONE
+    }
 }
 
 impl Span {

@@ -2,9 +2,12 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod check;
+pub mod compile;
 pub mod conformance;
 pub mod convert;
 pub mod fmt;
+pub mod inputs;
 pub mod load;
 pub mod module;
 pub mod status;
@@ -34,6 +37,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Read, lower and check policy; print every finding (exit 1 on errors).
+    Check(check::CheckArgs),
+    /// Compile policy for an inventory into a bundle (or print its programs).
+    Compile(compile::CompileArgs),
+    /// Compile policy for an inventory and load it as the next generation.
+    Apply(compile::ApplyArgs),
     /// Load a bundle as the next policy generation and flip every hook to it.
     Load(load::Args),
     /// Remove every link, pin and map sluice created.
@@ -77,6 +86,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result: miette::Result<ExitCode> = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Compile(args) => compile::run_compile(args),
+        Command::Apply(args) => compile::run_apply(args),
         Command::Load(a) => load::run(a),
         Command::Unload(a) => unload::run(a),
         Command::Status(a) => status::run(a),

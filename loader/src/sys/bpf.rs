@@ -13,18 +13,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_F_REPLACE: u32 = 1 << 2;
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 
 /// `union bpf_attr` for the BPF_MAP_*_ELEM and GET_NEXT_KEY commands.
 #[repr(C)]
@@ -143,6 +141,23 @@ pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     fd_by_id(BPF_PROG_GET_FD_BY_ID, id)
 }
 
+/// `union bpf_attr` for BPF_LINK_DETACH.
+#[repr(C)]
+#[derive(Default)]
+struct LinkDetach {
+    link_fd: u32,
+}
+
+/// Detaches a link from its hook now. Dropping the last reference (fd or pin) detaches too,
+/// but the kernel does that from a workqueue, a moment later; an unload or a swap that
+/// removes a hook wants it gone when it returns.
+pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = LinkDetach {
+        link_fd: link.as_raw_fd() as u32,
+    };
+    bpf(BPF_LINK_DETACH, &mut attr).map(|_| ())
+}
+
 /// Points `link` at `new_prog` in one BPF_LINK_UPDATE. With `old_prog`, the kernel only
 /// does it if the link still runs that program (EPERM otherwise). On error the link is
 /// unchanged and stays attached.
@@ -199,14 +214,7 @@ pub fn map_update(
 ) -> io::Result<()> {
     check_len("key", key.len(), key_size as usize)?;
     check_len("value", value.len(), value_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        flags,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
+    map_update_elem(map, key, value, flags)
 }
 
 /// Reads one element into `value` (exactly the map's value size); Ok(false) if absent.
@@ -218,17 +226,7 @@ pub fn map_lookup(
 ) -> io::Result<bool> {
     check_len("key", key.len(), key_size as usize)?;
     check_len("value", value.len(), value_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
+    map_lookup_elem(map, key, value)
 }
 
 /// The key after `key` (the first key with None) into `next`; Ok(false) at the end.
@@ -287,10 +285,28 @@ pub fn link_info(link: BorrowedFd<'_>) -> io::Result<TcxLinkInfo> {
     })
 }
 
-/// `union bpf_attr` for BPF_PROG_TEST_RUN.
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// Deletes one element; Ok(false) if it was not there.
+pub fn map_delete(map: BorrowedFd<'_>, key_size: u32, key: &[u8]) -> io::Result<bool> {
+    check_len("key", key.len(), key_size as usize)?;
+    let mut attr = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `union bpf_attr` for BPF_PROG_TEST_RUN (the `test` member).
 #[repr(C)]
 #[derive(Default)]
-struct TestRunAttr {
+struct TestRun {
     prog_fd: u32,
     retval: u32,
     data_size_in: u32,
@@ -307,6 +323,22 @@ struct TestRunAttr {
     cpu: u32,
     batch_size: u32,
     _pad: u32,
+}
+
+/// Runs the program behind `prog` (any fd, e.g. one opened by id from a hook's link) on
+/// `packet` with BPF_PROG_TEST_RUN: returns its return value and the kernel-measured ns per
+/// run. Unlike aya's test run this needs no aya `Program`, so it runs exactly the program a
+/// link runs, not a copy.
+pub fn prog_test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
+    let mut attr = TestRun {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        repeat: repeat.max(1),
+        ..Default::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok((attr.retval, attr.duration))
 }
 
 /// Size of `struct __sk_buff` (uapi, unchanged since 5.16): the context a tc program's
@@ -333,7 +365,7 @@ pub fn prog_test_run_skb(
     ctx_in: &[u8; SK_BUFF_SIZE],
 ) -> io::Result<SkbRun> {
     let mut ctx_out = [0u8; SK_BUFF_SIZE];
-    let mut attr = TestRunAttr {
+    let mut attr = TestRun {
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: packet.len() as u32,
         data_in: packet.as_ptr() as u64,
@@ -350,26 +382,6 @@ pub fn prog_test_run_skb(
         duration_ns: attr.duration,
         ctx_out,
     })
-}
-
-/// A new fd for the map with this kernel id.
-pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    fd_by_id(BPF_MAP_GET_FD_BY_ID, id)
-}
-
-/// Deletes one element; Ok(false) if it was absent.
-pub fn map_delete(map: BorrowedFd<'_>, key_size: u32, key: &[u8]) -> io::Result<bool> {
-    check_len("key", key.len(), key_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// What the kernel says about a program (`struct bpf_prog_info`, the fields trace needs).
@@ -407,42 +419,5 @@ pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
         id: u32_at(4),
         name,
         map_ids: ids,
-    })
-}
-
-/// What the kernel says about a map (`struct bpf_map_info`, the fields trace needs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapInfo {
-    pub map_type: u32,
-    pub id: u32,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-    pub name: String,
-}
-
-/// Reads a map's layout and name.
-pub fn map_info(map: BorrowedFd<'_>) -> io::Result<MapInfo> {
-    // struct bpf_map_info: type @0, id @4, key_size @8, value_size @12, max_entries @16,
-    // map_flags @20, name [16] @24.
-    let mut buf = [0u64; 16];
-    let mut attr = InfoByFd {
-        bpf_fd: map.as_raw_fd() as u32,
-        info_len: std::mem::size_of_val(&buf) as u32,
-        info: buf.as_mut_ptr() as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let name = &bytes[24..40];
-    let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(16)])
-        .into_owned();
-    Ok(MapInfo {
-        map_type: u32_at(0),
-        id: u32_at(4),
-        key_size: u32_at(8),
-        value_size: u32_at(12),
-        max_entries: u32_at(16),
-        name,
     })
 }
