@@ -12,14 +12,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use cranelift_entity::EntityRef;
-use sluice_compiler::bundle::{Attachment, Bundle, BundleBuilder, EndpointRef, Hook};
-use sluice_compiler::datapath::{CodegenOptions, Mode, compile_endpoint};
+use sluice_compiler::bundle::{Bundle, Hook};
+use sluice_compiler::compile::{self, CompileOptions};
+use sluice_compiler::datapath::{CodegenOptions, Mode};
 use sluice_compiler::eval::{self, Flow, FlowEnd};
 use sluice_compiler::ir::{Ir, L4 as IrL4, L4Match, RuleId};
-use sluice_compiler::plan::{Classes, DecisionTable};
-use sluice_compiler::resolve::{self, Inventory, identity};
+use sluice_compiler::resolve::Inventory;
 use sluice_compiler::source::{SourceMap, dsl};
-use sluice_compiler::trace_info::TraceInfo;
 use sluice_loader::generation::{self, LoadOptions};
 use sluice_loader::topology::{Topology, TopologySpec};
 use sluice_loader::trace::{self, L4, Target, TraceError, TraceOptions, TraceReport, TraceRequest};
@@ -102,43 +101,27 @@ fn compiled(bx: &Box_) -> Compiled {
     Compiled { ir, sources, inv }
 }
 
-/// IR + inventory → bundle (what `sluice compile` does), with or without rule recording
-/// and trace info.
+/// IR + inventory → bundle through the compile driver (what `sluice compile` does), with
+/// or without rule recording; `info: false` drops the trace info it adds.
 fn bundle(c: &Compiled, record: bool, info: bool) -> Bundle {
-    let ids = identity::allocate(&c.inv, &c.ir);
-    let classes = Classes::build(&c.inv, &ids, None);
-    let opts = CodegenOptions {
-        mode: Mode::Specialized,
-        trace: record,
-        ..Default::default()
+    let opts = CompileOptions {
+        codegen: CodegenOptions {
+            mode: Mode::Specialized,
+            trace: record,
+            ..Default::default()
+        },
+        node: None,
     };
-    let mut b = BundleBuilder::new();
-    b.input(POLICY_FILE, POLICY.as_bytes()).unwrap();
-    for (i, ep) in c.inv.endpoints.iter().enumerate() {
-        let pol = resolve::policy_for(&c.ir, &c.inv, &ids, i);
-        let ing = pol.ingress.map(|d| DecisionTable::build(&d, &classes));
-        let egr = pol.egress.map(|d| DecisionTable::build(&d, &classes));
-        let arts = compile_endpoint(ing.as_ref(), egr.as_ref(), &classes, &opts).unwrap();
-        for art in [arts.from_ep, arts.to_ep] {
-            let hook = art.attach.into();
-            let artifact = b.program(art).unwrap();
-            b.attach(Attachment {
-                endpoint: EndpointRef {
-                    namespace: ep.namespace.clone(),
-                    name: ep.name.clone(),
-                },
-                interface: ep.interface.clone(),
-                netns: None,
-                hook,
-                artifact,
-            })
-            .unwrap();
-        }
+    let inputs = vec![(POLICY_FILE.to_string(), POLICY.as_bytes().to_vec())];
+    let mut b = compile::compile(&c.ir, &c.inv, &c.sources, &inputs, &opts, &mut |_| {})
+        .expect("compile")
+        .bundle;
+    let carried = b.trace.as_ref().expect("the driver adds trace info");
+    assert_eq!(carried.rule_recording, record);
+    if !info {
+        b.trace = None;
     }
-    if info {
-        b.trace_info(TraceInfo::new(&c.ir, &c.sources, &c.inv, record));
-    }
-    b.finish()
+    b
 }
 
 /// A map's entries, sorted by key.
