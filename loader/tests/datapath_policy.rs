@@ -144,7 +144,7 @@ fn load_endpoint(arts: &EndpointArtifacts, shared_ct: bool) -> EndpointProgs {
 fn records(art: &ProgramArtifact) -> bool {
     sluice_compiler::datapath::emit_asm(art)
         .expect("disassembles")
-        .contains("*(u32 *)(r1 + 48) = r7")
+        .contains("*(u32 *)(r1 + 48) = r")
 }
 
 /// Runs a program on a packet as a real packet (conntrack inserts happen): its return value

@@ -11,7 +11,8 @@
 //! with every part left out that the endpoint does not need: no conntrack when neither
 //! direction can deny, no decision when this direction cannot deny (unless rules are
 //! recorded), no trace code without rule recording. A program that needs none of it is
-//! `return TC_ACT_OK`.
+//! `return TC_ACT_OK` (with rule recording and no policy in its direction, after writing
+//! "allowed, no rule" to `cb[0]`).
 
 use super::cost::{self, Limits};
 use super::decide::{self, CODE};
@@ -19,7 +20,7 @@ use super::keys::{self, Stage};
 use super::parse::{self, L3_PROTO};
 use super::verdict::{self, TC_ACT_OK};
 use super::{Attach, DatapathError, Hook, MapContents, ProgramArtifact, Side, ct};
-use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind};
+use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
 use crate::plan::{Classes, DecisionTable, Verdict};
 
 /// Which shape the decision takes.
@@ -93,7 +94,19 @@ pub fn compile_program(
     let mut ipcache = None;
     let mut decision_maps = Vec::new();
 
-    if !deny && !conntrack && !opts.trace {
+    // Nothing to decide: pass. With rule recording and no policy at all in this direction,
+    // still say so (two instructions, not a parse); a policy that cannot deny still gets
+    // its decision code, so a trace can name the allow rule that matched.
+    if !deny && !conntrack && (!opts.trace || table.is_none()) {
+        if opts.trace {
+            let unrestricted = Verdict {
+                allow: true,
+                audited: false,
+                rule: None,
+            };
+            a.mov64(Reg::R2, keys::verdict_code(unrestricted) as i32)
+                .stx(Size::W, Reg::R1, verdict::SKB_CB0, Reg::R2);
+        }
         a.ret(TC_ACT_OK);
     } else {
         let tail = a.label();
@@ -296,6 +309,20 @@ endpoints:
             }
         }
         assert_eq!(compared, 4);
+
+        // No policy in a direction and nothing to track: `return TC_ACT_OK`, and with
+        // recording two instructions that write "allowed, no rule" first.
+        let (c, _, _) = tables(policy);
+        for (trace, want) in [(false, 2), (true, 4)] {
+            let opts = CodegenOptions {
+                trace,
+                ..Default::default()
+            };
+            let art = compile_program(Side::FromEp, None, &c, &opts, false).unwrap();
+            let i = insns(&art);
+            assert_eq!(i.len(), want, "trace {trace}");
+            assert_eq!(i.iter().filter(|i| is_trace(i)).count(), usize::from(trace));
+        }
     }
 
     #[test]
