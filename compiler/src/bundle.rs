@@ -7,6 +7,7 @@
 //! manifest.json          versions, inputs, shared maps, artifacts, attachments (all sorted)
 //! programs/<sha256>.o    one ELF object per distinct object file, named by its own sha256
 //! maps/<sha256>.map      one binary entry file per distinct map contents
+//! trace/<sha256>.json    optional: rule table and endpoint addresses for `sluice trace`
 //! ```
 //!
 //! Files are content-addressed, so identical programs and identical map contents are stored
@@ -29,6 +30,7 @@ use sha2::{Digest as _, Sha256};
 use crate::bpf::{MapDef, MapType, Pinning};
 use crate::datapath::Attach;
 pub use crate::datapath::{MapContents, MapScope, ProgramArtifact};
+pub use crate::trace_info::TraceInfo;
 
 /// Version of the directory layout and manifest schema this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -214,6 +216,8 @@ pub struct Bundle {
     pub artifacts: BTreeMap<Digest, Artifact>,
     /// Sorted by endpoint, then hook.
     pub attachments: Vec<Attachment>,
+    /// What `sluice trace` needs (rule table, endpoint addresses), when the compiler gave it.
+    pub trace: Option<TraceInfo>,
 }
 
 /// What went wrong building, writing or reading a bundle.
@@ -269,6 +273,9 @@ struct Manifest {
     shared_maps: Vec<SharedMapRecord>,
     artifacts: Vec<ArtifactRecord>,
     attachments: Vec<Attachment>,
+    /// Absent (not `null`) when there is none, so bundles without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace: Option<FileRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,6 +521,7 @@ pub struct BundleBuilder {
     shared: BTreeMap<String, SharedMap>,
     artifacts: BTreeMap<Digest, Artifact>,
     attachments: BTreeMap<(EndpointRef, Hook), Attachment>,
+    trace: Option<TraceInfo>,
 }
 
 impl BundleBuilder {
@@ -636,6 +644,12 @@ impl BundleBuilder {
         Ok(id)
     }
 
+    /// Sets the trace info (rule table, endpoint addresses) the bundle carries.
+    pub fn trace_info(&mut self, info: TraceInfo) -> &mut Self {
+        self.trace = Some(info);
+        self
+    }
+
     /// Puts `artifact` on `hook` of an endpoint (one artifact per endpoint and hook).
     pub fn attach(&mut self, a: Attachment) -> Result<&mut Self, BundleError> {
         let Some(art) = self.artifacts.get(&a.artifact) else {
@@ -683,6 +697,7 @@ impl BundleBuilder {
             shared_maps: self.shared.into_values().collect(),
             artifacts: self.artifacts,
             attachments: self.attachments.into_values().collect(),
+            trace: self.trace,
         }
     }
 }
@@ -701,6 +716,10 @@ fn object_path(d: &Digest) -> String {
 
 fn map_path(d: &Digest) -> String {
     format!("maps/{d}.map")
+}
+
+fn trace_path(d: &Digest) -> String {
+    format!("trace/{d}.json")
 }
 
 /// The file an entry list is stored in, if it has any entries: (reference, bytes).
@@ -783,6 +802,16 @@ impl Bundle {
                 record
             })
             .collect();
+        let trace = self.trace.as_ref().map(|t| {
+            let bytes = t.to_bytes();
+            let sha256 = Digest::of(&bytes);
+            let r = FileRef {
+                path: trace_path(&sha256),
+                sha256,
+            };
+            files.insert(r.path.clone(), bytes);
+            r
+        });
         let manifest = Manifest {
             format: FORMAT_VERSION,
             generator: self.generator.clone(),
@@ -790,6 +819,7 @@ impl Bundle {
             shared_maps,
             artifacts,
             attachments: self.attachments.clone(),
+            trace,
         };
         let mut json = serde_json::to_vec_pretty(&manifest).expect("plain data serializes");
         json.push(b'\n');
@@ -827,6 +857,10 @@ impl Bundle {
         let (manifest, files) = self.render();
         for sub in ["programs", "maps"] {
             let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        if self.trace.is_some() {
+            let d = dir.join("trace");
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         for (rel, bytes) in &files {
@@ -973,12 +1007,25 @@ impl Bundle {
                 )));
             }
         }
+        let trace = match &m.trace {
+            None => None,
+            Some(r) => {
+                let bytes = load(r, trace_path(&r.sha256))?;
+                let info =
+                    TraceInfo::from_bytes(&bytes).map_err(|reason| BundleError::Corrupt {
+                        path: dir.join(&r.path),
+                        reason,
+                    })?;
+                Some(info)
+            }
+        };
         let bundle = Bundle {
             generator: m.generator,
             inputs: m.inputs,
             shared_maps,
             artifacts,
             attachments: m.attachments,
+            trace,
         };
         // A hand-edited manifest that still hashes right but is not canonical (unsorted,
         // reformatted) would give a different bundle digest than its content: refuse it.
@@ -1124,6 +1171,54 @@ mod tests {
         for d in [d1, d2] {
             std::fs::remove_dir_all(d).unwrap();
         }
+    }
+
+    #[test]
+    fn trace_info_is_a_hashed_file_and_optional() {
+        use crate::trace_info::{EndpointEntry, RuleEntry, RuleTable, SourceLocation};
+        let plain = sample();
+        let text = String::from_utf8(plain.manifest_bytes()).unwrap();
+        assert!(!text.contains("\"trace\""), "absent, not null: {text}");
+        let mut traced = sample();
+        traced.trace = Some(TraceInfo {
+            format: crate::trace_info::TRACE_INFO_FORMAT,
+            rule_recording: true,
+            rules: RuleTable(vec![RuleEntry {
+                id: 1,
+                policy: "web".into(),
+                name: None,
+                index: 1,
+                direction: "ingress".into(),
+                action: "allow".into(),
+                tier: "default".into(),
+                location: Some(SourceLocation {
+                    file: "web.sluice".into(),
+                    line: 3,
+                    column: 3,
+                }),
+            }]),
+            endpoints: vec![EndpointEntry {
+                namespace: "default".into(),
+                name: "x".into(),
+                ips: vec!["10.0.0.1".into()],
+            }],
+        });
+        assert_ne!(traced.digest(), plain.digest(), "the manifest pins it");
+        let d = tmpdir("trace");
+        traced.write(&d).unwrap();
+        assert_eq!(Bundle::read(&d).unwrap(), traced);
+        let f = std::fs::read_dir(d.join("trace"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&f).unwrap();
+        bytes[10] ^= 1;
+        std::fs::write(&f, &bytes).unwrap();
+        let err = Bundle::read(&d).unwrap_err();
+        assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
+        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::resolve::inventory::InventoryError;
 use crate::resolve::{self, identity};
 use crate::source::SourceMap;
 use crate::source::ast::{Document, Span};
+use crate::trace_info::TraceInfo;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -246,11 +247,13 @@ pub enum CompileError {
 
 /// Compiles checked IR against an inventory into a bundle: identities, peer classes and the
 /// ipcache, one decision table per endpoint and direction, both programs of every endpoint,
-/// and one attachment per program. `inputs` (name, bytes) are recorded in the manifest by
-/// sha256. Deterministic: the same arguments give a byte-identical bundle.
+/// one attachment per program, and the trace info (`sluice trace`'s rule table, located in
+/// `sources`, and the endpoints' addresses). `inputs` (name, bytes) are recorded in the
+/// manifest by sha256. Deterministic: the same arguments give a byte-identical bundle.
 pub fn compile(
     ir: &Ir,
     inventory: &Inventory,
+    sources: &SourceMap,
     inputs: &[(String, Vec<u8>)],
     opts: &CompileOptions,
     progress: &mut dyn FnMut(Progress),
@@ -347,6 +350,7 @@ pub fn compile(
         }
         built.artifacts = Some([ids[0], ids[1]]);
     }
+    bb.trace_info(TraceInfo::new(ir, sources, inventory, opts.codegen.trace));
     let bundle = bb.finish();
     times.bundle = t.elapsed();
     tracing::info!(
@@ -408,13 +412,15 @@ endpoints:
 "#;
 
     fn build(opts: &CompileOptions) -> Result<Compiled, CompileError> {
-        let doc = crate::source::dsl::parse(crate::source::ast::SourceId(0), POLICY).unwrap();
+        let mut sm = SourceMap::new();
+        let id = sm.add("web.sluice", POLICY);
+        let doc = crate::source::dsl::parse(id, POLICY).unwrap();
         let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
         let checked = check_documents(&[doc], Some(&inv));
         assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
         let inputs = vec![("web.sluice".to_string(), POLICY.as_bytes().to_vec())];
         let mut seen = Vec::new();
-        let out = compile(&checked.ir, &inv, &inputs, opts, &mut |p| seen.push(p));
+        let out = compile(&checked.ir, &inv, &sm, &inputs, opts, &mut |p| seen.push(p));
         if let Ok(c) = &out {
             // One `Planned`, then one `Endpoint` per endpoint.
             assert_eq!(
@@ -456,6 +462,35 @@ endpoints:
         })
         .unwrap();
         assert_ne!(generic.bundle.digest(), a.bundle.digest());
+    }
+
+    #[test]
+    fn the_bundle_carries_the_rule_table() {
+        let c = build(&CompileOptions {
+            codegen: CodegenOptions {
+                trace: true,
+                ..CodegenOptions::default()
+            },
+            ..CompileOptions::default()
+        })
+        .unwrap();
+        let info = c.bundle.trace.as_ref().expect("trace info");
+        assert!(info.rule_recording);
+        let r = info.rules.get(1).unwrap();
+        assert_eq!(
+            r.location.as_ref().unwrap().to_string(),
+            "web.sluice:3:3",
+            "{r:?}"
+        );
+        assert_eq!((r.policy.as_str(), r.action.as_str()), ("web", "allow"));
+        assert_eq!(
+            info.rules.get(2).unwrap().location.as_ref().unwrap().line,
+            4
+        );
+        assert_eq!(info.endpoints.len(), 3, "every endpoint's addresses");
+        let plain = build(&CompileOptions::default()).unwrap();
+        assert!(!plain.bundle.trace.as_ref().unwrap().rule_recording);
+        assert_ne!(plain.bundle.digest(), c.bundle.digest());
     }
 
     #[test]

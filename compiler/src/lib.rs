@@ -28,3 +28,4 @@ pub mod ir;
 pub mod plan;
 pub mod resolve;
 pub mod source;
+pub mod trace_info;

@@ -20,6 +20,8 @@
 //! ```
 //! and a state file `<state_dir>/state.json` (default `/run/sluice`) with the generation
 //! number, the bundle digest and the hooks, which `sluice status` and the next load read.
+//! A bundle's trace info (rule table, endpoint addresses) is kept next to it as
+//! `<state_dir>/trace/<bundle digest>.json` for `sluice trace`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
@@ -252,6 +254,37 @@ pub struct HookState {
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
+
+const TRACE_DIR: &str = "trace";
+
+/// Where the trace info of the bundle with this digest is kept.
+pub fn trace_info_path(state_dir: &Path, bundle: &Digest) -> PathBuf {
+    state_dir.join(TRACE_DIR).join(format!("{bundle}.json"))
+}
+
+fn save_trace_info(state_dir: &Path, bundle: &Bundle) -> io::Result<()> {
+    let Some(info) = &bundle.trace else {
+        return Ok(());
+    };
+    let p = trace_info_path(state_dir, &bundle.digest());
+    std::fs::create_dir_all(p.parent().expect("has a parent"))?;
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, info.to_bytes())?;
+    std::fs::rename(&tmp, &p)
+}
+
+/// Removes the trace info of bundles no longer in force.
+fn prune_trace_info(state_dir: &Path, keep: &Digest) {
+    let Ok(dir) = std::fs::read_dir(state_dir.join(TRACE_DIR)) else {
+        return;
+    };
+    let keep = format!("{keep}.json");
+    for e in dir.flatten() {
+        if e.file_name().to_string_lossy() != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
 
 /// Reads the state file; None when nothing is loaded.
 pub fn read_state(state_dir: &Path) -> Result<Option<State>, SwapError> {
@@ -1021,9 +1054,14 @@ fn build_and_flip(
             .collect(),
         shared_digest: Some(shared),
     };
+    // Before the state names the bundle, so trace never sees a generation without it.
+    if let Err(e) = save_trace_info(&opts.state_dir, bundle) {
+        problems.push(format!("writing the trace info: {e}"));
+    }
     if let Err(e) = write_state(&opts.state_dir, &state) {
         problems.push(format!("writing the state file: {e}"));
     }
+    prune_trace_info(&opts.state_dir, &state.bundle);
     tracing::info!(
         generation,
         hooks = hooks.len(),
@@ -1264,6 +1302,7 @@ pub fn unload(opts: &LoadOptions) -> Result<UnloadReport, SwapError> {
     }
     remove_tree(&opts.root, &mut removed)?;
     removed.sort();
+    let _ = std::fs::remove_dir_all(opts.state_dir.join(TRACE_DIR));
     for f in [STATE_FILE, LOCK_FILE] {
         let p = opts.state_dir.join(f);
         match std::fs::remove_file(&p) {

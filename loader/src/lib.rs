@@ -9,3 +9,4 @@ pub mod load;
 pub mod pin;
 pub mod sys;
 pub mod topology;
+pub mod trace;

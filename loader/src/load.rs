@@ -210,6 +210,25 @@ impl LoadedObject {
             .ok_or_else(|| LoadError::NoProgram(name.to_string()))
     }
 
+    /// The fd of a loaded program (for runs through `crate::trace`).
+    pub fn program_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError> {
+        let prog = self.program(name)?;
+        let fd = match prog {
+            Program::SchedClassifier(p) => p.fd(),
+            Program::Xdp(p) => p.fd(),
+            other => {
+                return Err(LoadError::UnsupportedKind {
+                    name: name.to_string(),
+                    kind: format!("{:?}", other.prog_type()),
+                });
+            }
+        };
+        fd.map(|f| f.as_fd()).map_err(|source| LoadError::Program {
+            name: name.to_string(),
+            source,
+        })
+    }
+
     /// The kernel's id of a loaded program (as `bpftool prog show id N` takes it).
     pub fn program_id(&self, name: &str) -> Result<u32, LoadError> {
         let info = self

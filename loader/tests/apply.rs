@@ -176,6 +176,42 @@ fn apply_enforces_replaces_and_unloads() {
     assert_eq!(rig.probe("other", "web", 81), ProbeOutcome::Connected);
     assert_eq!(rig.probe("lb", "web", 80), ProbeOutcome::TimedOut);
 
+    // `sluice trace` asks the programs `apply` attached, and names the rule in policy.sluice.
+    let trace = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("trace")
+            .args(args)
+            .args(rig.pin_args())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let out = trace(&[
+        "--from",
+        "shop/other",
+        "--to",
+        "shop/web",
+        "--port",
+        "81/tcp",
+    ]);
+    assert!(
+        out.contains("policy.sluice:3:3 rule 1 of policy `web`") && out.contains("generation 2"),
+        "{out}"
+    );
+    assert!(out.contains("verdict: ALLOW"), "{out}");
+    let out = trace(&[
+        "--from", "lb", "--to", "web", "--port", "80", "--output", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allow"], false, "{out}");
+    assert_eq!(v["denied_by"], 1, "{out}");
+
     // `sluice unload` removes it all; traffic flows again.
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("unload")

@@ -97,6 +97,7 @@ fn ep_ip(w: &World, e: usize) -> Ipv4Addr {
 struct Loaded {
     obj: LoadedObject,
     name: String,
+    traced: bool,
 }
 
 fn load(art: &ProgramArtifact, pins: &PinDir) -> Loaded {
@@ -112,6 +113,7 @@ fn load(art: &ProgramArtifact, pins: &PinDir) -> Loaded {
     Loaded {
         obj,
         name: art.name.clone(),
+        traced: records(art),
     }
 }
 
@@ -138,31 +140,20 @@ fn load_endpoint(arts: &EndpointArtifacts, shared_ct: bool) -> EndpointProgs {
     }
 }
 
-fn ncpus() -> usize {
-    aya::util::nr_cpus().expect("possible cpus")
+/// Whether a program records verdicts (its tail stores the code into `skb->cb[0]`).
+fn records(art: &ProgramArtifact) -> bool {
+    sluice_compiler::datapath::emit_asm(art)
+        .expect("disassembles")
+        .contains("*(u32 *)(r1 + 48) = r")
 }
 
-/// Runs a program on a packet: its return value and, with rule recording, the trace.
+/// Runs a program on a packet as a real packet (conntrack inserts happen): its return value
+/// and, with rule recording, the verdict it recorded in `cb[0]`.
 fn run(l: &Loaded, pkt: &[u8]) -> (u32, Option<keys::Decoded>) {
-    let traced = l.obj.map_fd(keys::TRACE).is_ok();
-    let slot = 8 * ncpus();
-    if traced {
-        l.obj
-            .write_map(keys::TRACE, &0u32.to_le_bytes(), &vec![0u8; slot])
-            .expect("clear trace");
-    }
-    let out = l.obj.test_run(&l.name, pkt, 1).expect("test run");
-    let trace = traced.then(|| {
-        let v = l
-            .obj
-            .read_map(keys::TRACE, &0u32.to_le_bytes(), slot)
-            .expect("read trace")
-            .expect("trace slot");
-        let written: Vec<keys::Decoded> = v.chunks(8).filter_map(keys::decode_trace).collect();
-        assert_eq!(written.len(), 1, "one CPU ran the program");
-        written[0]
-    });
-    (out.retval, trace)
+    let fd = l.obj.program_fd(&l.name).expect("program fd");
+    let (ret, trace) = sluice_loader::trace::run_recorded(fd, pkt, false).expect("test run");
+    assert_eq!(trace.is_some(), l.traced, "recorded iff compiled to record");
+    (ret, trace)
 }
 
 /// What a probe sends.
@@ -431,14 +422,13 @@ fn demo_policy_specialized_with_maps_matches_the_evaluator() {
 }
 
 #[test]
-fn without_rule_recording_there_is_no_trace_map_and_verdicts_hold() {
+fn without_rule_recording_nothing_is_recorded_and_verdicts_hold() {
     let w = world(&demo_policy(), DEMO_INVENTORY);
     let opts = CodegenOptions::default();
     let e = 0;
     let arts = compile(&w, e, &opts);
-    assert!(arts.from_ep.maps.iter().all(|m| m.name != keys::TRACE));
     let progs = load_endpoint(&arts, false);
-    assert!(progs.from.obj.map_fd(keys::TRACE).is_err());
+    assert!(!progs.from.traced && !progs.to.traced);
     for peer in demo_peers(&w) {
         for probe in demo_probes() {
             check(&w, e, &progs, Side::FromEp, peer, probe, "untraced");

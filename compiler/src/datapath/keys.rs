@@ -20,8 +20,6 @@ pub const PROFILE: &str = "sluice_profile";
 pub const PORTS: &str = "sluice_ports";
 /// (class, protocol, port prefix) → verdict code (LPM trie, per program; generic mode).
 pub const POLICY: &str = "sluice_policy";
-/// The last verdict on this CPU (per-CPU array of one slot; only with rule recording).
-pub const TRACE: &str = "sluice_trace";
 
 /// The verdict code: one u32 that leaves of compare trees load as an immediate and map
 /// lookups return, so every shape ends in the same tail.
@@ -106,15 +104,17 @@ pub fn decode(c: u32) -> Decoded {
     }
 }
 
-/// The trace slot's value: `rule u32 | verdict u32`, where `verdict` is the low byte of the
-/// code with bit 31 set (so a zeroed slot reads as "nothing recorded").
-pub const TRACE_WRITTEN: u32 = 1 << 31;
+/// What `sluice trace` puts in `skb->cb[0]` of its probe packet. A program with rule
+/// recording overwrites it with the verdict code and, seeing it, skips the conntrack insert.
+/// It is never a verdict code (its stage bits, 12, name no stage), so `cb[0]` still holding
+/// it after a run means the program recorded nothing.
+pub const TRACE_REQUEST: u32 = 0x51ce_7ace;
 
-/// Parses a trace slot value (8 bytes); `None` when the slot was never written.
-pub fn decode_trace(value: &[u8]) -> Option<Decoded> {
-    let rule = u32::from_le_bytes(value[0..4].try_into().ok()?);
-    let verdict = u32::from_le_bytes(value[4..8].try_into().ok()?);
-    (verdict & TRACE_WRITTEN != 0).then(|| decode((verdict & 0xff) | rule << code::RULE_SHIFT))
+/// The recorded verdict from `cb[0]` after a traced run; `None` when nothing was recorded.
+pub fn decode_trace(cb0: u32) -> Option<Decoded> {
+    (cb0 != TRACE_REQUEST)
+        .then(|| decode(cb0))
+        .filter(|d| d.stage.is_some())
 }
 
 /// ipcache key: `prefixlen u32 | addr u32 (network order)`; value: class u32.
@@ -263,11 +263,15 @@ mod tests {
             (d.allow, d.stage, d.rule),
             (false, Some(Stage::Malformed), 0)
         );
-        let mut slot = 42u32.to_le_bytes().to_vec();
-        slot.extend_from_slice(&(TRACE_WRITTEN | 3).to_le_bytes());
-        let t = decode_trace(&slot).unwrap();
+        let t = decode_trace(42 << code::RULE_SHIFT | 3).unwrap();
         assert_eq!((t.allow, t.audited, t.rule), (true, true, 42));
-        assert!(decode_trace(&[0; 8]).is_none());
+        assert!(decode_trace(TRACE_REQUEST).is_none());
+        const {
+            assert!(
+                TRACE_REQUEST < 1 << 31,
+                "compared as a sign-extended immediate"
+            )
+        };
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! with every part left out that the endpoint does not need: no conntrack when neither
 //! direction can deny, no decision when this direction cannot deny (unless rules are
 //! recorded), no trace code without rule recording. A program that needs none of it is
-//! `return TC_ACT_OK`.
+//! `return TC_ACT_OK` (with rule recording and no policy in its direction, after writing
+//! "allowed, no rule" to `cb[0]`).
 
 use super::cost::{self, Limits};
 use super::decide::{self, CODE};
@@ -19,7 +20,7 @@ use super::keys::{self, Stage};
 use super::parse::{self, L3_PROTO};
 use super::verdict::{self, TC_ACT_OK};
 use super::{Attach, DatapathError, Hook, MapContents, ProgramArtifact, Side, ct};
-use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind};
+use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
 use crate::plan::{Classes, DecisionTable, Verdict};
 
 /// Which shape the decision takes.
@@ -35,7 +36,8 @@ pub enum Mode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CodegenOptions {
     pub mode: Mode,
-    /// Rule recording: write the deciding rule and verdict to `sluice_trace`.
+    /// Rule recording: write the verdict code (deciding rule, stage) to `skb->cb[0]` for
+    /// `sluice trace` (see [`verdict`]).
     pub trace: bool,
     pub limits: Limits,
 }
@@ -92,12 +94,25 @@ pub fn compile_program(
     let mut ipcache = None;
     let mut decision_maps = Vec::new();
 
-    if !deny && !conntrack && !opts.trace {
+    // Nothing to decide: pass. With rule recording and no policy at all in this direction,
+    // still say so (two instructions, not a parse); a policy that cannot deny still gets
+    // its decision code, so a trace can name the allow rule that matched.
+    if !deny && !conntrack && (!opts.trace || table.is_none()) {
+        if opts.trace {
+            let unrestricted = Verdict {
+                allow: true,
+                audited: false,
+                rule: None,
+            };
+            a.mov64(Reg::R2, keys::verdict_code(unrestricted) as i32)
+                .stx(Size::W, Reg::R1, verdict::SKB_CB0, Reg::R2);
+        }
         a.ret(TC_ACT_OK);
     } else {
         let tail = a.label();
         let malformed = a.label();
         let fail = a.label();
+        verdict::emit_save_ctx(&mut a, opts.trace);
         parse::emit_parse(&mut a, Hook::Tc, malformed);
         let ipv4 = a.label();
         a.jmp(Cond::Eq, L3_PROTO, parse::ETH_P_IP, ipv4)
@@ -150,9 +165,6 @@ pub fn compile_program(
     })?;
     let mut maps: Vec<MapContents> = ct_map.into_iter().chain(ipcache).collect();
     maps.extend(decision_maps);
-    if opts.trace {
-        maps.push(verdict::trace_map());
-    }
     let mut obj = ObjectBuilder::new();
     for m in &maps {
         obj.map(m.def.clone())
@@ -227,6 +239,89 @@ endpoints:
             let (c, i, e) = tables(policy);
             let two = compile_endpoint(i.as_ref(), e.as_ref(), &c, &opts).unwrap();
             assert_eq!(one, two);
+        }
+    }
+
+    /// The program's instructions, read back from its object.
+    fn insns(art: &ProgramArtifact) -> Vec<crate::bpf::insn::Insn> {
+        use object::{Object, ObjectSection};
+        let f = object::File::parse(&*art.elf).unwrap();
+        let sec = f
+            .section_by_name(&format!("classifier/{}", art.name))
+            .unwrap();
+        crate::bpf::insn::decode_all(sec.data().unwrap()).unwrap()
+    }
+
+    /// Rule recording costs nothing when it is off: the untraced program is the traced one
+    /// with exactly the trace instructions taken out (1 at entry, 3 in the tail, 1 more with
+    /// conntrack), and touches neither `cb` nor the context's stack slot.
+    #[test]
+    fn without_rule_recording_there_are_no_trace_instructions() {
+        use crate::bpf::insn::Insn;
+        let policy = r#"policy "p" in namespace x { select app = a
+            ingress allow from pods { app = b } ports 80/tcp, 1000-2000/udp
+            ingress deny from cidr 10.9.0.0/16
+            egress allow to cidr 10.0.0.0/8 }"#;
+        let is_trace = |i: &Insn| {
+            (i.dst == 10 || i.src == 10) && i.off == verdict::CTX_SLOT
+                || i.off == verdict::SKB_CB0
+                    && matches!((i.class(), i.src, i.dst), (1, 1, _) | (3, _, 1))
+                || i.is_branch() && i.imm == keys::TRACE_REQUEST as i32
+        };
+        // Jump offsets move when instructions go; everything else must be equal.
+        let shape = |v: Vec<Insn>| -> Vec<(u8, u8, u8, i32, Option<i16>)> {
+            v.into_iter()
+                .map(|i| {
+                    (
+                        i.code,
+                        i.dst,
+                        i.src,
+                        i.imm,
+                        (!i.is_branch()).then_some(i.off),
+                    )
+                })
+                .collect()
+        };
+        let mut compared = 0;
+        for mode in [Mode::Specialized, Mode::Generic] {
+            let (c, i, e) = tables(policy);
+            let traced = CodegenOptions {
+                mode,
+                trace: true,
+                ..Default::default()
+            };
+            let plain = CodegenOptions {
+                trace: false,
+                ..traced
+            };
+            let t = compile_endpoint(i.as_ref(), e.as_ref(), &c, &traced).unwrap();
+            let p = compile_endpoint(i.as_ref(), e.as_ref(), &c, &plain).unwrap();
+            for (t, p) in [(&t.from_ep, &p.from_ep), (&t.to_ep, &p.to_ep)] {
+                let (ti, pi) = (insns(t), insns(p));
+                assert!(!pi.iter().any(is_trace), "{mode:?} {}", t.name);
+                let conntrack = t.maps.iter().any(|m| m.name == keys::CT);
+                let extra = 4 + usize::from(conntrack);
+                assert_eq!(ti.len(), pi.len() + extra, "{mode:?} {}", t.name);
+                let stripped: Vec<Insn> = ti.into_iter().filter(|i| !is_trace(i)).collect();
+                assert_eq!(shape(stripped), shape(pi), "{mode:?} {}", t.name);
+                assert_eq!(t.maps, p.maps, "rule recording needs no map");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 4);
+
+        // No policy in a direction and nothing to track: `return TC_ACT_OK`, and with
+        // recording two instructions that write "allowed, no rule" first.
+        let (c, _, _) = tables(policy);
+        for (trace, want) in [(false, 2), (true, 4)] {
+            let opts = CodegenOptions {
+                trace,
+                ..Default::default()
+            };
+            let art = compile_program(Side::FromEp, None, &c, &opts, false).unwrap();
+            let i = insns(&art);
+            assert_eq!(i.len(), want, "trace {trace}");
+            assert_eq!(i.iter().filter(|i| is_trace(i)).count(), usize::from(trace));
         }
     }
 

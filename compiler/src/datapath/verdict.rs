@@ -2,50 +2,47 @@
 //! recording), insert the flow into conntrack (when allowed by policy), and return
 //! `TC_ACT_OK` or `TC_ACT_SHOT` from the verdict code in `R7`.
 //!
-//! Without rule recording there is no trace map and no trace code at all.
+//! Rule recording writes the verdict code into the packet's own metadata, `skb->cb[0]`, which
+//! `BPF_PROG_TEST_RUN` hands back in its output context: no map, no helper call, and no way
+//! for concurrent real traffic to overwrite what `sluice trace` reads (a per-CPU map slot
+//! could be). A packet whose `cb[0]` arrives holding [`keys::TRACE_REQUEST`] is a trace
+//! probe: it is decided exactly like any packet but does not insert into conntrack, so a
+//! trace leaves the datapath's state as it was. Without rule recording there is no trace
+//! code at all: one instruction at entry and three (four with conntrack) in the tail fewer,
+//! which `program::tests` checks instruction by instruction.
 
 use super::ct;
 use super::decide::CODE;
 use super::keys::{self, code};
-use super::{MapContents, MapScope};
-use crate::bpf::{Asm, Cond, Helper, MapDef, MapRef, MapType, Reg, Size};
+use crate::bpf::{Asm, Cond, Reg, Size};
 
 pub const TC_ACT_OK: i32 = 0;
 pub const TC_ACT_SHOT: i32 = 2;
 
-/// The stack slot of the trace map's key (u32 0).
-pub const TRACE_KEY: i16 = -88;
+/// The stack slot the context is kept in with rule recording (R6 is reused after parsing).
+pub const CTX_SLOT: i16 = -96;
+/// Offset of `cb[0]` in `struct __sk_buff`.
+pub const SKB_CB0: i16 = 48;
 
-/// The trace map: one per-CPU slot of `rule u32 | verdict u32` (see [`keys::decode_trace`]).
-pub fn trace_map() -> MapContents {
-    let def = MapDef::new(keys::TRACE, MapType::PercpuArray, 4, 8, 1);
-    MapContents {
-        name: def.name.clone(),
-        def,
-        scope: MapScope::Program,
-        entries: Vec::new(),
+/// With rule recording, the program's first instruction: keep the context for the tail.
+pub fn emit_save_ctx(a: &mut Asm, trace: bool) {
+    if trace {
+        a.stx(Size::DW, Reg::R10, CTX_SLOT, Reg::R1);
     }
 }
 
 /// Emits the tail at the current position.
 pub fn emit_tail(a: &mut Asm, trace: bool, conntrack: bool) {
     use Reg::*;
+    let skip_ct = a.label();
     if trace {
-        let skip = a.label();
-        a.st(Size::W, R10, TRACE_KEY, 0)
-            .ld_map(R1, MapRef::new(keys::TRACE))
-            .mov64(R2, R10)
-            .add64(R2, i32::from(TRACE_KEY))
-            .call(Helper::MapLookupElem)
-            .jmp(Cond::Eq, R0, 0, skip)
-            .mov64(R1, CODE)
-            .rsh64(R1, code::RULE_SHIFT as i32)
-            .stx(Size::W, R0, 0, R1)
-            .mov64(R1, CODE)
-            .and64(R1, 0xff)
-            .alu64(crate::bpf::AluOp::Or, R1, keys::TRACE_WRITTEN as i32)
-            .stx(Size::W, R0, 4, R1)
-            .bind(skip);
+        // R2 = what cb[0] held on the way in; cb[0] = the verdict code.
+        a.ldx(Size::DW, R1, R10, CTX_SLOT)
+            .ldx(Size::W, R2, R1, SKB_CB0)
+            .stx(Size::W, R1, SKB_CB0, CODE);
+        if conntrack {
+            a.jmp(Cond::Eq, R2, keys::TRACE_REQUEST as i32, skip_ct);
+        }
     }
     if conntrack {
         // Insert only what policy allowed (stage 0); conntrack hits are in already.
@@ -55,6 +52,9 @@ pub fn emit_tail(a: &mut Asm, trace: bool, conntrack: bool) {
             .jmp(Cond::Ne, R1, code::ALLOW as i32, skip);
         ct::emit_insert(a);
         a.bind(skip);
+    }
+    if a.is_targeted(skip_ct) {
+        a.bind(skip_ct);
     }
     // allow → 0 (TC_ACT_OK), deny → 2 (TC_ACT_SHOT), without a branch.
     a.mov64(R0, CODE)

@@ -55,9 +55,14 @@ pub struct BuildArgs {
     /// Only the endpoints of this inventory node (and its view of `host`).
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
-    /// Record the deciding rule of every packet in the trace map (`sluice trace`).
-    #[arg(long)]
+    /// Record each packet's verdict and deciding rule for `sluice trace` (the default: five
+    /// instructions per program, no map; spec/trace.md).
+    #[arg(long, overrides_with = "no_trace")]
     pub trace: bool,
+    /// Build without rule recording: no trace instructions at all (`sluice trace` then
+    /// refuses this generation).
+    #[arg(long, overrides_with = "trace")]
+    pub no_trace: bool,
 }
 
 #[derive(Args, Debug)]
@@ -117,7 +122,7 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
                 ModeArg::Specialized => Mode::Specialized,
                 ModeArg::Generic => Mode::Generic,
             },
-            trace: args.trace,
+            trace: !args.no_trace,
             ..CodegenOptions::default()
         },
         node: args.node.clone(),
@@ -150,8 +155,15 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
             }
         }
     };
-    let compiled = compile::compile(&checked.ir, &inventory, &files, &opts, &mut progress)
-        .map_err(|e| miette!("{e}"));
+    let compiled = compile::compile(
+        &checked.ir,
+        &inventory,
+        &sources,
+        &files,
+        &opts,
+        &mut progress,
+    )
+    .map_err(|e| miette!("{e}"));
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod load;
 pub mod module;
 pub mod status;
+pub mod trace;
 pub mod unload;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +57,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Inspect and run WebAssembly policy modules.
     Module(module::ModuleArgs),
+    /// Run a packet through the programs attached now; show the verdict and deciding rule.
+    Trace(trace::Args),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Conformance(args) => conformance::main(args),
         Command::Convert(args) => convert::run(args),
         Command::Module(args) => module::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(code) => code,

@@ -340,3 +340,84 @@ pub fn prog_test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> io::Re
     bpf(BPF_PROG_TEST_RUN, &mut attr)?;
     Ok((attr.retval, attr.duration))
 }
+
+/// Size of `struct __sk_buff` (uapi, unchanged since 5.16): the context a tc program's
+/// test run takes in and hands back.
+pub const SK_BUFF_SIZE: usize = 192;
+
+/// What one BPF_PROG_TEST_RUN of a tc program returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkbRun {
+    pub retval: u32,
+    /// Kernel-measured ns per run.
+    pub duration_ns: u32,
+    /// `struct __sk_buff` after the run (mark, priority, cb[] as the program left them).
+    pub ctx_out: [u8; SK_BUFF_SIZE],
+}
+
+/// Runs a tc program once on `packet` (a whole Ethernet frame) with `ctx_in` as its
+/// `struct __sk_buff` (only mark, priority, ifindex, cb, tstamp, wire_len, gso fields may be
+/// non-zero, as the kernel demands) and returns the context it left. The packet goes
+/// through no device: nothing is sent, and only the program's own map writes persist.
+pub fn prog_test_run_skb(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    ctx_in: &[u8; SK_BUFF_SIZE],
+) -> io::Result<SkbRun> {
+    let mut ctx_out = [0u8; SK_BUFF_SIZE];
+    let mut attr = TestRun {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        repeat: 1,
+        ctx_size_in: SK_BUFF_SIZE as u32,
+        ctx_size_out: SK_BUFF_SIZE as u32,
+        ctx_in: ctx_in.as_ptr() as u64,
+        ctx_out: ctx_out.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(SkbRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+        ctx_out,
+    })
+}
+
+/// What the kernel says about a program (`struct bpf_prog_info`, the fields trace needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgInfo {
+    pub id: u32,
+    pub name: String,
+    pub map_ids: Vec<u32>,
+}
+
+/// Reads a program's id, name and the ids of the maps it uses.
+pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
+    // struct bpf_prog_info: type u32 @0, id u32 @4, tag [8] @8, jited_prog_len @16,
+    // xlated_prog_len @20, jited_prog_insns u64 @24, xlated_prog_insns u64 @32,
+    // load_time u64 @40, created_by_uid u32 @48, nr_map_ids u32 @52, map_ids u64 @56,
+    // name [16] @64.
+    let mut ids = vec![0u32; 64];
+    let mut buf = [0u64; 32];
+    buf[52 / 8] = (ids.len() as u64) << 32; // nr_map_ids (in), high half of word 6
+    buf[56 / 8] = ids.as_mut_ptr() as u64;
+    let mut attr = InfoByFd {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&buf) as u32,
+        info: buf.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let n = (u32_at(52) as usize).min(ids.len());
+    ids.truncate(n);
+    let name = &bytes[64..80];
+    let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(16)])
+        .into_owned();
+    Ok(ProgInfo {
+        id: u32_at(4),
+        name,
+        map_ids: ids,
+    })
+}
