@@ -1,5 +1,5 @@
 //! Running the `sluice` binary from the CLI tests (`check`, `compile`, `convert`, `fmt`,
-//! `module`), each in a scratch directory of its own. Included with `#[path]`, not a crate
+//! `module`, `conformance`), each in a scratch directory of its own. Included with `#[path]`, not a crate
 //! module.
 #![allow(dead_code)]
 
@@ -10,6 +10,14 @@ use std::process::Command;
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The NetworkPolicy conformance corpus (`SLUICE_CONFORMANCE_DIR`, or `shared/conformance/netpol`
+/// beside the repository).
+pub fn corpus() -> PathBuf {
+    sluice_compiler::conformance::corpus_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).expect(
+        "shared/conformance/netpol not found beside the repository (set SLUICE_CONFORMANCE_DIR)",
+    )
 }
 
 /// A fresh directory, unique to this test binary, `name` and process; removed on drop (also
@@ -49,6 +57,7 @@ impl Drop for Scratch {
 
 /// One run of the binary.
 pub struct Run {
+    /// The exit code; -1 when a signal ended it.
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -64,7 +73,7 @@ pub fn sluice<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Run {
         .output()
         .unwrap();
     Run {
-        code: out.status.code().unwrap(),
+        code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
