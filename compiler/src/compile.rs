@@ -17,10 +17,11 @@ use crate::ir::{self, Ir};
 use crate::plan::{Classes, DecisionTable};
 use crate::resolve::Inventory;
 use crate::resolve::inventory::InventoryError;
-use crate::resolve::{self, identity};
+use crate::resolve::{self, DirectionPolicy, identity};
 use crate::source::SourceMap;
 use crate::source::ast::{Document, Span};
 use crate::trace_info::TraceInfo;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -284,6 +285,10 @@ pub fn compile(
     });
 
     let mut endpoints = Vec::with_capacity(selected.len());
+    // Endpoints with the same resolved policy get the same programs: plan and generate them
+    // once per distinct (ingress, egress) pair. Large clusters have few distinct policies.
+    type PolicyPair = (Option<DirectionPolicy>, Option<DirectionPolicy>);
+    let mut built: HashMap<PolicyPair, EndpointArtifacts> = HashMap::new();
     for (done, &e) in selected.iter().enumerate() {
         let ep = &inventory.endpoints[e];
         let endpoint = EndpointRef {
@@ -292,22 +297,27 @@ pub fn compile(
         };
         let t = Instant::now();
         let policy = resolve::policy_for(ir, inventory, &ids, e);
-        let ingress = policy
-            .ingress
-            .as_ref()
-            .map(|d| DecisionTable::build(d, &classes));
-        let egress = policy
-            .egress
-            .as_ref()
-            .map(|d| DecisionTable::build(d, &classes));
+        let pair = (policy.ingress, policy.egress);
         times.plan += t.elapsed();
-        let t = Instant::now();
-        let programs = compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts.codegen)
-            .map_err(|source| CompileError::Codegen {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
-        times.codegen += t.elapsed();
+        let programs = match built.get(&pair) {
+            Some(programs) => programs.clone(),
+            None => {
+                let t = Instant::now();
+                let ingress = pair.0.as_ref().map(|d| DecisionTable::build(d, &classes));
+                let egress = pair.1.as_ref().map(|d| DecisionTable::build(d, &classes));
+                times.plan += t.elapsed();
+                let t = Instant::now();
+                let programs =
+                    compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts.codegen)
+                        .map_err(|source| CompileError::Codegen {
+                            endpoint: endpoint.clone(),
+                            source,
+                        })?;
+                times.codegen += t.elapsed();
+                built.insert(pair, programs.clone());
+                programs
+            }
+        };
         endpoints.push(EndpointPrograms {
             endpoint,
             programs,

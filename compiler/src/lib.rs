@@ -15,7 +15,8 @@
 //!
 //! [`conformance`] reads the NetworkPolicy truth tables every engine is checked against.
 //!
-//! [`diag`] is what every stage reports, rendered with miette at the edge.
+//! [`diag`] is what every stage reports, rendered with miette at the edge; [`digest`] names
+//! content by sha256.
 
 pub mod bpf;
 pub mod bundle;
@@ -23,6 +24,7 @@ pub mod compile;
 pub mod conformance;
 pub mod datapath;
 pub mod diag;
+pub mod digest;
 pub mod eval;
 pub mod ir;
 pub mod plan;

@@ -1,54 +1,17 @@
 //! `sluice check` end to end: exit codes, the summary line, and the exact rendered diagnostics
 //! (run from inside a scratch directory, so file names in the output are stable).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../../runtime/tests/support/abi.rs"]
+mod abi;
+#[path = "support/cli.rs"]
+mod cli;
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("sluice-check-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-    fn write(&self, name: &str, text: &str) -> &Scratch {
-        let p = self.0.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-        self
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use abi::abi_module_wat;
+use cli::{Run, Scratch, sluice};
+use std::path::Path;
 
 fn check(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("check")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    sluice(dir, &[&["check"], args].concat())
 }
 
 const WEB: &str = r#"policy "web" in namespace shop {
@@ -253,11 +216,7 @@ fn inventory_errors_are_positioned() {
 // --- WebAssembly modules -------------------------------------------------------------------
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-        .display()
-        .to_string()
+    cli::repo().join(path).display().to_string()
 }
 
 /// The rendering wraps long messages at 100 columns; this joins them back.
@@ -265,38 +224,11 @@ fn flat(stderr: &str) -> String {
     stderr.replace("\n  │ ", " ")
 }
 
-/// A WAT module with the v1 ABI whose `sluice_generate` body is `generate`.
-fn abi_module(generate: &str, extra: &str) -> String {
-    format!(
-        r#"(module
-  {extra}
-  (memory (export "memory") 1)
-  (global $next (mut i32) (i32.const 1024))
-  (func (export "sluice_abi_version") (result i32) (i32.const 1))
-  (func (export "sluice_alloc") (param $len i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $next))
-    (global.set $next (i32.add (local.get $p) (local.get $len)))
-    (drop (memory.grow (i32.shr_u (i32.add (local.get $len) (i32.const 65535)) (i32.const 16))))
-    (local.get $p))
-  (func (export "sluice_generate") (param $ptr i32) (param $len i32) (result i64)
-    {generate}))"#
-    )
-}
-
 /// A module returning the policy document of `dsl` (serialized as the ABI's JSON).
 fn returning_dsl(dsl: &str) -> String {
     let doc = sluice_compiler::source::dsl::parse(sluice_compiler::source::ast::SourceId(0), dsl)
         .expect("test DSL parses");
-    let json = serde_json::to_string(&doc).unwrap();
-    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
-    abi_module(
-        &format!(
-            "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
-            json.len()
-        ),
-        &format!(r#"(data (i32.const 16) "{escaped}")"#),
-    )
+    abi::returning_wat(&serde_json::to_string(&doc).unwrap())
 }
 
 #[test]
@@ -324,7 +256,7 @@ fn modules_mix_with_dsl_and_yaml() {
         r.stderr
     );
     // A directory's modules are read too.
-    s.write("mods/deny.wat", &std::fs::read_to_string(&wat).unwrap());
+    s.write("mods/deny.wat", std::fs::read_to_string(&wat).unwrap());
     let r = check(s.path(), &["mods", "--inventory", &inv]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "ok: 2 policies, 2 rules, 0 warnings\n");
@@ -336,7 +268,7 @@ fn module_errors_name_the_module_and_its_digest() {
     let inv = repo("examples/wasm/inventory.json");
     s.write("web.sluice", WEB)
         .write("junk.wasm", "definitely not wasm");
-    let digest = sluice_runtime::Digest::of(b"definitely not wasm").to_hex();
+    let digest = sluice_runtime::Digest::of(b"definitely not wasm").hex();
     let r = check(s.path(), &["web.sluice", "junk.wasm", "--inventory", &inv]);
     assert_eq!(r.code, 1);
     assert_eq!(r.stdout, "");
@@ -357,7 +289,7 @@ fn module_errors_name_the_module_and_its_digest() {
     // Limits come from flags: fuel, output size.
     s.write(
         "spin.wat",
-        &abi_module("(loop $l (br $l)) (unreachable)", ""),
+        abi_module_wat("(loop $l (br $l)) (unreachable)", ""),
     );
     let t = std::time::Instant::now();
     let r = check(
@@ -372,7 +304,7 @@ fn module_errors_name_the_module_and_its_digest() {
     );
     assert!(r.stderr.contains("--wasm-fuel"), "{}", r.stderr);
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
-    s.write("big.wat", &returning_dsl(WEB));
+    s.write("big.wat", returning_dsl(WEB));
     let r = check(
         s.path(),
         &["big.wat", "--inventory", &inv, "--wasm-output", "64"],
@@ -394,7 +326,7 @@ fn semantic_errors_in_module_output_point_into_it() {
     let inv = repo("examples/wasm/inventory.json");
     s.write(
         "gen.wat",
-        &returning_dsl("policy \"m\" {\n  select app = a\n  egress allow to cidr 10.1.2.3/16\n}\n"),
+        returning_dsl("policy \"m\" {\n  select app = a\n  egress allow to cidr 10.1.2.3/16\n}\n"),
     );
     let r = check(s.path(), &["gen.wat", "--inventory", &inv]);
     assert_eq!(r.code, 1);

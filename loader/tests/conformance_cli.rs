@@ -3,28 +3,17 @@
 //! reference engine, and a case with one flipped expectation fails with exit code 1 and names
 //! the cell.
 
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "support/cli.rs"]
+mod cli;
 
+use cli::corpus;
 use sluice_compiler::conformance::{self, Case, Expect};
+use std::path::PathBuf;
 
-fn corpus() -> PathBuf {
-    sluice_compiler::conformance::corpus_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
-        .expect("shared/conformance/netpol not found beside the repository (set SLUICE_CONFORMANCE_DIR)")
-}
-
-/// The CLI under test. `SLUICE_BIN` overrides it: worktrees that share a target directory
-/// also share `target/debug/sluice`, which another worktree's build may replace mid-run.
-fn sluice_bin() -> PathBuf {
-    std::env::var_os("SLUICE_BIN").map_or_else(|| env!("CARGO_BIN_EXE_sluice").into(), Into::into)
-}
-
+/// `sluice ARGS`: exit code and stdout.
 fn sluice(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = Command::new(sluice_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let r = cli::sluice(&cli::repo(), args);
+    (r.code, r.stdout)
 }
 
 #[test]
@@ -47,12 +36,10 @@ fn a_wrong_expectation_fails() {
         cell,
         "{from: x/a, to: x/b, port: 80, protocol: TCP, expect: allow",
     );
-    let dir = std::env::temp_dir().join(format!("sluice-conf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let case = dir.join("case-900-flipped.yaml");
-    std::fs::write(&case, flipped).unwrap();
+    let s = cli::Scratch::new("flipped");
+    s.write("case-900-flipped.yaml", flipped);
+    let case = s.path().join("case-900-flipped.yaml");
     let (code, out) = sluice(&["conformance".as_ref(), "run".as_ref(), case.as_os_str()]);
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("x/a -> x/b 80/TCP: expected allow, got deny"),

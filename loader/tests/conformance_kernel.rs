@@ -3,8 +3,11 @@
 //! attached in network namespaces (BPF_PROG_TEST_RUN on every cell, real sockets on a sample).
 //! Needs root, which CI has: without it these tests fail, they never skip.
 
+#[path = "support/cli.rs"]
+mod cli;
+
+use cli::corpus;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Mutex;
 
 use sluice_compiler::conformance::{self, Case, Expect};
@@ -26,18 +29,6 @@ fn require_root() {
     );
 }
 
-fn corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR") {
-        return dir.into();
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/conformance/netpol"))
-        .find(|p| p.is_dir())
-        .expect("shared/conformance/netpol not found beside the repository")
-}
-
 fn case_file(prefix: &str) -> PathBuf {
     conformance::case_files(&corpus())
         .unwrap()
@@ -50,18 +41,10 @@ fn case_file(prefix: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no case {prefix}"))
 }
 
-/// The CLI under test. `SLUICE_BIN` overrides it: worktrees that share a target directory
-/// also share `target/debug/sluice`, which another worktree's build may replace mid-run.
-fn sluice_bin() -> PathBuf {
-    std::env::var_os("SLUICE_BIN").map_or_else(|| env!("CARGO_BIN_EXE_sluice").into(), Into::into)
-}
-
+/// `sluice ARGS`: exit code and stdout.
 fn sluice(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = Command::new(sluice_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let r = cli::sluice(&cli::repo(), args);
+    (r.code, r.stdout)
 }
 
 /// Namespaces whose names carry this process's pid (see `topology::unique_prefix`).

@@ -160,13 +160,8 @@ impl Box_ {
         )
         .expect("build topology");
         let servers = topo
-            .pods()
-            .iter()
-            .map(|p| {
-                topo.serve(&p.netns, &[(80, Proto::Tcp), (81, Proto::Tcp)])
-                    .unwrap()
-            })
-            .collect();
+            .serve_pods(&[(80, Proto::Tcp), (81, Proto::Tcp)])
+            .unwrap();
         let opts = LoadOptions {
             root: PathBuf::from(format!("/sys/fs/bpf/{}-sluice", topo.prefix())),
             state_dir: PathBuf::from(format!("/run/{}-sluice", topo.prefix())),

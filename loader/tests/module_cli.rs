@@ -1,32 +1,23 @@
 //! `sluice module inspect` and `sluice module run`, through the real binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/cli.rs"]
+mod cli;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cli::{Run, repo};
+use std::path::Path;
 
-fn sluice(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .current_dir(repo())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `sluice ARGS` from the repository root.
+fn sluice(args: &[&str]) -> Run {
+    cli::sluice(&repo(), args)
 }
 
 #[test]
 fn inspect_shows_identity_abi_and_exports() {
     let out = sluice(&["module", "inspect", "examples/wasm/wat/default-deny.wat"]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = &out.stdout;
+    assert_eq!(out.code, 0, "{stdout}{}", out.stderr);
     let wasm = wat::parse_file(repo().join("examples/wasm/wat/default-deny.wat")).unwrap();
-    let digest = sluice_runtime::Digest::of(&wasm).to_hex();
+    let digest = sluice_runtime::Digest::of(&wasm).hex();
     for line in [
         "module    default-deny.wat".to_string(),
         format!("sha256    {digest}"),
@@ -56,9 +47,9 @@ fn errors_name_the_module_and_its_sha256() {
     .unwrap();
     std::fs::write(&path, &bytes).unwrap();
     let out = sluice(&["module", "inspect", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    let digest = sluice_runtime::Digest::of(&bytes).to_hex();
+    assert_ne!(out.code, 0);
+    let stderr = &out.stderr;
+    let digest = sluice_runtime::Digest::of(&bytes).hex();
     assert!(stderr.contains("sluice::wasm::abi-version"), "{stderr}");
     assert!(
         stderr.contains("v2.wasm") && stderr.contains(&digest),
@@ -71,11 +62,11 @@ fn errors_name_the_module_and_its_sha256() {
         "inspect",
         dir.join("notwasm.wasm").to_str().unwrap(),
     ]);
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = &out.stderr;
+    assert_ne!(out.code, 0);
     assert!(stderr.contains("sluice::wasm::not-wasm"), "{stderr}");
     assert!(
-        stderr.contains(&sluice_runtime::Digest::of(b"hello").to_hex()),
+        stderr.contains(&sluice_runtime::Digest::of(b"hello").hex()),
         "{stderr}"
     );
 }
@@ -89,8 +80,8 @@ fn run_prints_the_document_and_limits_apply() {
         "--inventory",
         "examples/wasm/inventory.json",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["items"][0]["name"], "default-deny");
 
     let out = sluice(&[
@@ -102,8 +93,8 @@ fn run_prints_the_document_and_limits_apply() {
         "--wasm-output",
         "100",
     ]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    assert_ne!(out.code, 0);
+    let stderr = &out.stderr;
     assert!(stderr.contains("sluice::wasm::output-size"), "{stderr}");
     assert!(stderr.contains("--wasm-output"), "{stderr}");
 }

@@ -41,8 +41,6 @@
 
 #[path = "support/leftovers.rs"]
 mod leftovers;
-#[path = "support/policy.rs"]
-mod policy;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -53,8 +51,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_compiler::bundle::Bundle;
-use sluice_compiler::datapath::CodegenOptions;
+use sluice_compiler::compile::{self, CompileOptions};
 use sluice_compiler::resolve::Inventory;
+use sluice_compiler::source::{SourceMap, dsl};
 use sluice_loader::generation::{self, LoadOptions, Timings};
 use sluice_loader::sys::netns::Netns;
 use sluice_loader::topology::{GATEWAY, Proto, Servers, Topology, TopologySpec};
@@ -598,6 +597,29 @@ fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// DSL text → bundle through the compile driver (the path of `sluice compile`), and how long
+/// that took. Every pod has an interface, so every endpoint is in the bundle.
+fn compile_policy(name: &str, policy: &str, inv: &Inventory) -> (Bundle, Duration) {
+    let t = Instant::now();
+    let mut sources = SourceMap::new();
+    let id = sources.add(name, policy);
+    let doc = dsl::parse(id, policy).unwrap_or_else(|d| panic!("parse {name}: {d:?}"));
+    let checked = compile::check_documents(&[doc], Some(inv));
+    assert!(!checked.diags.has_errors(), "{name}: {:?}", checked.diags);
+    let inputs = [(name.to_string(), policy.as_bytes().to_vec())];
+    let out = compile::compile(
+        &checked.ir,
+        inv,
+        &sources,
+        &inputs,
+        &CompileOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("compile {name}: {e}"));
+    assert!(out.unattached.is_empty(), "{:?}", out.unattached);
+    (out.bundle, t.elapsed())
+}
+
 fn verdict(b: bool) -> &'static str {
     if b { "allow" } else { "deny" }
 }
@@ -607,9 +629,8 @@ fn two_hundred_swaps_under_load_give_only_a_or_b_verdicts() {
     let t0 = Instant::now();
     let mut rig = Rig::new();
     let inv = rig.inventory();
-    let opts = CodegenOptions::default();
-    let (a, ta) = policy::compile("a.sluice", POLICY_A, &inv, &opts).expect("compile A");
-    let (b, _) = policy::compile("b.sluice", POLICY_B, &inv, &opts).expect("compile B");
+    let (a, ta) = compile_policy("a.sluice", POLICY_A, &inv);
+    let (b, _) = compile_policy("b.sluice", POLICY_B, &inv);
     assert_ne!(a.digest(), b.digest());
     let bundle = |p: Pol| -> &Bundle {
         match p {
@@ -621,7 +642,7 @@ fn two_hundred_swaps_under_load_give_only_a_or_b_verdicts() {
     rig.note(&first);
     eprintln!(
         "compiled A in {:?}; {} programs on {} hooks",
-        ta.total(),
+        ta,
         first.programs_loaded,
         first.hooks.len()
     );

@@ -172,14 +172,9 @@ fn nine_pods_and_a_hundred_and_fifty_six_probes() {
     let built = t.elapsed();
     eprintln!("built 9 pods + external in {built:?}");
 
-    let _servers: Vec<_> = topo
-        .pods()
-        .iter()
-        .map(|p| {
-            topo.serve(&p.netns, &[(80, Proto::Tcp), (53, Proto::Udp)])
-                .unwrap()
-        })
-        .collect();
+    let _servers = topo
+        .serve_pods(&[(80, Proto::Tcp), (53, Proto::Udp)])
+        .unwrap();
     // Every ordered pair of distinct pods on tcp/80 and udp/53 (144 probes), plus 12 that
     // cannot succeed: refused ports and an address that drops.
     let mut probes = Vec::new();

@@ -72,13 +72,8 @@ fn box_with_servers() -> (Topology, Vec<sluice_loader::topology::Servers>) {
     )
     .expect("build topology");
     let servers = topo
-        .pods()
-        .iter()
-        .map(|p| {
-            topo.serve(&p.netns, &[(80, Proto::Tcp), (81, Proto::Tcp)])
-                .unwrap()
-        })
-        .collect();
+        .serve_pods(&[(80, Proto::Tcp), (81, Proto::Tcp)])
+        .unwrap();
     (topo, servers)
 }
 

@@ -9,37 +9,17 @@ static RT: LazyLock<Runtime> = LazyLock::new(Runtime::new);
 
 const GOOD: &str = include_str!("../../examples/wasm/wat/default-deny.wat");
 
-/// A module with the full v1 ABI whose `sluice_generate` body is `generate`, plus extra
-/// top-level fields first (`extra`: imports, data segments, helper functions).
+#[path = "support/abi.rs"]
+mod abi;
+
+/// [`abi::abi_module_wat`], assembled.
 fn abi_module(generate: &str, extra: &str) -> Vec<u8> {
-    wat::parse_str(format!(
-        r#"(module
-             {extra}
-             (memory (export "memory") 1)
-             (global $next (mut i32) (i32.const 1024))
-             (func (export "sluice_abi_version") (result i32) (i32.const 1))
-             (func (export "sluice_alloc") (param $len i32) (result i32)
-               (local $p i32)
-               (local.set $p (global.get $next))
-               (global.set $next (i32.add (local.get $p) (local.get $len)))
-               (drop (memory.grow (i32.shr_u (i32.add (local.get $len) (i32.const 65535)) (i32.const 16))))
-               (local.get $p))
-             (func $generate (export "sluice_generate") (param $ptr i32) (param $len i32) (result i64)
-               {generate}))"#
-    ))
-    .unwrap()
+    wat::parse_str(abi::abi_module_wat(generate, extra)).unwrap()
 }
 
-/// `sluice_generate` returning the JSON text `json` from a data segment.
+/// [`abi::returning_wat`], assembled.
 fn returning(json: &str) -> Vec<u8> {
-    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
-    abi_module(
-        &format!(
-            "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
-            json.len()
-        ),
-        &format!(r#"(data (i32.const 16) "{escaped}")"#),
-    )
+    wat::parse_str(abi::returning_wat(json)).unwrap()
 }
 
 fn input() -> Input {
@@ -69,7 +49,7 @@ fn fails(bytes: &[u8], limits: &Limits) -> RuntimeError {
     // The message names the module and its full sha256.
     let msg = err.to_string();
     assert!(
-        msg.contains("hostile.wasm") && msg.contains(&err.module.digest.to_hex()),
+        msg.contains("hostile.wasm") && msg.contains(&err.module.digest.hex()),
         "{msg}"
     );
     still_healthy();

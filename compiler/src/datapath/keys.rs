@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 /// Conntrack (LRU hash, shared across generations).
 pub const CT: &str = "sluice_ct";
+/// Its pin file under the loader's root (a persistent `sluice_x` is pinned as `x`).
+pub const CT_PIN: &str = "ct";
 /// Address → peer class (LPM trie, shared within a generation).
 pub const IPCACHE: &str = "sluice_ipcache";
 /// Class → profile (array, per program; specialized mode).
@@ -220,6 +222,12 @@ pub fn profile_entries(id: u32, profile: &Profile, out: &mut Vec<(Vec<u8>, Vec<u
 mod tests {
     use super::*;
     use crate::ir::RuleId;
+
+    #[test]
+    fn ct_pin_is_the_bundle_pin_name() {
+        // `BundleBuilder::program` pins a persistent `sluice_x` as `x`; the loader opens CT_PIN.
+        assert_eq!(CT.strip_prefix("sluice_"), Some(CT_PIN));
+    }
 
     #[test]
     fn port_blocks_cover_exactly() {

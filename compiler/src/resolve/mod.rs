@@ -35,7 +35,7 @@ pub struct EndpointPolicy {
 ///    else, if `isolated`, deny.
 /// 3. `Baseline` rules in order: the first match decides.
 /// 4. Allow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DirectionPolicy {
     pub direction: Direction,
     /// Some default-tier policy selecting the endpoint isolates this direction.
@@ -43,7 +43,7 @@ pub struct DirectionPolicy {
     pub rules: Vec<ResolvedRule>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ResolvedRule {
     pub tier: Tier,
     pub action: Action,
@@ -58,7 +58,7 @@ pub struct ResolvedRule {
 /// or the local identity of its address's most specific CIDR prefix is in `cidr_identities`
 /// (CIDR peers match by address, pod addresses included, as Kubernetes `ipBlock` does), or
 /// its (identity, CIDR identity) pair is in `pairs`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ResolvedPeers {
     pub any: bool,
     pub identities: BTreeSet<u32>,

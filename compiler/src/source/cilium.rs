@@ -178,26 +178,10 @@ pub fn read(source: SourceId, text: &str) -> Result<Document, Diagnostics> {
 
 /// Like [`read`], but also returns warnings and notes when reading succeeds.
 pub fn read_with_diags(source: SourceId, text: &str) -> (Document, Diagnostics) {
-    let mut diags = Diagnostics::default();
-    let mut doc = Document::default();
-    match yaml::read_objects(source, text) {
-        Ok(objects) => {
-            for o in &objects {
-                match &o.object {
-                    Object::Cilium(p) => {
-                        doc.items.extend(
-                            convert(p, &o.node, &mut diags)
-                                .into_iter()
-                                .map(Item::Policy),
-                        );
-                    }
-                    _ => diags.push(super::k8s::unexpected(o, "a Cilium policy")),
-                }
-            }
-        }
-        Err(d) => diags.push(d),
-    }
-    (doc, diags)
+    yaml::read_document(source, text, |o, items, diags| match &o.object {
+        Object::Cilium(p) => items.extend(convert(p, &o.node, diags).into_iter().map(Item::Policy)),
+        _ => diags.push(super::k8s::unexpected(o, "a Cilium policy")),
+    })
 }
 
 /// Converts one deserialized Cilium policy (one AST policy per spec). Problems go to `diags`.

@@ -65,22 +65,12 @@ pub fn read_with_diags(source: SourceId, text: &str) -> (Document, Diagnostics) 
         }
         return (doc, diags);
     }
-    match yaml::read_objects(source, text) {
-        Ok(objects) => {
-            for o in &objects {
-                let m = match &o.object {
-                    Object::ConfigMap(cm) => convert_configmap(cm, &o.node, text, &mut diags),
-                    _ => {
-                        diags.push(super::k8s::unexpected(o, "an ip-masq-agent ConfigMap"));
-                        None
-                    }
-                };
-                doc.items.extend(m.map(Item::Masquerade));
-            }
+    yaml::read_document(source, text, |o, items, diags| match &o.object {
+        Object::ConfigMap(cm) => {
+            items.extend(convert_configmap(cm, &o.node, text, diags).map(Item::Masquerade));
         }
-        Err(d) => diags.push(d),
-    }
-    (doc, diags)
+        _ => diags.push(super::k8s::unexpected(o, "an ip-masq-agent ConfigMap")),
+    })
 }
 
 /// Converts a deserialized ip-masq-agent ConfigMap: parses its `config` value, with positions

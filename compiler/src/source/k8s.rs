@@ -26,26 +26,10 @@ pub fn read(source: SourceId, text: &str) -> Result<Document, Diagnostics> {
 
 /// Like [`read`], but also returns warnings and notes when reading succeeds.
 pub fn read_with_diags(source: SourceId, text: &str) -> (Document, Diagnostics) {
-    let mut diags = Diagnostics::default();
-    let mut doc = Document::default();
-    let objects = match yaml::read_objects(source, text) {
-        Ok(o) => o,
-        Err(d) => {
-            diags.push(d);
-            return (doc, diags);
-        }
-    };
-    for o in &objects {
-        match &o.object {
-            Object::NetworkPolicy(np) => {
-                if let Some(p) = convert(np, &o.node, &mut diags) {
-                    doc.items.push(Item::Policy(p));
-                }
-            }
-            _ => diags.push(unexpected(o, "a NetworkPolicy")),
-        }
-    }
-    (doc, diags)
+    yaml::read_document(source, text, |o, items, diags| match &o.object {
+        Object::NetworkPolicy(np) => items.extend(convert(np, &o.node, diags).map(Item::Policy)),
+        _ => diags.push(unexpected(o, "a NetworkPolicy")),
+    })
 }
 
 /// The error for an object a reader does not take.

@@ -29,7 +29,7 @@ pub fn load_paths(
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut files, &mut diags);
+            files_under(p, EXTENSIONS, &mut files, &mut diags);
         } else {
             files.push(p.clone());
         }
@@ -97,8 +97,14 @@ fn already_read(path: &Path, sources: &SourceMap) -> bool {
     })
 }
 
-/// Collects readable files under `dir`, sorted, skipping hidden entries.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+/// Collects the files under `dir` whose extension is one of `extensions`, recursively, in
+/// sorted order, skipping hidden entries. An unreadable directory is an error in `diags`.
+pub fn files_under(
+    dir: &Path,
+    extensions: &[&str],
+    out: &mut Vec<PathBuf>,
+    diags: &mut Diagnostics,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -120,11 +126,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            walk(&p, out, diags);
+            files_under(&p, extensions, out, diags);
         } else if p
             .extension()
             .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.contains(&e))
+            .is_some_and(|e| extensions.contains(&e))
         {
             out.push(p);
         }
@@ -133,8 +139,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
 
 /// Reads a YAML or JSON file whose documents may be of any kind sluice understands.
 pub fn read_yaml(source: SourceId, text: &str) -> (Document, Diagnostics) {
-    let mut diags = Diagnostics::default();
-    let mut doc = Document::default();
     // A file that is only an ip-masq-agent config (no `kind` anywhere, maybe empty) is read
     // as one, like the agent reads its mounted file.
     if let Ok(docs) = yaml::parse_tree(source, text, &|o| o) {
@@ -150,43 +154,29 @@ pub fn read_yaml(source: SourceId, text: &str) -> (Document, Diagnostics) {
             return ipmasq::read_with_diags(source, text);
         }
     }
-    let objects = match yaml::read_objects(source, text) {
-        Ok(o) => o,
-        Err(d) => {
-            diags.push(d);
-            return (doc, diags);
+    yaml::read_document(source, text, |o, items, diags| match &o.object {
+        Object::NetworkPolicy(np) => {
+            items.extend(k8s::convert(np, &o.node, diags).map(Item::Policy));
         }
-    };
-    for o in &objects {
-        match &o.object {
-            Object::NetworkPolicy(np) => {
-                doc.items
-                    .extend(k8s::convert(np, &o.node, &mut diags).map(Item::Policy));
-            }
-            Object::Cilium(p) => {
-                doc.items.extend(
-                    cilium::convert(p, &o.node, &mut diags)
-                        .into_iter()
-                        .map(Item::Policy),
-                );
-            }
-            // Only ip-masq-agent's ConfigMap is policy; others get a "no `config` key" error.
-            Object::ConfigMap(cm) => {
-                doc.items.extend(
-                    ipmasq::convert_configmap(cm, &o.node, text, &mut diags).map(Item::Masquerade),
-                );
-            }
-            Object::IpMasqConfig(c) => {
-                doc.items
-                    .extend(ipmasq::convert(c, &o.node, None, &mut diags).map(Item::Masquerade));
-            }
-            _ => diags.push(k8s::unexpected(
-                o,
-                "a NetworkPolicy, a Cilium policy, or an ip-masq-agent ConfigMap or config",
-            )),
+        Object::Cilium(p) => {
+            items.extend(
+                cilium::convert(p, &o.node, diags)
+                    .into_iter()
+                    .map(Item::Policy),
+            );
         }
-    }
-    (doc, diags)
+        // Only ip-masq-agent's ConfigMap is policy; others get a "no `config` key" error.
+        Object::ConfigMap(cm) => {
+            items.extend(ipmasq::convert_configmap(cm, &o.node, text, diags).map(Item::Masquerade));
+        }
+        Object::IpMasqConfig(c) => {
+            items.extend(ipmasq::convert(c, &o.node, None, diags).map(Item::Masquerade));
+        }
+        _ => diags.push(k8s::unexpected(
+            o,
+            "a NetworkPolicy, a Cilium policy, or an ip-masq-agent ConfigMap or config",
+        )),
+    })
 }
 
 #[cfg(test)]

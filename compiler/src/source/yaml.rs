@@ -11,8 +11,8 @@
 //! including the items of a `kind: List`, so that serde's error locations survive for list
 //! items too.
 
-use super::ast::{SourceId, Span};
-use crate::diag::Diag;
+use super::ast::{Document, Item, SourceId, Span};
+use crate::diag::{Diag, Diagnostics};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use saphyr_parser::{Event, Parser, ScalarStyle};
@@ -478,6 +478,27 @@ impl<'de> Visitor<'de> for ItemsSeed<'_> {
 /// documents. Empty documents are skipped. Errors carry the file position.
 pub fn read_objects(source: SourceId, text: &str) -> Result<Vec<Located>, Diag> {
     read_objects_mapped(source, text, &|o| o)
+}
+
+/// Reads every object of a file (as [`read_objects`]) into one document: `convert` adds each
+/// object's items and reports its problems (including a kind it does not take). The readers'
+/// `read_with_diags` are this with their own `convert`.
+pub fn read_document(
+    source: SourceId,
+    text: &str,
+    mut convert: impl FnMut(&Located, &mut Vec<Item>, &mut Diagnostics),
+) -> (Document, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let mut doc = Document::default();
+    match read_objects(source, text) {
+        Ok(objects) => {
+            for o in &objects {
+                convert(o, &mut doc.items, &mut diags);
+            }
+        }
+        Err(d) => diags.push(d),
+    }
+    (doc, diags)
 }
 
 /// [`read_objects`] for YAML embedded in another file's string, with offsets mapped back.

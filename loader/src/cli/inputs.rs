@@ -48,29 +48,6 @@ fn is_module(p: &Path) -> bool {
         .is_some_and(|e| MODULE_EXTENSIONS.contains(&e))
 }
 
-/// Modules under a directory, sorted, skipping hidden entries (as `load_paths` walks text).
-fn modules_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return; // load_paths reports the unreadable directory.
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            !p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-        })
-        .collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            modules_under(&p, out);
-        } else if is_module(&p) {
-            out.push(p);
-        }
-    }
-}
-
 /// Reads the inventory (when given), then every file, running modules on the inventory.
 pub fn read(args: &InputArgs, inventory: Option<&Path>) -> Inputs {
     let mut sources = SourceMap::new();
@@ -88,7 +65,13 @@ pub fn read(args: &InputArgs, inventory: Option<&Path>) -> Inputs {
     let (mut modules, text): (Vec<PathBuf>, Vec<PathBuf>) =
         args.files.iter().cloned().partition(|p| is_module(p));
     for p in text.iter().filter(|p| p.is_dir()) {
-        modules_under(p, &mut modules);
+        // load_paths walks the same directories and reports an unreadable one.
+        load::files_under(
+            p,
+            MODULE_EXTENSIONS,
+            &mut modules,
+            &mut Diagnostics::default(),
+        );
     }
     let (mut docs, d) = load::load_paths(&text, &mut sources);
     diags.extend(d);
@@ -196,10 +179,7 @@ fn run_modules(
         tracing::info!(module = %out.module, fuel_used = out.fuel_used, "module ran");
         // Printed and parsed back, so findings point at readable lines of the output.
         let text = dsl::print(&out.document);
-        let shown = format!(
-            "{name} (output, sha256 {})",
-            &out.module.digest.to_hex()[..12]
-        );
+        let shown = format!("{name} (output, sha256 {})", &out.module.digest.hex()[..12]);
         let id = sources.add(shown, text.clone());
         match dsl::parse(id, &text) {
             Ok(doc) => docs.push((id, doc)),

@@ -133,7 +133,7 @@ fn inspect(path: &Path) -> miette::Result<ExitCode> {
     let info = rt.inspect(&bytes, &name)?;
     let field = |k: &str, v: &str| println!("{k:<9} {v}");
     field("module", &name);
-    field("sha256", &info.id.digest.to_hex());
+    field("sha256", &info.id.digest.hex());
     field("size", &format!("{} bytes", info.size));
     field("name", info.name.as_deref().unwrap_or("(not declared)"));
     field(

@@ -8,8 +8,9 @@
 //!    with the same pods (all 58 of the netpol corpus) share one box: the next case's policy
 //!    is swapped in, which exercises the swap path (`spec/swap.md`) 57 times per run.
 //! 2. **Compile and load.** The case's IR and inventory (each pod placed on its host veth)
-//!    become a bundle ([`compile::bundle`]), loaded with [`apply_bundle`], the same code as
-//!    `sluice load`. Conntrack is cleared so no case sees another's flows.
+//!    become a bundle ([`compile::compile`], the same driver as `sluice compile`), loaded with
+//!    [`apply_bundle`], the same code as `sluice load`. Conntrack is cleared so no case sees
+//!    another's flows.
 //! 3. **BPF_PROG_TEST_RUN, every cell** (SCTP included): a crafted packet
 //!    ([`packet::craft`]) runs through the source's `from_ep` (its egress policy, tcx ingress
 //!    of its host veth) and, for a pod destination, the destination's `to_ep` (its ingress
@@ -23,7 +24,6 @@
 //! is replaced, when the engine is dropped, and when a case panics (the panic is caught and
 //! reported as that case's failure).
 
-pub mod compile;
 pub mod packet;
 pub mod sample;
 
@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use aya::maps::MapData;
 use sluice_compiler::bundle::{EndpointRef, Hook};
+use sluice_compiler::compile::{self, CompileOptions};
 use sluice_compiler::conformance::{Answer, Case, Engine, Probe};
-use sluice_compiler::datapath::Mode;
+use sluice_compiler::datapath::{CodegenOptions, Mode, keys};
 use sluice_compiler::ir::L4;
 
 use crate::generation::{self, LoadOptions};
@@ -187,13 +188,17 @@ impl KernelEngine {
             ep.netns = Some(pod.netns.clone());
         }
         let t0 = Instant::now();
-        let bundle = compile::bundle(
-            &prep.ir,
-            &inv,
-            self.opts.mode,
-            &[(&format!("{}.yaml", case.name), case.name.as_bytes())],
-        )
-        .map_err(|e| format!("compile: {e}"))?;
+        let opts = CompileOptions {
+            codegen: CodegenOptions {
+                mode: self.opts.mode,
+                ..CodegenOptions::default()
+            },
+            node: None,
+        };
+        let inputs = [(format!("{}.yaml", case.name), case.name.as_bytes().to_vec())];
+        let bundle = compile::compile(&prep.ir, &inv, &prep.sources, &inputs, &opts, &mut |_| {})
+            .map_err(|e| format!("compile: {e}"))?
+            .bundle;
         t.compile = t0.elapsed();
         let t0 = Instant::now();
         let report = generation::apply_bundle(&bundle, &cluster.load).map_err(|e| e.to_string())?;
@@ -388,7 +393,7 @@ fn hook_programs(
 }
 
 fn ct_map(load: &LoadOptions) -> Result<MapData, String> {
-    let path: PathBuf = load.root.join(compile::CT_PIN);
+    let path: PathBuf = load.root.join(keys::CT_PIN);
     MapData::from_pin(&path).map_err(|e| format!("conntrack {}: {e}", path.display()))
 }
 

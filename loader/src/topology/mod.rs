@@ -454,6 +454,14 @@ impl Topology {
         Servers::start(netns, ports)
     }
 
+    /// [`serve`](Self::serve) in every pod.
+    pub fn serve_pods(&self, ports: &[(u16, Proto)]) -> Result<Vec<Servers>, ProbeError> {
+        self.pods()
+            .iter()
+            .map(|p| self.serve(&p.netns, ports))
+            .collect()
+    }
+
     /// One probe from `from_netns` to `to:port`.
     pub fn probe(
         &self,
