@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod convert;
+pub mod demo;
 pub mod fmt;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ pub enum Command {
     Conformance(conformance::Args),
     /// Print NetworkPolicy, Cilium, ip-masq-agent or DSL files as the equivalent DSL.
     Convert(convert::ConvertArgs),
+    /// Build a cluster in a box, apply policies/demo.sluice and show real connections.
+    Demo(demo::DemoArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(args) => fmt::run(args),
         Command::Conformance(args) => conformance::main(args),
         Command::Convert(args) => convert::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,
