@@ -136,6 +136,14 @@ impl Diagnostics {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+    /// `Ok(value)` unless an error was reported (warnings and notes are dropped).
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.has_errors() {
+            Err(self)
+        } else {
+            Ok(value)
+        }
+    }
     /// In source order (file, then offset), errors first at equal positions: stable output.
     pub fn sorted(mut self) -> Diagnostics {
         self.items.sort_by_key(|d| {

@@ -11,12 +11,14 @@
 //! 5. [`plan`]: peer classes, the ipcache, and per-endpoint decision tables.
 //! 6. [`bpf`]: the eBPF instruction set, assembler, disassembler and ELF writer.
 //! 7. [`datapath`]: the programs, one emitter per part (parse, ...).
+//! 8. [`bundle`]: the directory the loader reads (manifest, objects, map entries).
 //!
 //! [`conformance`] reads the NetworkPolicy truth tables every engine is checked against.
 //!
 //! [`diag`] is what every stage reports, rendered with miette at the edge.
 
 pub mod bpf;
+pub mod bundle;
 pub mod conformance;
 pub mod datapath;
 pub mod diag;

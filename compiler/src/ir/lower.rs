@@ -251,17 +251,28 @@ impl Lower {
     /// Overlapping CIDR peers in one rule: one of them is redundant, or the author meant an
     /// `except`.
     fn check_peer_overlaps(&mut self, peers: &[PeerId]) {
-        let cidrs: Vec<(PeerId, Cidr)> = peers
+        let cidrs: Vec<(PeerId, Cidr, &[Cidr])> = peers
             .iter()
             .filter_map(|p| match &self.ir.peers[*p].kind {
-                PeerKind::Cidr { cidr, .. } => Some((*p, *cidr)),
+                PeerKind::Cidr { cidr, except } => Some((*p, *cidr, except.as_slice())),
                 _ => None,
             })
             .collect();
-        for (i, (pa, a)) in cidrs.iter().enumerate() {
-            for (pb, b) in &cidrs[i + 1..] {
-                if a.covers(b) || b.covers(a) {
-                    let (sa, sb) = (self.ir.peers[*pa].span, self.ir.peers[*pb].span);
+        // Blocks overlap unless the smaller one sits inside an except of the larger.
+        let overlap =
+            |a: &Cidr, ea: &[Cidr], b: &Cidr| a.covers(b) && !ea.iter().any(|e| e.covers(b));
+        let mut found = Vec::new();
+        for (i, (pa, a, ea)) in cidrs.iter().enumerate() {
+            for (pb, b, eb) in &cidrs[i + 1..] {
+                if overlap(a, ea, b) || overlap(b, eb, a) {
+                    found.push((*pa, *a, *pb, *b));
+                }
+            }
+        }
+        for (pa, a, pb, b) in found {
+            {
+                {
+                    let (sa, sb) = (self.ir.peers[pa].span, self.ir.peers[pb].span);
                     self.diags.push(
                         Diag::error(
                             "sluice::cidr::overlap",

@@ -44,11 +44,7 @@ const FIELDS: &[&str] = &[
 /// Reads an ip-masq-agent config file or ConfigMap (YAML or JSON).
 pub fn read(source: SourceId, text: &str) -> Result<Document, Diagnostics> {
     let (doc, diags) = read_with_diags(source, text);
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(doc)
-    }
+    diags.into_result(doc)
 }
 
 /// Like [`read`], but also returns the notes (ignored fields, defaults used).

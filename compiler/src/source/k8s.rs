@@ -21,11 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 /// Reads every NetworkPolicy of a YAML or JSON file. Any other kind of object is an error.
 pub fn read(source: SourceId, text: &str) -> Result<Document, Diagnostics> {
     let (doc, diags) = read_with_diags(source, text);
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(doc)
-    }
+    diags.into_result(doc)
 }
 
 /// Like [`read`], but also returns warnings and notes when reading succeeds.

@@ -6,11 +6,15 @@ pub mod conformance;
 pub mod convert;
 pub mod demo;
 pub mod fmt;
+pub mod load;
+pub mod status;
+pub mod unload;
 
 use clap::{Parser, Subcommand};
 use sluice_compiler::diag::{Diagnostics, Severity};
 use sluice_compiler::source::SourceMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -29,6 +33,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Load a bundle as the next policy generation and flip every hook to it.
+    Load(load::Args),
+    /// Remove every link, pin and map sluice created.
+    Unload(unload::Args),
+    /// Show the current generation and what each hook runs.
+    Status(status::Args),
     /// Print .sluice files in canonical form (or check / rewrite them).
     Fmt(fmt::FmtArgs),
     /// Run NetworkPolicy conformance truth tables.
@@ -39,10 +49,34 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// Where sluice keeps its pins and state (the defaults are for production).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PinArgs {
+    /// bpffs directory for sluice's pins.
+    #[arg(long, value_name = "DIR", default_value = crate::pin::SLUICE_ROOT)]
+    pub root: PathBuf,
+    /// Directory of the state file and lock.
+    #[arg(long, value_name = "DIR", default_value = "/run/sluice")]
+    pub state_dir: PathBuf,
+}
+
+impl PinArgs {
+    pub fn options(&self, node_netns: Option<String>) -> crate::generation::LoadOptions {
+        crate::generation::LoadOptions {
+            root: self.root.clone(),
+            state_dir: self.state_dir.clone(),
+            node_netns,
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result: miette::Result<ExitCode> = match cli.command {
+        Command::Load(a) => load::run(a),
+        Command::Unload(a) => unload::run(a),
+        Command::Status(a) => status::run(a),
         Command::Fmt(args) => fmt::run(args),
         Command::Conformance(args) => conformance::main(args),
         Command::Convert(args) => convert::run(args),

@@ -52,3 +52,14 @@ pub fn mount_bpffs(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Takes an exclusive `flock` on `file`, waiting for it; released when the file is closed.
+pub fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid open fd.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

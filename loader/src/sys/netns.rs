@@ -100,6 +100,20 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// Name of the interface with index `index` in the calling thread's namespace.
+pub fn if_name(index: u32) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("interface #{index}: {e}")));
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
 /// Whether a process with this pid exists (used to spot leftovers of crashed runs).
 pub fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -1,0 +1,278 @@
+//! Map names, key layouts and the verdict code: what the generated code and the map entries
+//! the compiler writes as data must agree on, in one place.
+//!
+//! Every layout here is documented in `spec/datapath.md`; the emitters in [`super::ct`],
+//! [`super::decide`] and [`super::verdict`] build the same keys on the stack.
+
+use crate::plan::table::Profile;
+use crate::plan::{Proto, Verdict};
+use crate::source::ast::Cidr;
+use cranelift_entity::EntityRef;
+use std::net::IpAddr;
+
+/// Conntrack (LRU hash, shared across generations).
+pub const CT: &str = "sluice_ct";
+/// Address → peer class (LPM trie, shared within a generation).
+pub const IPCACHE: &str = "sluice_ipcache";
+/// Class → profile (array, per program; specialized mode).
+pub const PROFILE: &str = "sluice_profile";
+/// (profile, protocol, port prefix) → verdict code (LPM trie, per program; specialized mode).
+pub const PORTS: &str = "sluice_ports";
+/// (class, protocol, port prefix) → verdict code (LPM trie, per program; generic mode).
+pub const POLICY: &str = "sluice_policy";
+/// The last verdict on this CPU (per-CPU array of one slot; only with rule recording).
+pub const TRACE: &str = "sluice_trace";
+
+/// The verdict code: one u32 that leaves of compare trees load as an immediate and map
+/// lookups return, so every shape ends in the same tail.
+///
+/// ```text
+/// bit 0      allow
+/// bit 1      audited
+/// bits 4..8  stage (what decided: policy, conntrack, ...)
+/// bits 8..32 deciding rule: RuleId index + 1, 0 for an implicit verdict
+/// ```
+pub mod code {
+    pub const ALLOW: u32 = 1;
+    pub const AUDITED: u32 = 2;
+    pub const STAGE_SHIFT: u32 = 4;
+    pub const STAGE_MASK: u32 = 0xf0;
+    pub const RULE_SHIFT: u32 = 8;
+    /// Rule numbers must fit in the 24 bits above `RULE_SHIFT`.
+    pub const MAX_RULE: u32 = (1 << 24) - 2;
+}
+
+/// What decided a packet (the stage bits of the verdict code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// The decision table (or the absence of policy).
+    Policy = 0,
+    /// Conntrack: the flow was allowed in this direction before.
+    Established = 1,
+    /// Conntrack: a reply to a flow the other direction allowed.
+    Reply = 2,
+    /// A header the packet claims is cut short (dropped when the direction can deny).
+    Malformed = 3,
+    /// Not IPv4: passes.
+    NotIpv4 = 4,
+}
+
+impl Stage {
+    pub fn from_bits(bits: u32) -> Option<Stage> {
+        Some(match bits {
+            0 => Stage::Policy,
+            1 => Stage::Established,
+            2 => Stage::Reply,
+            3 => Stage::Malformed,
+            4 => Stage::NotIpv4,
+            _ => return None,
+        })
+    }
+}
+
+/// The code of a table verdict.
+pub fn verdict_code(v: Verdict) -> u32 {
+    let rule = v.rule.map_or(0, |r| r.index() as u32 + 1);
+    assert!(
+        rule <= code::MAX_RULE + 1,
+        "rule id {rule} beyond the verdict code"
+    );
+    (rule << code::RULE_SHIFT)
+        | if v.allow { code::ALLOW } else { 0 }
+        | if v.audited { code::AUDITED } else { 0 }
+}
+
+/// The code of an outcome decided outside the table.
+pub fn stage_code(allow: bool, stage: Stage) -> u32 {
+    ((stage as u32) << code::STAGE_SHIFT) | if allow { code::ALLOW } else { 0 }
+}
+
+/// A verdict code taken apart (what `sluice trace` shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub allow: bool,
+    pub audited: bool,
+    pub stage: Option<Stage>,
+    /// RuleId index + 1; 0 when implicit.
+    pub rule: u32,
+}
+
+pub fn decode(c: u32) -> Decoded {
+    Decoded {
+        allow: c & code::ALLOW != 0,
+        audited: c & code::AUDITED != 0,
+        stage: Stage::from_bits((c & code::STAGE_MASK) >> code::STAGE_SHIFT),
+        rule: c >> code::RULE_SHIFT,
+    }
+}
+
+/// The trace slot's value: `rule u32 | verdict u32`, where `verdict` is the low byte of the
+/// code with bit 31 set (so a zeroed slot reads as "nothing recorded").
+pub const TRACE_WRITTEN: u32 = 1 << 31;
+
+/// Parses a trace slot value (8 bytes); `None` when the slot was never written.
+pub fn decode_trace(value: &[u8]) -> Option<Decoded> {
+    let rule = u32::from_le_bytes(value[0..4].try_into().ok()?);
+    let verdict = u32::from_le_bytes(value[4..8].try_into().ok()?);
+    (verdict & TRACE_WRITTEN != 0).then(|| decode((verdict & 0xff) | rule << code::RULE_SHIFT))
+}
+
+/// ipcache key: `prefixlen u32 | addr u32 (network order)`; value: class u32.
+pub fn ipcache_key(prefix: Cidr) -> Option<Vec<u8>> {
+    let IpAddr::V4(addr) = prefix.canonical().addr else {
+        return None;
+    };
+    let mut k = u32::from(prefix.prefix).to_le_bytes().to_vec();
+    k.extend_from_slice(&addr.octets());
+    Some(k)
+}
+
+/// Port map keys (`sluice_ports`, `sluice_policy`): an LPM key of 12 bytes
+///
+/// ```text
+/// prefixlen u32 | id u32 | proto u8 | zero u8 | port u16 (network order)
+/// ```
+///
+/// `id` is a profile or a class. Every field is aligned, as the verifier requires of stack
+/// stores. A `/32` entry (the id alone) holds the verdict of protocols without ports; a
+/// `/48 + n` entry a block of `2^(16-n)` ports of one protocol.
+pub const PORT_KEY_SIZE: u32 = 12;
+/// The prefix length that covers id, protocol and the zero byte.
+pub const PORT_KEY_FIXED_BITS: u32 = 48;
+
+pub fn port_key(id: u32, proto: u8, port: u16, port_bits: u8) -> Vec<u8> {
+    let mut k = (PORT_KEY_FIXED_BITS + u32::from(port_bits))
+        .to_le_bytes()
+        .to_vec();
+    k.extend_from_slice(&id.to_le_bytes());
+    k.extend_from_slice(&[proto, 0]);
+    k.extend_from_slice(&port.to_be_bytes());
+    k
+}
+
+/// The entry for protocols without ports.
+pub fn other_key(id: u32) -> Vec<u8> {
+    let mut k = 32u32.to_le_bytes().to_vec();
+    k.extend_from_slice(&id.to_le_bytes());
+    k.extend_from_slice(&[0, 0, 0, 0]);
+    k
+}
+
+/// `lo..=hi` as the fewest aligned prefix blocks `(base, bits)` (a block covers
+/// `base..base + 2^(16 - bits)`), in ascending order.
+pub fn port_blocks(lo: u16, hi: u16) -> Vec<(u16, u8)> {
+    let mut out = Vec::new();
+    let (mut lo, hi) = (u32::from(lo), u32::from(hi));
+    while lo <= hi {
+        // The largest aligned block starting at `lo` that stays within `hi`.
+        let mut size = if lo == 0 {
+            1 << 16
+        } else {
+            1 << lo.trailing_zeros()
+        };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push((lo as u16, 16 - size.trailing_zeros() as u8));
+        lo += size;
+    }
+    out
+}
+
+/// The entries of one protocol's segments under `id`. Segments whose verdict equals
+/// `skip_if` (what the `/32` entry already gives) are left out.
+pub fn segment_entries(
+    id: u32,
+    proto: Proto,
+    profile: &Profile,
+    skip_if: Option<Verdict>,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) {
+    let segs = profile.segments(proto);
+    if let (Some(skip), [only]) = (skip_if, segs)
+        && only.verdict == skip
+    {
+        return;
+    }
+    for s in segs {
+        let value = verdict_code(s.verdict).to_le_bytes().to_vec();
+        for (base, bits) in port_blocks(s.lo, s.hi) {
+            out.push((port_key(id, proto.number(), base, bits), value.clone()));
+        }
+    }
+}
+
+/// Every entry a profile needs under `id`: its `/32` and all protocols.
+pub fn profile_entries(id: u32, profile: &Profile, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    out.push((
+        other_key(id),
+        verdict_code(profile.other).to_le_bytes().to_vec(),
+    ));
+    for proto in Proto::ALL {
+        segment_entries(id, proto, profile, Some(profile.other), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::RuleId;
+
+    #[test]
+    fn port_blocks_cover_exactly() {
+        for (lo, hi) in [
+            (0u16, 65535u16),
+            (80, 80),
+            (1, 65535),
+            (1000, 2000),
+            (0, 0),
+            (65535, 65535),
+            (3, 17),
+        ] {
+            let blocks = port_blocks(lo, hi);
+            let mut next = u32::from(lo);
+            for (base, bits) in &blocks {
+                assert_eq!(u32::from(*base), next);
+                let size = 1u32 << (16 - bits);
+                assert_eq!(u32::from(*base) % size, 0, "aligned");
+                next += size;
+            }
+            assert_eq!(next, u32::from(hi) + 1);
+        }
+        assert_eq!(port_blocks(0, 65535), vec![(0, 0)]);
+        assert_eq!(port_blocks(1, 65535).len(), 16);
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        let v = Verdict {
+            allow: true,
+            audited: true,
+            rule: Some(RuleId::new(41)),
+        };
+        let d = decode(verdict_code(v));
+        assert_eq!(
+            (d.allow, d.audited, d.stage, d.rule),
+            (true, true, Some(Stage::Policy), 42)
+        );
+        let d = decode(stage_code(false, Stage::Malformed));
+        assert_eq!(
+            (d.allow, d.stage, d.rule),
+            (false, Some(Stage::Malformed), 0)
+        );
+        let mut slot = 42u32.to_le_bytes().to_vec();
+        slot.extend_from_slice(&(TRACE_WRITTEN | 3).to_le_bytes());
+        let t = decode_trace(&slot).unwrap();
+        assert_eq!((t.allow, t.audited, t.rule), (true, true, 42));
+        assert!(decode_trace(&[0; 8]).is_none());
+    }
+
+    #[test]
+    fn port_keys_are_aligned_lpm_keys() {
+        let k = port_key(7, 6, 0x1f90, 16);
+        assert_eq!(k.len() as u32, PORT_KEY_SIZE);
+        assert_eq!(&k[0..4], &64u32.to_le_bytes());
+        assert_eq!(&k[4..8], &7u32.to_le_bytes());
+        assert_eq!(&k[8..12], &[6, 0, 0x1f, 0x90]);
+    }
+}

@@ -1,0 +1,1126 @@
+//! Policy generations: load a bundle next to the running one, then flip every hook to it.
+//!
+//! This is the swap protocol of `spec/swap.md`. A generation is everything one bundle puts in
+//! the kernel: its programs, their per-program maps and its generation-scope shared maps (the
+//! ipcache). It is built completely (maps created and filled, every program verified) before
+//! any hook changes; then each hook flips with one BPF_LINK_UPDATE on its pinned tcx link, so
+//! a packet sees either the old generation or the new one, never a mix within one program.
+//! Node-scope maps (conntrack) are pinned by name and reused by every generation.
+//!
+//! Any failure before the flip undoes what this attempt created (staging pins, a conntrack
+//! pin it made, directories) and leaves the kernel as it was. A failure during the flip rolls
+//! the hooks already flipped back. The old generation is not freed explicitly: once no link
+//! runs its programs, nothing references them or their maps and the kernel frees both.
+//!
+//! Layout on bpffs (root defaults to `/sys/fs/bpf/sluice`):
+//! ```text
+//! <root>/<pin>            node-scope maps, e.g. <root>/ct
+//! <root>/links/<hook>     one tcx link per hook: `<iface>-ingress` / `<iface>-egress`
+//! <root>/staging/<map>    generation-scope maps while a generation is being built
+//! ```
+//! and a state file `<state_dir>/state.json` (default `/run/sluice`) with the generation
+//! number, the bundle digest and the hooks, which `sluice status` and the next load read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Map, MapData, MapInfo};
+use aya::programs::{ProgramError, SchedClassifier};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+use serde::{Deserialize, Serialize};
+use sluice_compiler::bpf::MapDef;
+use sluice_compiler::bundle::{Attachment, Bundle, Digest, EndpointRef, Hook, MapScope};
+
+use crate::attach::{self, AttachError, Direction, TcxLink, TcxTarget};
+use crate::pin;
+use crate::sys::{bpf as sysbpf, fs as sysfs, netns};
+
+/// Where a generation goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// bpffs directory for every pin (`/sys/fs/bpf/sluice`).
+    pub root: PathBuf,
+    /// Directory of the state file and the lock (`/run/sluice`).
+    pub state_dir: PathBuf,
+    /// Named namespace (under /run/netns) that holds the host-side veths; None: our own.
+    pub node_netns: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from(pin::SLUICE_ROOT),
+            state_dir: PathBuf::from("/run/sluice"),
+            node_netns: None,
+        }
+    }
+}
+
+/// The step of the protocol an error happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Prepare,
+    InterfaceMissing,
+    MapCreate,
+    MapFill,
+    ProgramLoad,
+    Flip,
+    AfterFlip,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::InterfaceMissing => "interface missing",
+            Step::MapCreate => "map create",
+            Step::MapFill => "map fill",
+            Step::ProgramLoad => "program load",
+            Step::Flip => "flip",
+            Step::AfterFlip => "after the flip",
+        }
+    }
+
+    /// Whether the kernel is guaranteed unchanged when a load fails in this step.
+    pub fn before_flip(self) -> bool {
+        !matches!(self, Step::Flip | Step::AfterFlip)
+    }
+}
+
+/// Why a generation did not (completely) go in. The message starts with the step.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("prepare: {what}: {source}")]
+    Prepare {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("prepare: {0}")]
+    Conflict(String),
+    #[error("interface missing: {endpoint} {hook}: {detail}")]
+    InterfaceMissing {
+        endpoint: EndpointRef,
+        hook: &'static str,
+        detail: String,
+    },
+    #[error("map create: {detail}")]
+    MapCreate {
+        /// Already includes the kernel's reason.
+        detail: String,
+        cause: Option<Box<EbpfError>>,
+    },
+    #[error("map fill: map `{map}`{}: {detail}", artifact.map(|a| format!(" of artifact {a}")).unwrap_or_default())]
+    MapFill {
+        map: String,
+        artifact: Option<Digest>,
+        detail: String,
+    },
+    #[error("program load: `{program}` of artifact {artifact}: {detail}{}",
+        if verifier_log.is_empty() { String::new() } else { format!("\nverifier log (last lines):\n{verifier_log}") })]
+    ProgramLoad {
+        program: String,
+        artifact: Digest,
+        detail: String,
+        /// The end of the verifier log, where the reason is.
+        verifier_log: String,
+    },
+    #[error("flip: {target}: {source}; {}", if *rolled_back { "every hook was rolled back to the old generation" } else { "ROLLBACK INCOMPLETE, see the log" })]
+    Flip {
+        target: TcxTarget,
+        #[source]
+        source: Box<AttachError>,
+        rolled_back: bool,
+    },
+    #[error("after the flip (the new generation is live): {0}")]
+    AfterFlip(String),
+}
+
+impl SwapError {
+    pub fn step(&self) -> Step {
+        match self {
+            SwapError::Prepare { .. } | SwapError::Conflict(_) => Step::Prepare,
+            SwapError::InterfaceMissing { .. } => Step::InterfaceMissing,
+            SwapError::MapCreate { .. } => Step::MapCreate,
+            SwapError::MapFill { .. } => Step::MapFill,
+            SwapError::ProgramLoad { .. } => Step::ProgramLoad,
+            SwapError::Flip { .. } => Step::Flip,
+            SwapError::AfterFlip(_) => Step::AfterFlip,
+        }
+    }
+}
+
+fn prep(what: impl Into<String>) -> impl FnOnce(io::Error) -> SwapError {
+    let what = what.into();
+    move |source| SwapError::Prepare { what, source }
+}
+
+/// What happened to one hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookAction {
+    /// The existing link now runs the new program (one BPF_LINK_UPDATE).
+    Replaced { old_program_id: u32 },
+    /// A new link was attached and pinned.
+    Attached,
+}
+
+/// One hook after the flip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookReport {
+    pub endpoint: EndpointRef,
+    pub target: TcxTarget,
+    pub artifact: Digest,
+    pub link_id: u32,
+    pub program_id: u32,
+    pub action: HookAction,
+}
+
+/// What [`apply_bundle`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationReport {
+    pub generation: u64,
+    pub bundle: Digest,
+    pub previous: Option<u64>,
+    /// Distinct programs loaded (one per artifact).
+    pub programs_loaded: usize,
+    pub hooks: Vec<HookReport>,
+    /// Pin paths of hooks the new generation no longer has, now detached.
+    pub detached: Vec<PathBuf>,
+    /// Node-scope maps: name and kernel map id.
+    pub node_maps: Vec<(String, u32)>,
+}
+
+/// The state file: what the current generation is and where its hooks are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub generation: u64,
+    pub bundle: Digest,
+    pub root: PathBuf,
+    pub node_netns: Option<String>,
+    pub hooks: Vec<HookState>,
+    /// Node-scope map name → pin path.
+    pub node_maps: Vec<(String, PathBuf)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookState {
+    pub endpoint: EndpointRef,
+    pub iface: String,
+    pub hook: Hook,
+    pub pin: PathBuf,
+    pub artifact: Digest,
+    pub link_id: u32,
+    pub program_id: u32,
+}
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+
+/// Reads the state file; None when nothing is loaded.
+pub fn read_state(state_dir: &Path) -> Result<Option<State>, SwapError> {
+    let p = state_dir.join(STATE_FILE);
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| prep(format!("reading {}", p.display()))(io::Error::other(e))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(prep(format!("reading {}", p.display()))(e)),
+    }
+}
+
+fn write_state(state_dir: &Path, state: &State) -> io::Result<()> {
+    let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, state_dir.join(STATE_FILE)) // atomic: readers see old or new
+}
+
+/// An exclusive lock on the state directory: one load or unload at a time per node.
+struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    fn take(state_dir: &Path) -> Result<Lock, SwapError> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(prep(format!("creating {}", state_dir.display())))?;
+        let p = state_dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(prep(format!("opening {}", p.display())))?;
+        sysfs::lock_exclusive(&file).map_err(prep(format!("locking {}", p.display())))?;
+        Ok(Lock { _file: file })
+    }
+}
+
+/// The pin file name of a hook: `<iface>-<ingress|egress>`, the name hex-encoded when it has
+/// characters a pin name should not (bpffs refuses dots: they are reserved for the kernel).
+pub fn hook_pin_name(iface: &str, hook: Hook) -> String {
+    let plain = iface
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if plain && !iface.is_empty() {
+        format!("{iface}-{}", hook.as_str())
+    } else {
+        let hex: String = iface.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("x{hex}-{}", hook.as_str())
+    }
+}
+
+fn direction(h: Hook) -> Direction {
+    match h {
+        Hook::Ingress => Direction::Ingress,
+        Hook::Egress => Direction::Egress,
+    }
+}
+
+/// Runs `f` in the node namespace (or here).
+fn in_node<T: Send>(opts: &LoadOptions, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    match &opts.node_netns {
+        None => Ok(f()),
+        Some(name) => netns::Netns::open(name)?.run(f),
+    }
+}
+
+/// Finds the host-side interface of an attachment: by name, or as the peer of the
+/// endpoint netns's eth0. Returns (name, ifindex) in the node namespace.
+fn resolve_iface(att: &Attachment, opts: &LoadOptions) -> Result<(String, u32), SwapError> {
+    let missing = |detail: String| SwapError::InterfaceMissing {
+        endpoint: att.endpoint.clone(),
+        hook: att.hook.as_str(),
+        detail,
+    };
+    let node = opts.node_netns.as_deref().unwrap_or("the current netns");
+    if let Some(name) = &att.interface {
+        let idx = in_node(opts, || netns::if_index(name))
+            .map_err(|e| missing(format!("netns {node}: {e}")))?
+            .map_err(|e| missing(format!("{e} (looked in {node})")))?;
+        return Ok((name.clone(), idx));
+    }
+    let ns = att
+        .netns
+        .as_deref()
+        .expect("the bundle builder demands one of the two");
+    let peer = peer_of_eth0(ns).map_err(missing)?;
+    let name = in_node(opts, || netns::if_name(peer))
+        .map_err(|e| missing(format!("netns {node}: {e}")))?
+        .map_err(|e| {
+            missing(format!(
+                "eth0 of netns {ns} has its peer at index {peer}, not found in {node}: {e}"
+            ))
+        })?;
+    Ok((name, peer))
+}
+
+/// The peer ifindex of eth0 in `netns` (as iproute2 reports it).
+fn peer_of_eth0(netns: &str) -> Result<u32, String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", netns, "-j", "link", "show", "dev", "eth0"])
+        .output()
+        .map_err(|e| format!("running ip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "eth0 in netns {netns}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("parsing `ip -j link` output: {e}"))?;
+    v.get(0)
+        .and_then(|l| l.get("link_index"))
+        .and_then(|i| i.as_u64())
+        .map(|i| i as u32)
+        .ok_or_else(|| format!("eth0 in netns {netns} is not one end of a veth pair"))
+}
+
+/// The MapData behind any aya map (every variant wraps one).
+fn map_data(m: &Map) -> &MapData {
+    macro_rules! all {
+        ($($v:ident),*) => {
+            match m { $(Map::$v(d) => d,)* }
+        };
+    }
+    all!(
+        Array,
+        ArrayOfMaps,
+        BloomFilter,
+        CgroupArray,
+        CgroupStorage,
+        CgrpStorage,
+        CpuMap,
+        DevMap,
+        DevMapHash,
+        HashMap,
+        HashOfMaps,
+        InodeStorage,
+        LpmTrie,
+        LruHashMap,
+        PerCpuArray,
+        PerCpuCgroupStorage,
+        PerCpuHashMap,
+        PerCpuLruHashMap,
+        PerfEventArray,
+        ProgramArray,
+        Queue,
+        ReusePortSockArray,
+        RingBuf,
+        SockHash,
+        SockMap,
+        SkStorage,
+        Stack,
+        StackTraceMap,
+        Unsupported,
+        XskMap
+    )
+}
+
+/// Whether a kernel map has the layout a definition asks for.
+fn layout_mismatch(info: &MapInfo, def: &MapDef) -> Option<String> {
+    let want = (
+        def.ty.id(),
+        def.key_size,
+        def.value_size,
+        def.max_entries,
+        def.flags,
+    );
+    let kind = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+    // aya's MapType discriminants are the kernel's bpf_map_type values.
+    let got = (
+        kind,
+        info.key_size(),
+        info.value_size(),
+        info.max_entries(),
+        info.map_flags(),
+    );
+    (got != want).then(|| {
+        format!(
+            "kernel map has (type, key, value, max_entries, flags) = {got:?}, bundle says {want:?}"
+        )
+    })
+}
+
+/// Writes entries into a map after checking its layout against `def`.
+fn fill(
+    map: &MapData,
+    def: &MapDef,
+    entries: &[(Vec<u8>, Vec<u8>)],
+    artifact: Option<Digest>,
+) -> Result<(), SwapError> {
+    let err = |detail: String| SwapError::MapFill {
+        map: def.name.clone(),
+        artifact,
+        detail,
+    };
+    let info = map
+        .info()
+        .map_err(|e| err(format!("reading map info: {e}")))?;
+    if let Some(m) = layout_mismatch(&info, def) {
+        return Err(err(m));
+    }
+    let sizes = (info.key_size(), info.value_size());
+    for (i, (k, v)) in entries.iter().enumerate() {
+        sysbpf::map_update(map.fd().as_fd(), sizes, k, v, sysbpf::BPF_ANY).map_err(|e| {
+            err(format!(
+                "entry {i} of {} (key {k:02x?}): {e}",
+                entries.len()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// The last lines of a verifier log: the verifier states its reason at the end.
+pub fn verifier_excerpt(log: &str, lines: usize) -> String {
+    // The statistics the kernel appends say nothing about why.
+    let noise = ["verification time", "stack depth", "processed "];
+    let all: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !noise.iter().any(|n| l.starts_with(n)))
+        .collect();
+    let start = all.len().saturating_sub(lines);
+    let mut out = String::new();
+    if start > 0 {
+        out.push_str(&format!("  ... ({start} earlier lines)\n"));
+    }
+    for l in &all[start..] {
+        out.push_str("  ");
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// One hook of the new generation, resolved.
+struct HookPlan<'b> {
+    att: &'b Attachment,
+    iface: String,
+    ifindex: u32,
+    target: TcxTarget,
+    pin: PathBuf,
+}
+
+/// What a failed attempt must remove so the kernel and bpffs look as before.
+#[derive(Default)]
+struct Undo {
+    pins: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Undo {
+    fn run(&mut self) {
+        for p in self.pins.drain(..).rev() {
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %p.display(), error = %e, "undo: removing pin");
+            }
+        }
+        for d in self.dirs.drain(..).rev() {
+            let _ = std::fs::remove_dir(&d); // only if empty
+        }
+    }
+}
+
+fn mkdir(path: &Path, undo: &mut Undo) -> Result<(), SwapError> {
+    let mut missing = Vec::new();
+    let mut p = Some(path);
+    while let Some(d) = p {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_owned());
+        p = d.parent();
+    }
+    std::fs::create_dir_all(path).map_err(prep(format!("creating {}", path.display())))?;
+    undo.dirs.extend(missing.into_iter().rev());
+    Ok(())
+}
+
+fn staging_dir(root: &Path) -> PathBuf {
+    root.join("staging")
+}
+
+fn links_dir(root: &Path) -> PathBuf {
+    root.join("links")
+}
+
+/// Loads `bundle` as a new generation and flips every hook to it (the whole protocol).
+pub fn apply_bundle(bundle: &Bundle, opts: &LoadOptions) -> Result<GenerationReport, SwapError> {
+    pin::ensure_bpffs().map_err(|e| SwapError::Prepare {
+        what: "bpffs".into(),
+        source: io::Error::other(e),
+    })?;
+    let _lock = Lock::take(&opts.state_dir)?;
+    let prev = read_state(&opts.state_dir)?;
+    if let Some(p) = &prev
+        && (p.node_netns != opts.node_netns || p.root != opts.root)
+    {
+        return Err(SwapError::Conflict(format!(
+            "generation {} is loaded for netns {:?} at {}; `sluice unload` it first",
+            p.generation,
+            p.node_netns,
+            p.root.display()
+        )));
+    }
+    let mut undo = Undo::default();
+    let res = build_and_flip(bundle, opts, prev.as_ref(), &mut undo);
+    // Staging pins go either way: the loaded programs hold the generation's maps.
+    undo.run();
+    res
+}
+
+fn build_and_flip(
+    bundle: &Bundle,
+    opts: &LoadOptions,
+    prev: Option<&State>,
+    undo: &mut Undo,
+) -> Result<GenerationReport, SwapError> {
+    let generation = prev.map_or(1, |p| p.generation + 1);
+    for name in bundle.shared_maps.iter().filter_map(|m| m.pin.as_deref()) {
+        if matches!(name, "links" | "staging") {
+            return Err(SwapError::Conflict(format!(
+                "node map pin name {name:?} is reserved"
+            )));
+        }
+    }
+    mkdir(&links_dir(&opts.root), undo)?;
+    let staging = staging_dir(&opts.root);
+    // A crashed earlier attempt may have left staging pins; we hold the lock.
+    if staging.exists() {
+        for e in std::fs::read_dir(&staging).map_err(prep("listing staging"))? {
+            let e = e.map_err(prep("listing staging"))?;
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    mkdir(&staging, undo)?;
+    undo.dirs.push(staging.clone()); // always removed at the end (if empty)
+
+    // 1. Every interface exists (nothing touched yet).
+    let mut plans = Vec::new();
+    for att in &bundle.attachments {
+        let (iface, ifindex) = resolve_iface(att, opts)?;
+        let target = TcxTarget::new(opts.node_netns.as_deref(), &iface, direction(att.hook));
+        let pin = links_dir(&opts.root).join(hook_pin_name(&iface, att.hook));
+        plans.push(HookPlan {
+            att,
+            iface,
+            ifindex,
+            target,
+            pin,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for p in &plans {
+        if !seen.insert(&p.pin) {
+            return Err(SwapError::Conflict(format!(
+                "two attachments resolve to the same hook {}",
+                p.target
+            )));
+        }
+    }
+
+    // 2. Node-scope maps: an existing pin must have the layout the bundle expects.
+    let mut pin_paths: BTreeMap<&str, PathBuf> = BTreeMap::new();
+    for m in &bundle.shared_maps {
+        let path = match m.scope {
+            MapScope::Node => {
+                let path = opts
+                    .root
+                    .join(m.pin.as_deref().expect("node maps are pinned"));
+                if path.exists() {
+                    let info = MapInfo::from_pin(&path).map_err(|e| SwapError::MapCreate {
+                        detail: format!("opening {}: {e}", path.display()),
+                        cause: None,
+                    })?;
+                    if let Some(why) = layout_mismatch(&info, &m.def) {
+                        return Err(SwapError::MapCreate {
+                            detail: format!(
+                                "`{}` pinned at {} has another layout ({why}); `sluice unload` resets it",
+                                m.def.name,
+                                path.display()
+                            ),
+                            cause: None,
+                        });
+                    }
+                } else {
+                    // Created (and pinned) by the first object that uses it.
+                    undo.pins.push(path.clone());
+                }
+                path
+            }
+            MapScope::Generation => {
+                let path = staging.join(&m.def.name);
+                undo.pins.push(path.clone());
+                path
+            }
+        };
+        pin_paths.insert(m.def.name.as_str(), path);
+    }
+
+    // 3. Create every object's maps (shared ones by pin), in artifact order.
+    let mut objects: BTreeMap<Digest, Ebpf> = BTreeMap::new();
+    for (id, art) in &bundle.artifacts {
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(&art.elf).map_err(|e| {
+            let detail = match &e {
+                EbpfError::MapError(m) => format!("artifact {id}: {}", chain(m)),
+                other => format!("artifact {id}: object rejected: {}", chain(other)),
+            };
+            SwapError::MapCreate {
+                detail,
+                cause: Some(Box::new(e)),
+            }
+        })?;
+        objects.insert(*id, ebpf);
+    }
+
+    // 4. Fill: generation-scope shared maps once, then each artifact's own maps.
+    for m in bundle
+        .shared_maps
+        .iter()
+        .filter(|m| m.scope == MapScope::Generation)
+    {
+        let path = &pin_paths[m.def.name.as_str()];
+        if !path.exists() {
+            if m.entries.is_empty() {
+                continue; // no program uses it
+            }
+            return Err(SwapError::MapFill {
+                map: m.def.name.clone(),
+                artifact: None,
+                detail: "no program of the bundle uses this shared map".into(),
+            });
+        }
+        let data = MapData::from_pin(path).map_err(|e| SwapError::MapFill {
+            map: m.def.name.clone(),
+            artifact: None,
+            detail: format!("opening {}: {e}", path.display()),
+        })?;
+        fill(&data, &m.def, &m.entries, None)?;
+    }
+    for (id, art) in &bundle.artifacts {
+        let ebpf = &objects[id];
+        for m in &art.maps {
+            let Some(map) = ebpf.map(&m.name) else {
+                return Err(SwapError::MapFill {
+                    map: m.name.clone(),
+                    artifact: Some(*id),
+                    detail: "the object defines no such map".into(),
+                });
+            };
+            fill(map_data(map), &m.def, &m.entries, Some(*id))?;
+        }
+    }
+
+    // 5. Verify every program.
+    for (id, art) in &bundle.artifacts {
+        let ebpf = objects.get_mut(id).expect("loaded above");
+        let prog = classifier_mut(ebpf, &art.program, *id)?;
+        prog.load()
+            .map_err(|e| program_error(&art.program, *id, e))?;
+    }
+    let mut program_ids = BTreeMap::new();
+    for (id, art) in &bundle.artifacts {
+        let ebpf = objects.get_mut(id).expect("loaded above");
+        let pid = classifier_mut(ebpf, &art.program, *id)?
+            .info()
+            .map_err(|e| program_error(&art.program, *id, e))?
+            .id();
+        program_ids.insert(*id, pid);
+    }
+
+    // 6. Existing links: which hooks replace, which attach, which are stale.
+    let mut existing: BTreeMap<PathBuf, (TcxLink, u32)> = BTreeMap::new();
+    let mut stale: Vec<PathBuf> = Vec::new();
+    let wanted: BTreeSet<&PathBuf> = plans.iter().map(|p| &p.pin).collect();
+    for e in std::fs::read_dir(links_dir(&opts.root)).map_err(prep("listing links"))? {
+        let path = e.map_err(prep("listing links"))?.path();
+        let Some(plan) = plans.iter().find(|p| p.pin == path) else {
+            stale.push(path);
+            continue;
+        };
+        let link = TcxLink::from_pin(&path, plan.target.clone())
+            .map_err(|e| SwapError::Conflict(format!("pinned link {}: {e}", path.display())))?;
+        let fd = sysbpf::link_fd_by_id(link.id()).map_err(prep("opening a pinned link"))?;
+        let info = sysbpf::link_info(fd.as_fd()).map_err(prep("reading link info"))?;
+        if info.ifindex == plan.ifindex {
+            existing.insert(path, (link, info.prog_id));
+        } else {
+            // Defunct (its interface went away) or now on another device: re-attach.
+            tracing::info!(pin = %path.display(), ifindex = info.ifindex, "stale link, re-attaching");
+            stale.push(path);
+        }
+    }
+    stale.sort();
+    debug_assert!(
+        stale
+            .iter()
+            .all(|s| !wanted.contains(s) || !existing.contains_key(s))
+    );
+
+    // 7. Flip. Nothing before this point changed what any hook runs.
+    let mut journal: Vec<Done> = Vec::new();
+    let mut hooks = Vec::new();
+    for plan in &plans {
+        let id = plan.att.artifact;
+        let art = &bundle.artifacts[&id];
+        let ebpf = objects.get_mut(&id).expect("loaded above");
+        let prog = classifier_mut(ebpf, &art.program, id)?;
+        let new_id = program_ids[&id];
+        let step = flip_one(plan, prog, existing.remove(&plan.pin), &stale, &mut journal);
+        match step {
+            Ok((link_id, action)) => hooks.push(HookReport {
+                endpoint: plan.att.endpoint.clone(),
+                target: plan.target.clone(),
+                artifact: id,
+                link_id,
+                program_id: new_id,
+                action,
+            }),
+            Err(source) => {
+                let rolled_back = rollback(journal);
+                return Err(SwapError::Flip {
+                    target: plan.target.clone(),
+                    source: Box::new(source),
+                    rolled_back,
+                });
+            }
+        }
+    }
+
+    // 8. After the flip: detach hooks that are gone, record the state.
+    let mut problems = Vec::new();
+    let mut detached = Vec::new();
+    for path in stale {
+        if plans.iter().any(|p| p.pin == path) {
+            continue; // replaced by a fresh attach in flip_one
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => detached.push(path),
+            Err(e) => problems.push(format!("detaching {}: {e}", path.display())),
+        }
+    }
+    let mut node_maps = Vec::new();
+    for m in bundle
+        .shared_maps
+        .iter()
+        .filter(|m| m.scope == MapScope::Node)
+    {
+        let path = &pin_paths[m.def.name.as_str()];
+        // The pin is the new generation's now: keep it whatever happens below.
+        undo.pins.retain(|p| p != path);
+        match MapInfo::from_pin(path) {
+            Ok(info) => node_maps.push((m.def.name.clone(), info.id())),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    undo.dirs.retain(|d| *d == staging);
+    let state = State {
+        generation,
+        bundle: bundle.digest(),
+        root: opts.root.clone(),
+        node_netns: opts.node_netns.clone(),
+        hooks: plans
+            .iter()
+            .zip(&hooks)
+            .map(|(p, h)| HookState {
+                endpoint: h.endpoint.clone(),
+                iface: p.iface.clone(),
+                hook: p.att.hook,
+                pin: p.pin.clone(),
+                artifact: h.artifact,
+                link_id: h.link_id,
+                program_id: h.program_id,
+            })
+            .collect(),
+        node_maps: node_maps
+            .iter()
+            .map(|(n, _)| (n.clone(), pin_paths[n.as_str()].clone()))
+            .collect(),
+    };
+    if let Err(e) = write_state(&opts.state_dir, &state) {
+        problems.push(format!("writing the state file: {e}"));
+    }
+    tracing::info!(
+        generation,
+        hooks = hooks.len(),
+        programs = objects.len(),
+        "generation live"
+    );
+    let report = GenerationReport {
+        generation,
+        bundle: state.bundle,
+        previous: prev.map(|p| p.generation),
+        programs_loaded: objects.len(),
+        hooks,
+        detached,
+        node_maps,
+    };
+    // Dropping `objects` closes our fds; the links keep the programs (and their maps).
+    drop(objects);
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        Err(SwapError::AfterFlip(problems.join("; ")))
+    }
+}
+
+fn classifier_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    artifact: Digest,
+) -> Result<&'a mut SchedClassifier, SwapError> {
+    let missing = |detail: String| SwapError::ProgramLoad {
+        program: name.to_owned(),
+        artifact,
+        detail,
+        verifier_log: String::new(),
+    };
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| missing("the object has no such program".into()))?;
+    prog.try_into()
+        .map_err(|_| missing("not a tc classifier (section `classifier/...`)".into()))
+}
+
+fn program_error(name: &str, artifact: Digest, e: ProgramError) -> SwapError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => SwapError::ProgramLoad {
+            program: name.to_owned(),
+            artifact,
+            detail: format!("the verifier rejected it ({io_error})"),
+            verifier_log: verifier_excerpt(&format!("{verifier_log:?}"), 12),
+        },
+        other => SwapError::ProgramLoad {
+            program: name.to_owned(),
+            artifact,
+            detail: other.to_string(),
+            verifier_log: String::new(),
+        },
+    }
+}
+
+/// A flip already made, to undo if a later one fails.
+enum Done {
+    Replaced {
+        link_id: u32,
+        old_prog: std::os::fd::OwnedFd,
+        new_prog_id: u32,
+    },
+    Attached(TcxLink),
+}
+
+fn flip_one(
+    plan: &HookPlan<'_>,
+    prog: &mut SchedClassifier,
+    existing: Option<(TcxLink, u32)>,
+    stale: &[PathBuf],
+    journal: &mut Vec<Done>,
+) -> Result<(u32, HookAction), AttachError> {
+    let new_prog_id = prog
+        .info()
+        .map_err(|e| AttachError::NotLoaded(Box::new(e)))?
+        .id();
+    if let Some((mut link, old_id)) = existing {
+        // Hold the old program so a rollback can put it back.
+        let old_prog = sysbpf::prog_fd_by_id(old_id).map_err(|source| AttachError::Update {
+            link_id: link.id(),
+            target: plan.target.clone(),
+            what: "opening the old program",
+            source,
+        })?;
+        let link_id = link.id();
+        link.replace_if(prog, old_id)?;
+        journal.push(Done::Replaced {
+            link_id,
+            old_prog,
+            new_prog_id,
+        });
+        let _ = link.forget_pinned(); // the pin keeps it
+        return Ok((
+            link_id,
+            HookAction::Replaced {
+                old_program_id: old_id,
+            },
+        ));
+    }
+    // A stale pin at this path (defunct link) makes way for the new one.
+    if stale.contains(&plan.pin) {
+        std::fs::remove_file(&plan.pin).map_err(|source| AttachError::Unpin {
+            path: plan.pin.clone(),
+            source,
+        })?;
+    }
+    let mut link = attach::attach(prog, &plan.target)?;
+    let id = link.id();
+    let res = link.pin(&plan.pin);
+    journal.push(Done::Attached(link));
+    res?;
+    Ok((id, HookAction::Attached))
+}
+
+/// Undoes flips in reverse order; true when every one was undone.
+fn rollback(journal: Vec<Done>) -> bool {
+    let mut ok = true;
+    for d in journal.into_iter().rev() {
+        match d {
+            Done::Replaced {
+                link_id,
+                old_prog,
+                new_prog_id,
+            } => {
+                let res = (|| {
+                    let link = sysbpf::link_fd_by_id(link_id)?;
+                    let new = sysbpf::prog_fd_by_id(new_prog_id)?;
+                    sysbpf::link_update(link.as_fd(), old_prog.as_fd(), Some(new.as_fd()))
+                })();
+                if let Err(e) = res {
+                    tracing::error!(link_id, error = %e, "rollback of a replaced hook failed");
+                    ok = false;
+                }
+            }
+            Done::Attached(link) => {
+                let id = link.id();
+                if let Err(e) = link.detach() {
+                    tracing::error!(link_id = id, error = %e, "rollback of a new hook failed");
+                    ok = false;
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// One hook as the kernel reports it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveHook {
+    pub state: HookState,
+    /// What the pinned link runs now (None: the pin is gone or unreadable).
+    pub link: Option<sysbpf::TcxLinkInfo>,
+}
+
+/// `sluice status`: the recorded generation and each hook's live link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    pub hooks: Vec<LiveHook>,
+    /// Node-scope maps: name, pin, live map id.
+    pub node_maps: Vec<(String, PathBuf, Option<u32>)>,
+}
+
+/// Reads the state and asks the kernel about every hook; None when nothing is loaded.
+pub fn status(opts: &LoadOptions) -> Result<Option<Status>, SwapError> {
+    let Some(state) = read_state(&opts.state_dir)? else {
+        return Ok(None);
+    };
+    let hooks = state
+        .hooks
+        .iter()
+        .map(|h| LiveHook {
+            state: h.clone(),
+            link: pinned_link_info(&h.pin).ok(),
+        })
+        .collect();
+    let node_maps = state
+        .node_maps
+        .iter()
+        .map(|(n, p)| {
+            (
+                n.clone(),
+                p.clone(),
+                MapInfo::from_pin(p).ok().map(|i| i.id()),
+            )
+        })
+        .collect();
+    Ok(Some(Status {
+        state,
+        hooks,
+        node_maps,
+    }))
+}
+
+/// The live info of a pinned link.
+pub fn pinned_link_info(pin: &Path) -> io::Result<sysbpf::TcxLinkInfo> {
+    let link = aya::programs::links::PinnedLink::from_pin(pin).map_err(io::Error::other)?;
+    let link = aya::programs::links::FdLink::from(link);
+    let id = link.info().map_err(io::Error::other)?.id();
+    let fd = sysbpf::link_fd_by_id(id)?;
+    sysbpf::link_info(fd.as_fd())
+}
+
+/// What `sluice unload` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnloadReport {
+    pub generation: Option<u64>,
+    /// Every pin file removed (links detach and maps are freed with their last reference).
+    pub removed: Vec<PathBuf>,
+}
+
+/// Removes every link, pin and map sluice created under `opts.root`, and the state file.
+pub fn unload(opts: &LoadOptions) -> Result<UnloadReport, SwapError> {
+    let lock = Lock::take(&opts.state_dir)?;
+    let state = read_state(&opts.state_dir)?;
+    let mut removed = Vec::new();
+    remove_tree(&opts.root, &mut removed)?;
+    removed.sort();
+    for f in [STATE_FILE, LOCK_FILE] {
+        let p = opts.state_dir.join(f);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(prep(format!("removing {}", p.display()))(e)),
+        }
+    }
+    drop(lock);
+    let _ = std::fs::remove_dir(&opts.state_dir); // only if nothing else lives there
+    tracing::info!(removed = removed.len(), "unloaded");
+    Ok(UnloadReport {
+        generation: state.map(|s| s.generation),
+        removed,
+    })
+}
+
+fn remove_tree(dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), SwapError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(prep(format!("listing {}", dir.display()))(e)),
+    };
+    for e in entries {
+        let e = e.map_err(prep(format!("listing {}", dir.display())))?;
+        let p = e.path();
+        let ft = e
+            .file_type()
+            .map_err(prep(format!("stat {}", p.display())))?;
+        if ft.is_dir() {
+            remove_tree(&p, removed)?;
+        } else {
+            std::fs::remove_file(&p).map_err(prep(format!("removing {}", p.display())))?;
+            removed.push(p);
+        }
+    }
+    std::fs::remove_dir(dir).map_err(prep(format!("removing {}", dir.display())))
+}
+
+/// Every entry of a map by kernel id, sorted by key (for status, tests and diagnostics).
+pub fn map_entries(map_id: u32) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let map = MapData::from_id(map_id).map_err(io::Error::other)?;
+    let info = map.info().map_err(io::Error::other)?;
+    let sizes = (info.key_size(), info.value_size());
+    let fd = map.fd().as_fd();
+    let mut out = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    loop {
+        let mut next = vec![0u8; sizes.0 as usize];
+        if !sysbpf::map_next_key(fd, sizes.0, key.as_deref(), &mut next)? {
+            break;
+        }
+        let mut value = vec![0u8; sizes.1 as usize];
+        if sysbpf::map_lookup(fd, sizes, &next, &mut value)? {
+            out.push((next.clone(), value));
+        }
+        key = Some(next);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The ids of the maps a program uses.
+pub fn program_map_ids(program_id: u32) -> io::Result<Vec<u32>> {
+    let info = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == program_id)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("program {program_id}")))?;
+    let mut ids = info
+        .map_ids()
+        .map_err(io::Error::other)?
+        .unwrap_or_default();
+    ids.sort();
+    Ok(ids)
+}
