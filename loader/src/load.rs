@@ -5,10 +5,14 @@
 //! program, and run one with `BPF_PROG_TEST_RUN` on a crafted packet. Tests and benchmarks
 //! of generated code go through here.
 
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use aya::maps::{Map, MapData};
 use aya::programs::{Program, ProgramError, SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfError, EbpfLoader, TestRun, TestRunOptions};
+use sluice_compiler::datapath::{MapContents, MapScope};
 
 /// Errors from loading or running an object.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +29,42 @@ pub enum LoadError {
     NoProgram(String),
     #[error("program `{name}` is a {kind}, which sluice does not load")]
     UnsupportedKind { name: String, kind: String },
+    #[error("the object has no map `{0}`")]
+    NoMap(String),
+    #[error("map `{map}`: {what}")]
+    MapContents { map: String, what: String },
+    #[error("map `{map}`: {source}")]
+    MapIo {
+        map: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the maps an object shares live.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The directory maps marked "pinned by name" (conntrack) are found in or pinned to.
+    /// `None`: aya's default, `/sys/fs/bpf`.
+    pub pin_dir: Option<PathBuf>,
+    /// Per-map pin paths (aya's `map_pin_path`), e.g. a generation's ipcache.
+    pub map_pins: Vec<(String, PathBuf)>,
+}
+
+fn map_data(map: &Map) -> Option<&MapData> {
+    Some(match map {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::ProgramArray(d)
+        | Map::PerfEventArray(d)
+        | Map::RingBuf(d) => d,
+        _ => return None,
+    })
 }
 
 /// What one `BPF_PROG_TEST_RUN` returned.
@@ -55,7 +95,20 @@ impl std::fmt::Debug for LoadedObject {
 impl LoadedObject {
     /// Creates the object's maps and loads (verifies) all its tc and XDP programs.
     pub fn load(elf: &[u8]) -> Result<LoadedObject, LoadError> {
-        let mut ebpf = EbpfLoader::new().btf(None).load(elf)?;
+        Self::load_with(elf, &LoadOptions::default())
+    }
+
+    /// [`LoadedObject::load`] with shared maps placed as `opts` says.
+    pub fn load_with(elf: &[u8], opts: &LoadOptions) -> Result<LoadedObject, LoadError> {
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
+        if let Some(dir) = &opts.pin_dir {
+            loader.default_map_pin_directory(dir);
+        }
+        for (name, path) in &opts.map_pins {
+            loader.map_pin_path(name.as_str(), path.as_path());
+        }
+        let mut ebpf = loader.load(elf)?;
         for (name, prog) in ebpf.programs_mut() {
             let res = match prog {
                 Program::SchedClassifier(p) => p.load(),
@@ -74,6 +127,76 @@ impl LoadedObject {
             tracing::debug!(program = name, "loaded");
         }
         Ok(LoadedObject { ebpf })
+    }
+
+    /// The fd of map `name`.
+    pub fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| LoadError::NoMap(name.to_string()))?;
+        let data = map_data(map).ok_or_else(|| LoadError::MapContents {
+            map: name.to_string(),
+            what: "unsupported map type".into(),
+        })?;
+        Ok(data.fd().as_fd())
+    }
+
+    /// Writes the compiler's map contents (program- and generation-scoped maps; persistent
+    /// ones such as conntrack are never written). Key and value sizes are checked.
+    pub fn fill(&self, maps: &[MapContents]) -> Result<(), LoadError> {
+        for m in maps.iter().filter(|m| m.scope != MapScope::Persistent) {
+            let fd = self.map_fd(&m.name)?;
+            for (k, v) in &m.entries {
+                if k.len() != m.def.key_size as usize || v.len() != m.def.value_size as usize {
+                    return Err(LoadError::MapContents {
+                        map: m.name.clone(),
+                        what: format!(
+                            "entry of {}+{} bytes, map takes {}+{}",
+                            k.len(),
+                            v.len(),
+                            m.def.key_size,
+                            m.def.value_size
+                        ),
+                    });
+                }
+                crate::sys::bpf::map_update_elem(fd, k, v, 0).map_err(|source| {
+                    LoadError::MapIo {
+                        map: m.name.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `map[key]` as raw bytes (`value_len` bytes; for per-CPU maps, the value size
+    /// rounded up to 8 times the number of possible CPUs). `None` when absent.
+    pub fn read_map(
+        &self,
+        name: &str,
+        key: &[u8],
+        value_len: usize,
+    ) -> Result<Option<Vec<u8>>, LoadError> {
+        let fd = self.map_fd(name)?;
+        let mut value = vec![0u8; value_len];
+        let found = crate::sys::bpf::map_lookup_elem(fd, key, &mut value).map_err(|source| {
+            LoadError::MapIo {
+                map: name.to_string(),
+                source,
+            }
+        })?;
+        Ok(found.then_some(value))
+    }
+
+    /// Writes `map[key] = value` as raw bytes.
+    pub fn write_map(&self, name: &str, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        let fd = self.map_fd(name)?;
+        crate::sys::bpf::map_update_elem(fd, key, value, 0).map_err(|source| LoadError::MapIo {
+            map: name.to_string(),
+            source,
+        })
     }
 
     /// The aya handle, for map access.

@@ -91,6 +91,12 @@ impl Asm {
         self
     }
 
+    /// Whether some branch emitted so far targets `label`: code that only a jump can reach
+    /// is emitted only when one does (the verifier rejects unreachable instructions).
+    pub fn is_targeted(&self, label: Label) -> bool {
+        self.fixups.iter().any(|f| f.label == label)
+    }
+
     /// A fresh label bound here: the target of a backward jump.
     pub fn here(&mut self) -> Label {
         let l = self.label();

@@ -264,16 +264,21 @@ pub fn emit_specialized(
             for (p, profile) in table.profiles.iter().enumerate() {
                 a.bind(blocks[p]);
                 emit_block(a, p as ProfileId, profile, &lists[p], port_lookup, tail);
+                let mut in_map = false;
                 for (i, proto) in Proto::ALL.iter().enumerate() {
                     if lists[p][i] == ListPlan::Map {
-                        keys::segment_entries(p as u32, *proto, profile, None, &mut port_entries);
+                        keys::segment_entries(p as u32, *proto, profile, &mut port_entries);
+                        in_map = true;
                     }
+                }
+                if in_map {
+                    keys::other_entry(p as u32, profile, &mut port_entries);
                 }
             }
         }
     }
-    a.bind(port_lookup);
     if plan.uses_port_map() {
+        a.bind(port_lookup);
         emit_port_lookup(a, keys::PORTS, fail, tail);
         maps.push(contents(
             port_map_def(keys::PORTS, port_entries.len()),

@@ -179,22 +179,19 @@ pub fn port_blocks(lo: u16, hi: u16) -> Vec<(u16, u8)> {
     out
 }
 
-/// The entries of one protocol's segments under `id`. Segments whose verdict equals
-/// `skip_if` (what the `/32` entry already gives) are left out.
+/// The entries of one protocol's segments under `id`, except those whose verdict is the
+/// profile's port-less one: the `/32` entry of [`profile_entries`] gives them by longest
+/// prefix match. A policy allowing 100k single ports is then 100k entries, not millions.
 pub fn segment_entries(
     id: u32,
     proto: Proto,
     profile: &Profile,
-    skip_if: Option<Verdict>,
     out: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) {
-    let segs = profile.segments(proto);
-    if let (Some(skip), [only]) = (skip_if, segs)
-        && only.verdict == skip
-    {
-        return;
-    }
-    for s in segs {
+    for s in profile.segments(proto) {
+        if s.verdict == profile.other {
+            continue;
+        }
         let value = verdict_code(s.verdict).to_le_bytes().to_vec();
         for (base, bits) in port_blocks(s.lo, s.hi) {
             out.push((port_key(id, proto.number(), base, bits), value.clone()));
@@ -202,14 +199,20 @@ pub fn segment_entries(
     }
 }
 
-/// Every entry a profile needs under `id`: its `/32` and all protocols.
-pub fn profile_entries(id: u32, profile: &Profile, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+/// The `/32` entry of `id`: the verdict of port-less protocols, and the default of every
+/// port no segment entry covers.
+pub fn other_entry(id: u32, profile: &Profile, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     out.push((
         other_key(id),
         verdict_code(profile.other).to_le_bytes().to_vec(),
     ));
+}
+
+/// Every entry a profile needs under `id`.
+pub fn profile_entries(id: u32, profile: &Profile, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    other_entry(id, profile, out);
     for proto in Proto::ALL {
-        segment_entries(id, proto, profile, Some(profile.other), out);
+        segment_entries(id, proto, profile, out);
     }
 }
 

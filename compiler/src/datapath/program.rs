@@ -136,9 +136,11 @@ pub fn compile_program(
             .mov64(CODE, keys::stage_code(!deny, Stage::Malformed) as i32)
             .ja(tail);
         // A lookup that cannot miss did: fail closed.
-        a.bind(fail)
-            .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32)
-            .bind(tail);
+        if a.is_targeted(fail) {
+            a.bind(fail)
+                .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32);
+        }
+        a.bind(tail);
         verdict::emit_tail(&mut a, opts.trace, conntrack);
     }
 
