@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::bpf::{MapDef, MapType};
+use crate::bpf::{MapDef, MapType, Pinning};
+use crate::datapath::Attach;
+pub use crate::datapath::{MapContents, MapScope, ProgramArtifact};
 
 /// Version of the directory layout and manifest schema this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -96,23 +98,6 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// One map's definition and the entries to put in it before any hook flips.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapContents {
-    pub name: String,
-    pub def: MapDef,
-    /// Key and value bytes, exactly `def.key_size` and `def.value_size` long.
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// What code generation produces for one program: its object and its per-program maps.
-/// (Mirrors `datapath::ProgramArtifact`; the bundle only needs these two fields.)
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgramArtifact {
-    pub elf: Vec<u8>,
-    pub maps: Vec<MapContents>,
-}
-
 /// A tcx hook on the host side of an endpoint's veth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,6 +106,15 @@ pub enum Hook {
     Ingress,
     /// Packets going to the pod (host-side egress): the endpoint's ingress policy.
     Egress,
+}
+
+impl From<Attach> for Hook {
+    fn from(a: Attach) -> Hook {
+        match a {
+            Attach::TcxIngress => Hook::Ingress,
+            Attach::TcxEgress => Hook::Egress,
+        }
+    }
 }
 
 impl Hook {
@@ -157,32 +151,23 @@ pub struct Attachment {
     pub artifact: Digest,
 }
 
-/// Who a shared map belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MapScope {
-    /// Lives outside generations, pinned by name (conntrack): created once, never filled.
-    Node,
-    /// One per generation, shared by all its programs (the ipcache), filled once.
-    Generation,
-}
-
 /// A map several artifacts refer to by the same name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedMap {
     pub def: MapDef,
+    /// `Generation` (the ipcache) or `Persistent` (conntrack).
     pub scope: MapScope,
-    /// Pin file name under the loader's root, for node-scope maps (e.g. `ct`).
+    /// Pin file name under the loader's root, for persistent maps (e.g. `ct`).
     pub pin: Option<String>,
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl SharedMap {
-    /// A node-scope map pinned as `pin` (conntrack): it survives generations.
-    pub fn node(def: MapDef, pin: &str) -> SharedMap {
+    /// A persistent map pinned as `pin` (conntrack): it survives generations.
+    pub fn persistent(def: MapDef, pin: &str) -> SharedMap {
         SharedMap {
             def,
-            scope: MapScope::Node,
+            scope: MapScope::Persistent,
             pin: Some(pin.to_owned()),
             entries: Vec::new(),
         }
@@ -211,6 +196,8 @@ pub struct Input {
 pub struct Artifact {
     /// Name of the classifier program inside the object.
     pub program: String,
+    /// The hook it is built for.
+    pub hook: Hook,
     pub elf: Vec<u8>,
     /// Per-program maps to fill, sorted by name, entries sorted by key.
     pub maps: Vec<MapContents>,
@@ -300,6 +287,8 @@ struct MapDefRecord {
     value_size: u32,
     max_entries: u32,
     flags: u32,
+    /// `none` or `by_name` (the object's `bpf_map_def.pinning`).
+    pinning: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,7 +296,8 @@ struct MapDefRecord {
 struct SharedMapRecord {
     name: String,
     def: MapDefRecord,
-    scope: MapScope,
+    /// `generation` or `persistent`.
+    scope: String,
     pin: Option<String>,
     entries: Option<FileRef>,
 }
@@ -327,6 +317,7 @@ struct ArtifactRecord {
     id: Digest,
     object: FileRef,
     program: String,
+    hook: Hook,
     maps: Vec<MapRecord>,
 }
 
@@ -335,13 +326,15 @@ struct ArtifactRecord {
 struct ArtifactIdentity<'a> {
     object: &'a Digest,
     program: &'a str,
+    hook: Hook,
     maps: &'a [MapRecord],
 }
 
-fn artifact_id(object: &Digest, program: &str, maps: &[MapRecord]) -> Digest {
+fn artifact_id(object: &Digest, program: &str, hook: Hook, maps: &[MapRecord]) -> Digest {
     let bytes = serde_json::to_vec(&ArtifactIdentity {
         object,
         program,
+        hook,
         maps,
     })
     .expect("plain data serializes");
@@ -380,6 +373,27 @@ fn def_record(def: &MapDef) -> MapDefRecord {
         value_size: def.value_size,
         max_entries: def.max_entries,
         flags: def.flags,
+        pinning: match def.pinning {
+            Pinning::None => "none",
+            Pinning::ByName => "by_name",
+        }
+        .to_owned(),
+    }
+}
+
+fn scope_name(s: MapScope) -> &'static str {
+    match s {
+        MapScope::Program => "program",
+        MapScope::Generation => "generation",
+        MapScope::Persistent => "persistent",
+    }
+}
+
+fn scope_from_name(s: &str) -> Option<MapScope> {
+    match s {
+        "generation" => Some(MapScope::Generation),
+        "persistent" => Some(MapScope::Persistent),
+        _ => None,
     }
 }
 
@@ -389,7 +403,13 @@ fn def_from_record(name: &str, r: &MapDefRecord) -> Result<MapDef, String> {
         .find(|(_, n)| *n == r.ty)
         .map(|(t, _)| *t)
         .ok_or_else(|| format!("map `{name}` has unknown type {:?}", r.ty))?;
+    let pinning = match r.pinning.as_str() {
+        "none" => Pinning::None,
+        "by_name" => Pinning::ByName,
+        other => return Err(format!("map `{name}` has unknown pinning {other:?}")),
+    };
     Ok(MapDef {
+        pinning,
         name: name.to_owned(),
         ty,
         key_size: r.key_size,
@@ -522,14 +542,19 @@ impl BundleBuilder {
     pub fn shared_map(&mut self, map: SharedMap) -> Result<&mut Self, BundleError> {
         let name = map.def.name.clone();
         match (map.scope, &map.pin) {
-            (MapScope::Node, None) => {
+            (MapScope::Program, _) => {
                 return Err(BundleError::Invalid(format!(
-                    "node-scope map `{name}` needs a pin name"
+                    "map `{name}` is private to a program, not shared"
                 )));
             }
-            (MapScope::Node, Some(_)) if !map.entries.is_empty() => {
+            (MapScope::Persistent, None) => {
                 return Err(BundleError::Invalid(format!(
-                    "node-scope map `{name}` outlives generations and cannot carry entries"
+                    "persistent map `{name}` needs a pin name"
+                )));
+            }
+            (MapScope::Persistent, Some(_)) if !map.entries.is_empty() => {
+                return Err(BundleError::Invalid(format!(
+                    "persistent map `{name}` outlives generations and cannot carry entries"
                 )));
             }
             (MapScope::Generation, Some(_)) => {
@@ -548,24 +573,42 @@ impl BundleBuilder {
         }
         let entries = canonical_entries(&name, &map.def, map.entries)?;
         let map = SharedMap { entries, ..map };
-        if self.shared.insert(name.clone(), map).is_some() {
-            return Err(BundleError::Invalid(format!(
-                "shared map `{name}` given twice"
-            )));
+        match self.shared.get(&name) {
+            // Every artifact of a generation carries the same shared map: keep one.
+            Some(old) if *old == map => {}
+            Some(_) => {
+                return Err(BundleError::Invalid(format!(
+                    "shared map `{name}` is given twice with different definitions or entries"
+                )));
+            }
+            None => {
+                self.shared.insert(name, map);
+            }
         }
         Ok(self)
     }
 
-    /// Adds an artifact whose hooks run `program`; returns its id (the same id for an
-    /// identical artifact added again, which is then stored once).
-    pub fn program(
-        &mut self,
-        program: &str,
-        artifact: ProgramArtifact,
-    ) -> Result<Digest, BundleError> {
+    /// Adds a generated program; returns its artifact id (the same id for an identical
+    /// artifact added again, which is then stored once). Its generation-scope and
+    /// persistent maps become shared maps (a persistent `sluice_x` is pinned as `x`).
+    pub fn program(&mut self, artifact: ProgramArtifact) -> Result<Digest, BundleError> {
         let mut maps = Vec::with_capacity(artifact.maps.len());
         let mut names = BTreeSet::new();
         for m in artifact.maps {
+            match m.scope {
+                MapScope::Program => {}
+                MapScope::Generation => {
+                    self.shared_map(SharedMap::generation(m.def, m.entries))?;
+                    continue;
+                }
+                MapScope::Persistent => {
+                    let pin = m.name.strip_prefix("sluice_").unwrap_or(&m.name).to_owned();
+                    let mut shared = SharedMap::persistent(m.def, &pin);
+                    shared.entries = m.entries;
+                    self.shared_map(shared)?;
+                    continue;
+                }
+            }
             if self.shared.contains_key(&m.name) {
                 return Err(BundleError::Invalid(format!(
                     "per-program map `{}` has the name of a shared map",
@@ -583,7 +626,8 @@ impl BundleBuilder {
         }
         maps.sort_by(|a, b| a.name.cmp(&b.name));
         let artifact = Artifact {
-            program: program.to_owned(),
+            program: artifact.name,
+            hook: artifact.attach.into(),
             elf: artifact.elf,
             maps,
         };
@@ -594,12 +638,21 @@ impl BundleBuilder {
 
     /// Puts `artifact` on `hook` of an endpoint (one artifact per endpoint and hook).
     pub fn attach(&mut self, a: Attachment) -> Result<&mut Self, BundleError> {
-        if !self.artifacts.contains_key(&a.artifact) {
+        let Some(art) = self.artifacts.get(&a.artifact) else {
             return Err(BundleError::Invalid(format!(
                 "attachment of {} {} names unknown artifact {}",
                 a.endpoint,
                 a.hook.as_str(),
                 a.artifact
+            )));
+        };
+        if art.hook != a.hook {
+            return Err(BundleError::Invalid(format!(
+                "{} {}: artifact {} is built for {}",
+                a.endpoint,
+                a.hook.as_str(),
+                a.artifact,
+                art.hook.as_str()
             )));
         }
         if a.interface.is_none() && a.netns.is_none() {
@@ -689,7 +742,7 @@ fn artifact_record(a: &Artifact) -> (Digest, (ArtifactRecord, Files)) {
             }
         })
         .collect();
-    let id = artifact_id(&obj_sha, &a.program, &maps);
+    let id = artifact_id(&obj_sha, &a.program, a.hook, &maps);
     let record = ArtifactRecord {
         id,
         object: FileRef {
@@ -697,6 +750,7 @@ fn artifact_record(a: &Artifact) -> (Digest, (ArtifactRecord, Files)) {
             sha256: obj_sha,
         },
         program: a.program.clone(),
+        hook: a.hook,
         maps,
     };
     (id, (record, files))
@@ -712,7 +766,7 @@ impl Bundle {
             .map(|m| SharedMapRecord {
                 name: m.def.name.clone(),
                 def: def_record(&m.def),
-                scope: m.scope,
+                scope: scope_name(m.scope).to_owned(),
                 pin: m.pin.clone(),
                 entries: entries_file(&m.def, &m.entries).map(|(r, bytes)| {
                     files.insert(r.path.clone(), bytes);
@@ -861,17 +915,23 @@ impl Bundle {
         let mut shared_maps = Vec::new();
         for r in &m.shared_maps {
             let def = def_from_record(&r.name, &r.def).map_err(corrupt)?;
+            let scope = scope_from_name(&r.scope).ok_or_else(|| {
+                corrupt(format!(
+                    "shared map `{}` has unknown scope {:?}",
+                    r.name, r.scope
+                ))
+            })?;
             let entries = load_entries(&r.entries, &def)?;
             shared_maps.push(SharedMap {
                 def,
-                scope: r.scope,
+                scope,
                 pin: r.pin.clone(),
                 entries,
             });
         }
         let mut artifacts = BTreeMap::new();
         for r in &m.artifacts {
-            let computed = artifact_id(&r.object.sha256, &r.program, &r.maps);
+            let computed = artifact_id(&r.object.sha256, &r.program, r.hook, &r.maps);
             if computed != r.id {
                 return Err(corrupt(format!(
                     "artifact {} does not match its contents (they hash to {computed})",
@@ -886,6 +946,7 @@ impl Bundle {
                 maps.push(MapContents {
                     name: mr.name.clone(),
                     def,
+                    scope: MapScope::Program,
                     entries,
                 });
             }
@@ -893,13 +954,17 @@ impl Bundle {
                 r.id,
                 Artifact {
                     program: r.program.clone(),
+                    hook: r.hook,
                     elf,
                     maps,
                 },
             );
         }
         for a in &m.attachments {
-            if !artifacts.contains_key(&a.artifact) {
+            if artifacts
+                .get(&a.artifact)
+                .is_none_or(|art: &Artifact| art.hook != a.hook)
+            {
                 return Err(corrupt(format!(
                     "attachment of {} {} names unknown artifact {}",
                     a.endpoint,
@@ -930,6 +995,7 @@ impl Bundle {
 mod tests {
     use super::*;
     use crate::bpf::{Asm, ObjectBuilder, ProgKind, Reg};
+    use crate::datapath::Side;
 
     fn elf(ret: i32) -> Vec<u8> {
         let mut a = Asm::new();
@@ -944,10 +1010,14 @@ mod tests {
 
     fn policy(elf: Vec<u8>, ports: &[u32]) -> ProgramArtifact {
         ProgramArtifact {
+            name: "policy".into(),
+            side: Side::ToEp,
+            attach: Attach::TcxEgress,
             elf,
             maps: vec![MapContents {
                 name: "deny".into(),
                 def: MapDef::new("deny", MapType::Hash, 4, 4, 16),
+                scope: MapScope::Program,
                 // Deliberately unsorted: the bundle sorts.
                 entries: ports
                     .iter()
@@ -969,7 +1039,7 @@ mod tests {
         let mut b = BundleBuilder::new();
         b.input("policy.sluice", b"allow all").unwrap();
         b.input("inventory.yaml", b"endpoints: []").unwrap();
-        b.shared_map(SharedMap::node(
+        b.shared_map(SharedMap::persistent(
             MapDef::new("sluice_ct", MapType::LruHash, 16, 8, 1024),
             "ct",
         ))
@@ -979,13 +1049,16 @@ mod tests {
             vec![(vec![32, 0, 0, 0, 10, 0, 0, 1], vec![7, 0, 0, 0])],
         ))
         .unwrap();
-        let a = b.program("policy", policy(elf(0), &[80, 81])).unwrap();
-        let same = b.program("policy", policy(elf(0), &[81, 80])).unwrap();
-        let other_maps = b.program("policy", policy(elf(0), &[22])).unwrap();
+        let a = b.program(policy(elf(0), &[80, 81])).unwrap();
+        let same = b.program(policy(elf(0), &[81, 80])).unwrap();
+        let other_maps = b.program(policy(elf(0), &[22])).unwrap();
         assert_eq!(a, same, "identical artifacts share an id");
         assert_ne!(a, other_maps, "map contents are part of the identity");
+        let mut from = policy(elf(0), &[]);
+        from.attach = Attach::TcxIngress;
+        let open = b.program(from).unwrap();
         for (name, id) in [("x", a), ("y", same), ("z", other_maps)] {
-            for hook in [Hook::Egress, Hook::Ingress] {
+            for (hook, id) in [(Hook::Egress, id), (Hook::Ingress, open)] {
                 b.attach(Attachment {
                     endpoint: ep(name),
                     interface: Some(format!("veth{name}")),
@@ -1039,10 +1112,14 @@ mod tests {
         assert_eq!((objects, maps), (1, 3), "{:?}", f1.keys());
         let back = Bundle::read(&d1).unwrap();
         assert_eq!(back, sample());
-        assert_eq!(back.artifacts.len(), 2);
+        assert_eq!(
+            back.artifacts.len(),
+            3,
+            "to_ep x2 (by map contents), from_ep x1"
+        );
         assert_eq!(back.digest(), sample().digest());
         let text = String::from_utf8(f1["manifest.json"].clone()).unwrap();
-        assert!(text.contains("\"scope\": \"node\""), "{text}");
+        assert!(text.contains("\"scope\": \"persistent\""), "{text}");
         assert!(!text.contains("time"), "no timestamps: {text}");
         for d in [d1, d2] {
             std::fs::remove_dir_all(d).unwrap();
@@ -1108,39 +1185,34 @@ mod tests {
     #[test]
     fn builder_rejects_inconsistent_contents() {
         let mut b = BundleBuilder::new();
-        let bad = ProgramArtifact {
-            elf: elf(0),
-            maps: vec![MapContents {
-                name: "deny".into(),
-                def: MapDef::new("deny", MapType::Hash, 4, 4, 16),
-                entries: vec![(vec![1, 2], vec![0; 4])],
-            }],
-        };
-        assert!(b.program("policy", bad).is_err());
+        let mut bad = policy(elf(0), &[]);
+        bad.maps[0].entries = vec![(vec![1, 2], vec![0; 4])];
+        assert!(b.program(bad).is_err());
         let dup = policy(elf(0), &[80, 80]);
-        assert!(
-            b.program("policy", dup)
-                .unwrap_err()
-                .to_string()
-                .contains("twice")
-        );
+        assert!(b.program(dup).unwrap_err().to_string().contains("twice"));
         let ct = MapDef::new("sluice_ct", MapType::LruHash, 16, 8, 8);
-        let mut filled = SharedMap::node(ct, "ct");
+        let mut filled = SharedMap::persistent(ct, "ct");
         filled.entries.push((vec![0; 16], vec![0; 8]));
         assert!(b.shared_map(filled).is_err());
-        let id = b.program("policy", policy(elf(0), &[1])).unwrap();
+        let id = b.program(policy(elf(0), &[1])).unwrap();
         let at = Attachment {
             endpoint: ep("a"),
             interface: Some("v".into()),
             netns: None,
-            hook: Hook::Ingress,
+            hook: Hook::Egress,
             artifact: id,
         };
+        let wrong_hook = Attachment {
+            hook: Hook::Ingress,
+            ..at.clone()
+        };
+        let err = b.attach(wrong_hook).unwrap_err();
+        assert!(err.to_string().contains("built for"), "{err}");
         b.attach(at.clone()).unwrap();
         assert!(b.attach(at.clone()).is_err(), "two programs on one hook");
         let nowhere = Attachment {
+            endpoint: ep("b"),
             interface: None,
-            hook: Hook::Egress,
             ..at
         };
         assert!(b.attach(nowhere).is_err());

@@ -5,7 +5,7 @@
 //! ipcache). It is built completely (maps created and filled, every program verified) before
 //! any hook changes; then each hook flips with one BPF_LINK_UPDATE on its pinned tcx link, so
 //! a packet sees either the old generation or the new one, never a mix within one program.
-//! Node-scope maps (conntrack) are pinned by name and reused by every generation.
+//! Persistent maps (conntrack) are pinned by name and reused by every generation.
 //!
 //! Any failure before the flip undoes what this attempt created (staging pins, a conntrack
 //! pin it made, directories) and leaves the kernel as it was. A failure during the flip rolls
@@ -14,7 +14,7 @@
 //!
 //! Layout on bpffs (root defaults to `/sys/fs/bpf/sluice`):
 //! ```text
-//! <root>/<pin>            node-scope maps, e.g. <root>/ct
+//! <root>/<pin>            persistent maps, e.g. <root>/ct
 //! <root>/links/<hook>     one tcx link per hook: `<iface>-ingress` / `<iface>-egress`
 //! <root>/staging/<map>    generation-scope maps while a generation is being built
 //! ```
@@ -189,7 +189,7 @@ pub struct GenerationReport {
     pub hooks: Vec<HookReport>,
     /// Pin paths of hooks the new generation no longer has, now detached.
     pub detached: Vec<PathBuf>,
-    /// Node-scope maps: name and kernel map id.
+    /// Persistent maps: name and kernel map id.
     pub node_maps: Vec<(String, u32)>,
 }
 
@@ -201,7 +201,7 @@ pub struct State {
     pub root: PathBuf,
     pub node_netns: Option<String>,
     pub hooks: Vec<HookState>,
-    /// Node-scope map name → pin path.
+    /// Persistent map name → pin path.
     pub node_maps: Vec<(String, PathBuf)>,
 }
 
@@ -598,11 +598,11 @@ fn build_and_flip(
         }
     }
 
-    // 2. Node-scope maps: an existing pin must have the layout the bundle expects.
+    // 2. Persistent maps: an existing pin must have the layout the bundle expects.
     let mut pin_paths: BTreeMap<&str, PathBuf> = BTreeMap::new();
     for m in &bundle.shared_maps {
         let path = match m.scope {
-            MapScope::Node => {
+            MapScope::Persistent => {
                 let path = opts
                     .root
                     .join(m.pin.as_deref().expect("node maps are pinned"));
@@ -627,7 +627,8 @@ fn build_and_flip(
                 }
                 path
             }
-            MapScope::Generation => {
+            // The bundle builder and reader only let the two shared scopes through.
+            MapScope::Generation | MapScope::Program => {
                 let path = staging.join(&m.def.name);
                 undo.pins.push(path.clone());
                 path
@@ -787,7 +788,7 @@ fn build_and_flip(
     for m in bundle
         .shared_maps
         .iter()
-        .filter(|m| m.scope == MapScope::Node)
+        .filter(|m| m.scope == MapScope::Persistent)
     {
         let path = &pin_paths[m.def.name.as_str()];
         // The pin is the new generation's now: keep it whatever happens below.
@@ -990,7 +991,7 @@ pub struct LiveHook {
 pub struct Status {
     pub state: State,
     pub hooks: Vec<LiveHook>,
-    /// Node-scope maps: name, pin, live map id.
+    /// Persistent maps: name, pin, live map id.
     pub node_maps: Vec<(String, PathBuf, Option<u32>)>,
 }
 

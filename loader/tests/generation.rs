@@ -14,8 +14,10 @@ use sluice_compiler::bpf::{
     Asm, Cond, Helper, MapDef, MapRef, MapType, ObjectBuilder, ProgKind, Reg::*, Size,
 };
 use sluice_compiler::bundle::{
-    Attachment, Bundle, BundleBuilder, EndpointRef, Hook, MapContents, ProgramArtifact, SharedMap,
+    Attachment, Bundle, BundleBuilder, EndpointRef, Hook, MapContents, MapScope, ProgramArtifact,
+    SharedMap,
 };
+use sluice_compiler::datapath::{Attach, Side};
 use sluice_loader::attach::{Direction, TcxTarget, query_tcx};
 use sluice_loader::generation::{self, GenerationReport, HookAction, LoadOptions, Step, SwapError};
 use sluice_loader::topology::{ProbeOutcome, Proto, Servers, Topology, TopologySpec};
@@ -101,6 +103,7 @@ fn policy_object(deny: MapDef, extra: impl FnOnce(&mut Asm)) -> Vec<u8> {
 fn deny_ports(def: MapDef, ports: &[u32]) -> MapContents {
     MapContents {
         name: def.name.clone(),
+        scope: MapScope::Program,
         entries: ports
             .iter()
             .map(|p| (p.to_le_bytes().to_vec(), 1u32.to_le_bytes().to_vec()))
@@ -109,11 +112,27 @@ fn deny_ports(def: MapDef, ports: &[u32]) -> MapContents {
     }
 }
 
-fn artifact(ports: &[u32]) -> ProgramArtifact {
+/// A test program for `hook` with its own deny map and ELF.
+fn program(hook: Hook, elf: Vec<u8>, deny: MapContents) -> ProgramArtifact {
+    let (side, attach) = match hook {
+        Hook::Ingress => (Side::FromEp, Attach::TcxIngress),
+        Hook::Egress => (Side::ToEp, Attach::TcxEgress),
+    };
     ProgramArtifact {
-        elf: policy_object(deny_def(), |_| {}),
-        maps: vec![deny_ports(deny_def(), ports)],
+        name: "policy".into(),
+        side,
+        attach,
+        elf,
+        maps: vec![deny],
     }
+}
+
+fn artifact(hook: Hook, ports: &[u32]) -> ProgramArtifact {
+    program(
+        hook,
+        policy_object(deny_def(), |_| {}),
+        deny_ports(deny_def(), ports),
+    )
 }
 
 /// How a hook is named in a bundle: by host interface, or by the pod's netns.
@@ -200,16 +219,17 @@ impl Box_ {
     /// `with_a_ingress` adds a's from-endpoint hook.
     fn bundle(&self, b_denies: &[u32], with_a_ingress: bool) -> Bundle {
         let mut bb = base_builder(self);
-        let open = bb.program("policy", artifact(&[])).unwrap();
-        let b_pol = bb.program("policy", artifact(b_denies)).unwrap();
+        let open_in = bb.program(artifact(Hook::Ingress, &[])).unwrap();
+        let open_eg = bb.program(artifact(Hook::Egress, &[])).unwrap();
+        let b_pol = bb.program(artifact(Hook::Egress, b_denies)).unwrap();
         bb.attach(self.attachment("b", Hook::Egress, By::Iface, b_pol))
             .unwrap();
-        bb.attach(self.attachment("b", Hook::Ingress, By::Iface, open))
+        bb.attach(self.attachment("b", Hook::Ingress, By::Iface, open_in))
             .unwrap();
-        bb.attach(self.attachment("a", Hook::Egress, By::Netns, open))
+        bb.attach(self.attachment("a", Hook::Egress, By::Netns, open_eg))
             .unwrap();
         if with_a_ingress {
-            bb.attach(self.attachment("a", Hook::Ingress, By::Netns, open))
+            bb.attach(self.attachment("a", Hook::Ingress, By::Netns, open_in))
                 .unwrap();
         }
         bb.finish()
@@ -253,7 +273,8 @@ struct Snapshot {
 fn base_builder(bx: &Box_) -> BundleBuilder {
     let mut bb = BundleBuilder::new();
     bb.input("test-policy", b"generation test").unwrap();
-    bb.shared_map(SharedMap::node(ct_def(), "ct")).unwrap();
+    bb.shared_map(SharedMap::persistent(ct_def(), "ct"))
+        .unwrap();
     let a = bx.topo.pod("default", "a").unwrap().ip;
     let b = bx.topo.pod("default", "b").unwrap().ip;
     let ipcache = [(a, 10u32), (b, 11)]
@@ -318,7 +339,10 @@ fn generation_a_then_b_flips_every_hook_and_unload_leaves_nothing() {
     let a = generation::apply_bundle(&bx.bundle(&[81], true), &bx.opts).expect("generation A");
     assert_eq!(a.generation, 1);
     assert_eq!(a.previous, None);
-    assert_eq!(a.programs_loaded, 2, "three hooks share the open program");
+    assert_eq!(
+        a.programs_loaded, 3,
+        "both from-endpoint hooks share one program"
+    );
     assert_eq!(a.hooks.len(), 4);
     assert!(a.hooks.iter().all(|h| h.action == HookAction::Attached));
     assert_eq!(bx.tcp("a", "b", 80), ProbeOutcome::Connected);
@@ -503,15 +527,16 @@ fn verifier_rejection_changes_nothing() {
         2,
         |bx| {
             let mut bb = base_builder(bx);
-            let ok = bb.program("policy", artifact(&[80])).unwrap();
+            let ok = bb.program(artifact(Hook::Egress, &[80])).unwrap();
             // Reads the stack below r10 - 512: the verifier refuses.
-            let broken = ProgramArtifact {
-                elf: policy_object(deny_def(), |a| {
+            let broken = program(
+                Hook::Egress,
+                policy_object(deny_def(), |a| {
                     a.ldx(Size::DW, R0, R10, -520);
                 }),
-                maps: vec![deny_ports(deny_def(), &[])],
-            };
-            let bad = bb.program("policy", broken).unwrap();
+                deny_ports(deny_def(), &[]),
+            );
+            let bad = bb.program(broken).unwrap();
             bb.attach(bx.attachment("b", Hook::Egress, By::Iface, ok))
                 .unwrap();
             bb.attach(bx.attachment("a", Hook::Egress, By::Iface, bad))
@@ -531,11 +556,12 @@ fn map_creation_failure_changes_nothing() {
             let mut bb = base_builder(bx);
             // A hash map of 2^31 entries of 64 KiB values: the kernel cannot create it.
             let huge = MapDef::new("deny", MapType::Hash, 4, 65536, 1 << 31);
-            let art = ProgramArtifact {
-                elf: policy_object(huge.clone(), |_| {}),
-                maps: vec![deny_ports(huge, &[])],
-            };
-            let id = bb.program("policy", art).unwrap();
+            let art = program(
+                Hook::Egress,
+                policy_object(huge.clone(), |_| {}),
+                deny_ports(huge, &[]),
+            );
+            let id = bb.program(art).unwrap();
             bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
                 .unwrap();
             bb.finish()
@@ -553,15 +579,17 @@ fn map_fill_failure_bad_key_size_changes_nothing() {
             let mut bb = base_builder(bx);
             // The object's map takes 4-byte keys; the bundle's entries have 8.
             let wide = MapDef::new("deny", MapType::Hash, 8, 4, 64);
-            let art = ProgramArtifact {
-                elf: policy_object(deny_def(), |_| {}),
-                maps: vec![MapContents {
+            let art = program(
+                Hook::Egress,
+                policy_object(deny_def(), |_| {}),
+                MapContents {
                     name: "deny".into(),
+                    scope: MapScope::Program,
                     def: wide,
                     entries: vec![(vec![80, 0, 0, 0, 0, 0, 0, 0], vec![1, 0, 0, 0])],
-                }],
-            };
-            let id = bb.program("policy", art).unwrap();
+                },
+            );
+            let id = bb.program(art).unwrap();
             bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
                 .unwrap();
             bb.finish()
@@ -579,7 +607,7 @@ fn map_fill_failure_in_the_kernel_changes_nothing() {
             let mut bb = base_builder(bx);
             // 65 entries into a 64-entry hash map: the kernel refuses the 65th (E2BIG).
             let ports: Vec<u32> = (1000..1065).collect();
-            let id = bb.program("policy", artifact(&ports)).unwrap();
+            let id = bb.program(artifact(Hook::Egress, &ports)).unwrap();
             bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
                 .unwrap();
             bb.finish()
@@ -595,7 +623,7 @@ fn missing_interface_changes_nothing() {
         6,
         |bx| {
             let mut bb = base_builder(bx);
-            let id = bb.program("policy", artifact(&[80])).unwrap();
+            let id = bb.program(artifact(Hook::Egress, &[80])).unwrap();
             bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
                 .unwrap();
             bb.attach(Attachment {
@@ -623,13 +651,14 @@ fn first_load_failure_leaves_no_trace() {
     // pin, the pin root or the state behind.
     let bx = Box_::new(7);
     let mut bb = base_builder(&bx);
-    let broken = ProgramArtifact {
-        elf: policy_object(deny_def(), |a| {
+    let broken = program(
+        Hook::Egress,
+        policy_object(deny_def(), |a| {
             a.ldx(Size::DW, R0, R10, -520);
         }),
-        maps: vec![deny_ports(deny_def(), &[])],
-    };
-    let id = bb.program("policy", broken).unwrap();
+        deny_ports(deny_def(), &[]),
+    );
+    let id = bb.program(broken).unwrap();
     bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
         .unwrap();
     let err = generation::apply_bundle(&bb.finish(), &bx.opts).unwrap_err();
