@@ -20,8 +20,6 @@ const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_F_REPLACE: u32 = 1 << 2;
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
@@ -52,17 +50,6 @@ struct GetFdById {
     id: u32,
     next_id: u32,
     open_flags: u32,
-}
-
-/// `union bpf_attr` for the BPF_MAP_*_ELEM commands.
-#[repr(C)]
-#[derive(Default)]
-struct MapElem {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
 }
 
 /// `map[key] = value` with raw bytes (for map contents the compiler wrote as data). The
