@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf
 fi
-exec cargo bench -p sluice-loader --bench datapath -- --out bench/RESULTS.md "$@"
+exec cargo bench -p sluice-loader --bench datapath -- --out "$PWD/bench/RESULTS.md" "$@"
