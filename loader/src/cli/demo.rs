@@ -848,31 +848,35 @@ fn print_keep_hints(
         out,
         "\n[5] kept running (generation {generation} stays attached). Explore:"
     )?;
+    let mut hints: Vec<(String, &str)> = Vec::new();
     if let (Some((fe, _)), Some((_, api))) = (pod("x", "frontend"), pod("y", "api")) {
-        writeln!(
-            out,
-            "    ip netns exec {fe} curl -m1 http://{api}:8080/    # frontend → api (no server runs now)"
-        )?;
-        writeln!(out, "    ip netns exec {fe} ip addr")?;
-        writeln!(
-            out,
-            "    sluice status                                    # the generation and its hooks"
-        )?;
+        hints.push((
+            format!("ip netns exec {fe} curl -m1 http://{api}:8080/"),
+            "frontend → api (allowed; no server listens now)",
+        ));
+        hints.push((format!("ip netns exec {fe} ip addr"), "a pod's view"));
     }
-    writeln!(
-        out,
-        "    ip netns list | grep {}                       # every namespace of the box",
-        topo.prefix()
-    )?;
-    writeln!(
-        out,
-        "    ip -n {} link                                 # the pods' host-side veths",
-        topo.node_netns()
-    )?;
-    writeln!(
-        out,
-        "    sluice unload && sluice demo --clean            # detach the policy, remove the box"
-    )?;
+    hints.push(("sluice status".into(), "the generation and its hooks"));
+    hints.push((
+        format!("ip netns list | grep {}", topo.prefix()),
+        "every namespace of the box",
+    ));
+    hints.push((
+        format!("ip -n {} link", topo.node_netns()),
+        "the pods' host-side veths",
+    ));
+    hints.push((
+        "sluice unload && sluice demo --clean".into(),
+        "detach the policy, remove the box",
+    ));
+    let width = hints
+        .iter()
+        .map(|(c, _)| c.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (cmd, what) in hints {
+        writeln!(out, "    {cmd:<width$}  # {what}")?;
+    }
     Ok(())
 }
 
