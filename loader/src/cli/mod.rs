@@ -6,6 +6,7 @@ pub mod check;
 pub mod compile;
 pub mod conformance;
 pub mod convert;
+pub mod demo;
 pub mod fmt;
 pub mod inputs;
 pub mod load;
@@ -59,6 +60,8 @@ pub enum Command {
     Module(module::ModuleArgs),
     /// Run a packet through the programs attached now; show the verdict and deciding rule.
     Trace(trace::Args),
+    /// Build a cluster in a box, apply policies/demo.sluice and show real connections.
+    Demo(demo::DemoArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Module(args) => module::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,3 +7,4 @@ pub mod bpf;
 pub mod fs;
 pub mod netns;
 pub mod poll;
+pub mod signal;
