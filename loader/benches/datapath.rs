@@ -768,8 +768,8 @@ fn main() {
     let _ = writeln!(md, "\n## Swap latency\n");
     let _ = writeln!(
         md,
-        "Not measured by this run yet: the 1k-endpoint swap benchmark needs the compile driver \
-         (`sluice apply`), which lands separately.\n"
+        "Measured by the swap benchmark (`cargo bench -p sluice-loader --bench swap`); \
+         `bench/run.sh` appends its table at the end of this file.\n"
     );
 
     // Targets.
@@ -820,7 +820,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "| swap p99 < 10 ms at 1k endpoints | not measured | – |"
+        "| swap p99 < 10 ms at 1k endpoints | see *Swap latency* at the end | – |"
     );
 
     // Why, with this run's numbers.
@@ -875,20 +875,21 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "- **Compile time, 100k rules and 100k CIDRs.** Code generation and loading stay \
-         small (milliseconds of codegen; load + fill is mostly the verifier and map writes). \
-         The time goes into `lower + check` (the shadowing and conflict checks compare rules \
-         and peers pairwise) and `resolve + plan` (identities, peer classes and per-class \
-         tables); both grow with the square of the number of distinct peers in these runs. \
-         Sorting prefixes and sweeping them once (as the plan already does for port \
-         intervals), and bounding the pairwise checks by an index on peers, would make both \
-         n log n; 100k rules are skipped here because the quadratic growth predicts minutes."
+        "- **Compile time, 100k rules and 100k CIDRs.** The stage columns above say where the \
+         time goes. Code generation and loading stay small (milliseconds of codegen; load + fill \
+         is mostly the verifier and map writes); the front half (lower + check, resolve + plan) \
+         dominates at 100k. Overlapping-CIDR detection and CIDR-peer resolution are sorted \
+         sweeps; what remains grows with the number of peer classes. An agent that keeps the IR \
+         and re-plans only the policies a change touches would take the front half off the \
+         apply path."
     );
     let _ = writeln!(
         md,
-        "- **Swap latency** is not measured yet: it needs `sluice apply` (policy file → \
-         bundle → generation) at 1k endpoints, and the compile driver is not in this build. \
-         `sluice demo` shows one generation applied to 16 hooks in well under a second."
+        "- **Swap latency** at 1k endpoints (table at the end): only distinct programs are \
+         loaded and only changed hooks flipped, but each CLI swap still reads and rewrites the \
+         JSON state file for 2,000 hooks, lists their pins, and resolves every endpoint's \
+         policy again. Closing it needs the long-running agent (hook state and link handles in \
+         memory) and incremental compilation of only the endpoints a change touches."
     );
 
     print!("{md}");
