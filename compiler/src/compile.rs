@@ -284,11 +284,14 @@ pub fn compile(
         endpoints: selected.len(),
     });
 
-    let mut endpoints = Vec::with_capacity(selected.len());
+    let mut endpoints: Vec<EndpointPrograms> = Vec::with_capacity(selected.len());
     // Endpoints with the same resolved policy get the same programs: plan and generate them
     // once per distinct (ingress, egress) pair. Large clusters have few distinct policies.
     type PolicyPair = (Option<DirectionPolicy>, Option<DirectionPolicy>);
-    let mut built: HashMap<PolicyPair, EndpointArtifacts> = HashMap::new();
+    // Distinct pair → (its number, the first endpoint that runs it).
+    let mut built: HashMap<PolicyPair, (usize, usize)> = HashMap::new();
+    // `distinct_of[i]`: which distinct program pair endpoint `i` (of `endpoints`) runs.
+    let mut distinct_of: Vec<usize> = Vec::with_capacity(selected.len());
     for (done, &e) in selected.iter().enumerate() {
         let ep = &inventory.endpoints[e];
         let endpoint = EndpointRef {
@@ -300,7 +303,10 @@ pub fn compile(
         let pair = (policy.ingress, policy.egress);
         times.plan += t.elapsed();
         let programs = match built.get(&pair) {
-            Some(programs) => programs.clone(),
+            Some(&(d, first)) => {
+                distinct_of.push(d);
+                endpoints[first].programs.clone()
+            }
             None => {
                 let t = Instant::now();
                 let ingress = pair.0.as_ref().map(|d| DecisionTable::build(d, &classes));
@@ -314,7 +320,8 @@ pub fn compile(
                             source,
                         })?;
                 times.codegen += t.elapsed();
-                built.insert(pair, programs.clone());
+                distinct_of.push(built.len());
+                built.insert(pair, (built.len(), endpoints.len()));
                 programs
             }
         };
@@ -336,19 +343,33 @@ pub fn compile(
         bb.input(name, bytes)?;
     }
     let mut unattached = Vec::new();
-    for (ep, built) in selected
+    // Each distinct program goes into the builder once (hashing it, and the generation's
+    // ipcache it carries, is the costly part); its endpoints attach the same artifact.
+    let mut artifact_ids: HashMap<(usize, usize), BundleDigest> = HashMap::new();
+    for ((ep, built), &d) in selected
         .iter()
         .map(|&e| &inventory.endpoints[e])
         .zip(&mut endpoints)
+        .zip(&distinct_of)
     {
         if ep.interface.is_none() && ep.netns.is_none() {
             unattached.push(built.endpoint.clone());
             continue;
         }
         let mut ids = Vec::with_capacity(2);
-        for art in [&built.programs.from_ep, &built.programs.to_ep] {
+        for (side, art) in [&built.programs.from_ep, &built.programs.to_ep]
+            .into_iter()
+            .enumerate()
+        {
             let hook = BundleHook::from(art.attach);
-            let id = bb.program(art.clone())?;
+            let id = match artifact_ids.get(&(d, side)) {
+                Some(id) => *id,
+                None => {
+                    let id = bb.program(art.clone())?;
+                    artifact_ids.insert((d, side), id);
+                    id
+                }
+            };
             bb.attach(Attachment {
                 endpoint: built.endpoint.clone(),
                 interface: ep.interface.clone(),
