@@ -3,6 +3,11 @@
 //! reference evaluator says, and nothing may be left behind. Also Ctrl-C in the middle of a
 //! run. Needs root.
 
+#[path = "support/leftovers.rs"]
+mod support;
+
+use support::ip;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,34 +20,16 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Namespaces, root-namespace links, pins and state directories that carry `prefix`.
+/// Namespaces, interfaces, pins and state directories that carry `prefix`.
 fn leftovers(prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = ip(&["netns", "list"])
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .map(|l| format!("netns {l}"))
-        .collect();
-    v.extend(
-        ip(&["-o", "link", "show"])
-            .lines()
-            .filter(|l| l.contains(prefix))
-            .map(|l| format!("link {l}")),
-    );
-    for p in [
-        PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}")),
-        PathBuf::from(format!("/run/sluice-demo-{prefix}")),
-    ] {
-        if p.exists() {
-            v.push(format!("path {}", p.display()));
-        }
-    }
-    v
+    support::leftovers(&support::Made {
+        prefix: prefix.to_owned(),
+        dirs: vec![
+            PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}")),
+            PathBuf::from(format!("/run/sluice-demo-{prefix}")),
+        ],
+        ..Default::default()
+    })
 }
 
 fn run(mode: Mode) {

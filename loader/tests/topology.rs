@@ -1,7 +1,11 @@
 //! Kernel tests of the cluster in a box: real namespaces, veths and sockets (needs root).
 
+#[path = "support/leftovers.rs"]
+mod support;
+
+use support::ip;
+
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_loader::topology::{
@@ -10,26 +14,12 @@ use sluice_loader::topology::{
 
 const SHORT: Duration = Duration::from_millis(500);
 
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Names of namespaces and root-namespace links that carry `prefix`.
+/// Namespaces and interfaces that carry `prefix`.
 fn leftovers(prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = ip(&["netns", "list"])
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .map(|l| format!("netns {l}"))
-        .collect();
-    v.extend(
-        ip(&["-o", "link", "show"])
-            .lines()
-            .filter(|l| l.contains(prefix))
-            .map(|l| format!("link {l}")),
-    );
-    v
+    support::leftovers(&support::Made {
+        prefix: prefix.to_owned(),
+        ..Default::default()
+    })
 }
 
 fn three_pods() -> TopologySpec {

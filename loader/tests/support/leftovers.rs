@@ -8,6 +8,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Runs `ip ARGS` and returns its stdout; panics when it fails.
+pub fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// What a test made and must see gone.
 #[derive(Debug, Default, Clone)]
 pub struct Made {
