@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/setup.sh
-exec cargo run --quiet -p sluice-loader --bin sluice -- demo "$@"
+exec cargo run --quiet -p sluice-cli --bin sluice -- demo "$@"

@@ -12,4 +12,4 @@ swaps=40
 for a in "$@"; do [ "$a" = --quick ] && swaps=10; done
 cargo bench -p sluice-loader --bench datapath -- --out "$PWD/bench/RESULTS.md" "$@"
 # Swap latency at 1k endpoints, from "policy file changed" to "all hooks flipped".
-cargo bench -p sluice-loader --bench swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"
+cargo bench -p sluice-cli --bench swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"

@@ -82,11 +82,18 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (best, out.unwrap())
 }
 
+/// Rules per second of the whole check.
+#[derive(clap::Parser)]
+struct Args {
+    /// Rule counts to check (default: 10000 100000).
+    sizes: Vec<usize>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() {
-    let mut sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let mut sizes = <Args as clap::Parser>::parse().sizes;
     if sizes.is_empty() {
         sizes = vec![10_000, 100_000];
     }

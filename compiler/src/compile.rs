@@ -16,11 +16,11 @@ use crate::diag::{Diag, Diagnostics, Severity};
 use crate::ir::{self, Ir};
 use crate::plan::{Classes, DecisionTable};
 use crate::resolve::Inventory;
+use crate::resolve::InventoryFiles;
 use crate::resolve::inventory::InventoryError;
 use crate::resolve::{self, DirectionPolicy, identity};
 use crate::source::SourceMap;
 use crate::source::ast::{Document, Span};
-use crate::trace_info::TraceInfo;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -381,7 +381,12 @@ pub fn compile(
         }
         built.artifacts = Some([ids[0], ids[1]]);
     }
-    bb.trace_info(TraceInfo::new(ir, sources, inventory, opts.codegen.trace));
+    bb.trace_info(crate::trace_info::build(
+        ir,
+        sources,
+        inventory,
+        opts.codegen.trace,
+    ));
     let bundle = bb.finish();
     times.bundle = t.elapsed();
     tracing::info!(

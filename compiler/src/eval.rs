@@ -285,6 +285,7 @@ impl Verdict {
 mod tests {
     use super::*;
     use crate::ir::L4;
+    use crate::resolve::InventoryFiles;
     use crate::source::ast::Document;
 
     const INV: &str = "

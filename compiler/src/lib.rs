@@ -19,12 +19,12 @@
 //! content by sha256.
 
 pub mod bpf;
-pub mod bundle;
+pub use sluice_bundle as bundle;
 pub mod compile;
 pub mod conformance;
 pub mod datapath;
 pub mod diag;
-pub mod digest;
+pub use sluice_policy::digest;
 pub mod eval;
 pub mod ir;
 pub mod plan;

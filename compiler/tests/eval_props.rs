@@ -8,6 +8,7 @@
 use proptest::prelude::*;
 use sluice_compiler::eval::{self, Flow, FlowEnd};
 use sluice_compiler::ir::{self, L4, L4Match};
+use sluice_compiler::resolve::InventoryFiles;
 use sluice_compiler::resolve::{self, Inventory, identity};
 use sluice_compiler::source::ast::*;
 use std::collections::BTreeMap;

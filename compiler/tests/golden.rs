@@ -11,6 +11,7 @@
 use sluice_compiler::diag::{Diagnostics, render_plain};
 use sluice_compiler::ir::{self, check::check};
 use sluice_compiler::resolve::Inventory;
+use sluice_compiler::resolve::InventoryFiles;
 use sluice_compiler::source::{SourceMap, dsl, load};
 use std::path::{Path, PathBuf};
 

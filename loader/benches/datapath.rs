@@ -9,6 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use sluice_compiler::resolve::InventoryFiles;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -56,34 +57,25 @@ const RUNS: usize = 7;
 /// The destination of every benchmark packet (the endpoint the policy protects).
 const DST: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 10);
 
+/// ns per packet of generated programs against an empty program and a linear chain.
+#[derive(clap::Parser)]
 struct Args {
+    /// Write the results table to this markdown file.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Fewer repetitions (a smoke run).
+    #[arg(long)]
     quick: bool,
-    /// `--sizes 10,2048`: only these rule counts.
+    /// Only these rule counts, e.g. `--sizes 10,2048`.
+    #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        out: None,
-        quick: false,
-        sizes: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--out" => a.out = it.next().map(PathBuf::from),
-            "--quick" => a.quick = true,
-            "--sizes" => {
-                a.sizes = it
-                    .next()
-                    .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
-            }
-            // `cargo bench` passes --bench; filters are not used.
-            _ => {}
-        }
-    }
-    a
+    <Args as clap::Parser>::parse()
 }
 
 /// The source address and destination port of rule `i` (distinct for every rule).

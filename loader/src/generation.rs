@@ -33,8 +33,8 @@ use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use serde::{Deserialize, Serialize};
-use sluice_compiler::bpf::MapDef;
-use sluice_compiler::bundle::{Attachment, Bundle, Digest, EndpointRef, Hook, MapScope};
+use sluice_bundle::MapDef;
+use sluice_bundle::{Attachment, Bundle, Digest, EndpointRef, Hook, MapScope};
 
 use crate::attach::{self, AttachError, Direction, TcxLink, TcxTarget};
 use crate::pin;
@@ -634,7 +634,7 @@ fn shared_digest(bundle: &Bundle) -> Digest {
         for v in [d.ty.id(), d.key_size, d.value_size, d.max_entries, d.flags] {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        bytes.extend_from_slice(&sluice_compiler::bundle::encode_map_file(
+        bytes.extend_from_slice(&sluice_bundle::encode_map_file(
             d.key_size,
             d.value_size,
             &m.entries,
@@ -838,7 +838,7 @@ fn build_and_flip(
         .filter(|p| !keep.contains_key(&p.pin))
         .map(|p| p.att.artifact)
         .collect();
-    let artifacts: Vec<(&Digest, &sluice_compiler::bundle::Artifact)> = bundle
+    let artifacts: Vec<(&Digest, &sluice_bundle::Artifact)> = bundle
         .artifacts
         .iter()
         .filter(|(id, _)| needed.contains(id))

@@ -1,12 +1,12 @@
-//! The sluice loader: it loads bundles into the kernel, swaps generations and runs the CLI.
-//! It never parses policy text; the bundle is its one contract with the compiler.
+//! The sluice kernel library: it loads bundles into the kernel and swaps generations.
+//!
+//! It never parses policy text and never runs Wasm: it depends on the bundle crate, the one
+//! contract with the compiler, and Cargo keeps it that way. `sys` holds every raw system call;
+//! the other modules are typed wrappers over kernel objects, as in aya.
 
 pub mod attach;
-pub mod cli;
-pub mod conformance;
 pub mod generation;
 pub mod load;
 pub mod pin;
 pub mod sys;
-pub mod topology;
 pub mod trace;

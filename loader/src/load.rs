@@ -12,7 +12,7 @@ use std::time::Duration;
 use aya::maps::{Map, MapData};
 use aya::programs::{Program, ProgramError, SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfError, EbpfLoader, TestRun, TestRunOptions};
-use sluice_compiler::datapath::{MapContents, MapScope};
+use sluice_bundle::{MapContents, MapScope};
 
 /// Errors from loading or running an object.
 #[derive(Debug, thiserror::Error)]

@@ -23,9 +23,9 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use sluice_compiler::bundle::{Bundle, Digest, EndpointRef, Hook};
-use sluice_compiler::datapath::keys::{self, Decoded, Stage};
-use sluice_compiler::trace_info::{EndpointEntry, RuleEntry, SourceLocation, TraceInfo};
+use sluice_bundle::abi::{self as keys, Decoded, Stage};
+use sluice_bundle::trace_info::{EndpointEntry, RuleEntry, SourceLocation, TraceInfo};
+use sluice_bundle::{Bundle, Digest, EndpointRef, Hook};
 
 use crate::generation::{self, HookState, LoadOptions, State};
 use crate::sys::bpf as sysbpf;
@@ -452,7 +452,7 @@ pub fn run_recorded(
     // Not a probe: a value no verdict code has (stage 15), to tell "written" apart.
     let marker = if probe { keys::TRACE_REQUEST } else { u32::MAX };
     let mut ctx = [0u8; sysbpf::SK_BUFF_SIZE];
-    let cb0 = sluice_compiler::datapath::verdict::SKB_CB0 as usize;
+    let cb0 = sluice_bundle::abi::SKB_CB0 as usize;
     ctx[cb0..cb0 + 4].copy_from_slice(&marker.to_le_bytes());
     let run = sysbpf::prog_test_run_skb(prog, packet, &ctx)?;
     let out = u32::from_le_bytes(run.ctx_out[cb0..cb0 + 4].try_into().expect("4 bytes"));

@@ -17,6 +17,7 @@ use sluice_compiler::datapath::{
 use sluice_compiler::eval::{self, Flow, FlowEnd};
 use sluice_compiler::ir::{Ir, L4, L4Match};
 use sluice_compiler::plan::{Classes, DecisionTable};
+use sluice_compiler::resolve::InventoryFiles;
 use sluice_compiler::resolve::{self, Identities, Inventory};
 use sluice_compiler::source::{SourceMap, dsl};
 use sluice_loader::load::{LoadOptions, LoadedObject};

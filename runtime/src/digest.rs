@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The compiler's sha256 type: the same digest names bundle files and modules.
-pub use sluice_compiler::digest::Digest;
+pub use sluice_policy::Digest;
 
 /// What errors and logs call a module: the name the user knows it by (usually its file name)
 /// and the digest that identifies it.

@@ -11,7 +11,7 @@ use crate::cache::Fifo;
 use crate::digest::{Digest, ModuleId};
 use crate::error::{ErrorKind, RuntimeError};
 use crate::limits::Limits;
-use sluice_compiler::source::ast::{Document, Item};
+use sluice_policy::ast::{Document, Item};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,7 +66,7 @@ impl Input {
 
     /// From the compiler's inventory (validated and completed, as compilation sees it).
     pub fn from_inventory(
-        inventory: &sluice_compiler::resolve::Inventory,
+        inventory: &sluice_policy::inventory::Inventory,
         params: serde_json::Value,
     ) -> Result<Input, serde_json::Error> {
         Ok(Input::new(serde_json::to_value(inventory)?, params))
@@ -830,7 +830,7 @@ fn parse_output(raw: &[u8]) -> Result<Document, ErrorKind> {
 /// schema error stops at `items[i]`. Deserializing that item as its variant's struct again
 /// finds the field inside it.
 fn refine_path(value: &serde_json::Value, path: String, message: String) -> ErrorKind {
-    use sluice_compiler::source::ast::{Ipam, Masquerade, Policy};
+    use sluice_policy::ast::{Ipam, Masquerade, Policy};
     fn deeper<T: serde::de::DeserializeOwned>(
         item: &serde_json::Value,
     ) -> Option<(String, String)> {

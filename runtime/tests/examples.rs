@@ -12,6 +12,7 @@
 use sluice_compiler::eval::{Flow, FlowEnd, evaluate};
 use sluice_compiler::ir::{L4, L4Match, lower};
 use sluice_compiler::resolve::Inventory;
+use sluice_compiler::resolve::InventoryFiles;
 use sluice_compiler::source::ast::{self, Direction, Item, LabelOp, Peer};
 use sluice_runtime::{Input, Limits, Runtime};
 use std::path::{Path, PathBuf};

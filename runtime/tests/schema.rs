@@ -5,7 +5,7 @@
 //! property the schema declares.
 
 use serde_json::Value;
-use sluice_compiler::source::ast::{self, Action, Direction, Entity, LabelOp};
+use sluice_policy::ast::{self, Action, Direction, Entity, LabelOp};
 use std::collections::BTreeSet;
 use std::path::Path;
 

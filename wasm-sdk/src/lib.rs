@@ -21,9 +21,8 @@
 //! ```
 //!
 //! It is `no_std` + `alloc` so it builds with either toolchain route in
-//! `examples/wasm/build.sh`. The document types mirror the compiler's AST
-//! (`compiler/src/source/ast.rs`) field for field in JSON; a host test checks that every
-//! builder's output deserializes into the compiler's `Document` and serializes back unchanged.
+//! `examples/wasm/build.sh`. The document and inventory types are the compiler's own, from
+//! the `no_std` crate `sluice-policy`: there is no mirror to keep in step.
 
 #![no_std]
 

@@ -198,6 +198,7 @@ pub fn compile_program(
 mod tests {
     use super::*;
     use crate::datapath::cost::{PeerPlan, ProfilePlan, address_intervals};
+    use crate::resolve::InventoryFiles;
     use crate::resolve::{Inventory, identity, policy_for};
     use crate::source::{SourceMap, dsl};
     use std::net::{IpAddr, Ipv4Addr};

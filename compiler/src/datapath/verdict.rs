@@ -21,8 +21,7 @@ pub const TC_ACT_SHOT: i32 = 2;
 
 /// The stack slot the context is kept in with rule recording (R6 is reused after parsing).
 pub const CTX_SLOT: i16 = -96;
-/// Offset of `cb[0]` in `struct __sk_buff`.
-pub const SKB_CB0: i16 = 48;
+pub use super::keys::SKB_CB0;
 
 /// With rule recording, the program's first instruction: keep the context for the tail.
 pub fn emit_save_ctx(a: &mut Asm, trace: bool) {

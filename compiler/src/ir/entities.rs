@@ -224,59 +224,7 @@ impl std::fmt::Display for SelectorData {
     }
 }
 
-/// An L4 protocol as the datapath sees it. Serialised as Kubernetes spells it (`TCP`);
-/// lower case is accepted too.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum L4 {
-    #[serde(alias = "tcp")]
-    Tcp,
-    #[serde(alias = "udp")]
-    Udp,
-    #[serde(alias = "sctp")]
-    Sctp,
-    #[serde(alias = "icmp")]
-    Icmp,
-}
-
-impl L4 {
-    pub fn number(&self) -> u8 {
-        match self {
-            L4::Tcp => 6,
-            L4::Udp => 17,
-            L4::Sctp => 132,
-            L4::Icmp => 1,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            L4::Tcp => "TCP",
-            L4::Udp => "UDP",
-            L4::Sctp => "SCTP",
-            L4::Icmp => "ICMP",
-        }
-    }
-
-    /// Parses `TCP`, `udp`, ... (case-insensitive).
-    pub fn parse(s: &str) -> Option<L4> {
-        match s.to_ascii_lowercase().as_str() {
-            "tcp" => Some(L4::Tcp),
-            "udp" => Some(L4::Udp),
-            "sctp" => Some(L4::Sctp),
-            "icmp" => Some(L4::Icmp),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for L4 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use sluice_policy::inventory::L4;
 
 /// One entry of a port set. Ports are inclusive ranges (a single port is `lo == hi`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -25,7 +25,7 @@ pub use lower::lower;
 use crate::source::ast::{Direction, Span};
 use cranelift_entity::packed_option::PackedOption;
 use cranelift_entity::{PrimaryMap, SecondaryMap};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The lowered policy of one compilation.
 #[derive(Clone, Debug, Default)]
@@ -140,10 +140,4 @@ impl Ir {
     }
 }
 
-/// What selection needs to know about an endpoint: its namespace and labels.
-#[derive(Clone, Copy, Debug)]
-pub struct EndpointView<'a> {
-    pub namespace: &'a str,
-    pub namespace_labels: &'a BTreeMap<String, String>,
-    pub labels: &'a BTreeMap<String, String>,
-}
+pub use sluice_policy::inventory::EndpointView;

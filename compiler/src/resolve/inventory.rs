@@ -1,141 +1,7 @@
-//! The inventory: what exists in the cluster, which selectors are resolved against.
-//!
-//! Endpoints (with labels, IPs and container ports), namespaces (with labels), nodes and
-//! services. The agent builds it from its endpoint registry or from Kubernetes; offline it is a
-//! YAML or JSON file (format: `spec/inventory.md`), so `compile` works on a laptop.
+//! Reading inventory files: YAML or JSON with line and column in every error. The types
+//! themselves are `sluice_policy::inventory`, shared with the runtime and the Wasm SDK.
 
-use crate::ir::{EndpointView, L4};
-use crate::source::ast::Cidr;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
-
-/// The label Kubernetes puts on every namespace (and the one policies use to name one).
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
-pub type Labels = BTreeMap<String, String>;
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Inventory {
-    #[serde(default)]
-    pub namespaces: Vec<Namespace>,
-    #[serde(default)]
-    pub nodes: Vec<Node>,
-    #[serde(default)]
-    pub endpoints: Vec<Endpoint>,
-    #[serde(default)]
-    pub services: Vec<Service>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Namespace {
-    pub name: String,
-    #[serde(default)]
-    pub labels: Labels,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Node {
-    pub name: String,
-    #[serde(default)]
-    pub labels: Labels,
-    #[serde(default)]
-    pub ips: Vec<IpAddr>,
-    /// Kubernetes `spec.podCIDR`: the host-scope IPAM block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_cidr: Option<Cidr>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Endpoint {
-    pub name: String,
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    #[serde(default)]
-    pub labels: Labels,
-    #[serde(default)]
-    pub ips: Vec<IpAddr>,
-    #[serde(default)]
-    pub ports: Vec<ContainerPort>,
-    /// The node it runs on (decides which node is `host` to it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Host-side interface (the loader attaches here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface: Option<String>,
-    /// Network namespace name (for the loader and the test topologies).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContainerPort {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub port: u16,
-    #[serde(default = "default_protocol")]
-    pub protocol: L4,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Service {
-    pub name: String,
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    #[serde(default)]
-    pub labels: Labels,
-    /// Pods backing the service (equality-based, as in Kubernetes).
-    #[serde(default)]
-    pub selector: Labels,
-    #[serde(default)]
-    pub ports: Vec<ServicePort>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_ip: Option<IpAddr>,
-    #[serde(default, rename = "type")]
-    pub kind: ServiceType,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServicePort {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub port: u16,
-    /// A number, or a container port name; defaults to `port`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_port: Option<TargetPort>,
-    #[serde(default = "default_protocol")]
-    pub protocol: L4,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TargetPort {
-    Number(u16),
-    Name(String),
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ServiceType {
-    #[default]
-    ClusterIP,
-    NodePort,
-    LoadBalancer,
-}
-
-fn default_namespace() -> String {
-    "default".into()
-}
-
-fn default_protocol() -> L4 {
-    L4::Tcp
-}
+pub use sluice_policy::inventory::*;
 
 /// Why an inventory file was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,18 +19,41 @@ pub enum InventoryError {
     Io(String),
 }
 
-impl Inventory {
-    /// Parses YAML or JSON (JSON is read as YAML), then [`Inventory::validate`]s it.
-    pub fn parse(name: &str, text: &str) -> Result<Inventory, InventoryError> {
-        let mut inv: Inventory = serde_norway::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            InventoryError::Syntax {
-                name: name.into(),
+/// Reads an inventory from text or a file (the inventory types live in a `no_std` crate).
+pub trait InventoryFiles: Sized {
+    /// Parses YAML or JSON (JSON is read as YAML), then validates it.
+    fn parse(name: &str, text: &str) -> Result<Self, InventoryError>;
+    fn load(path: &std::path::Path) -> Result<Self, InventoryError>;
+}
+
+impl InventoryFiles for Inventory {
+    fn parse(name: &str, text: &str) -> Result<Inventory, InventoryError> {
+        let syntax = |line, column, message| InventoryError::Syntax {
+            name: name.into(),
+            line,
+            column,
+            message,
+        };
+        // The shared types ignore unknown fields (a Wasm module must keep reading a grown
+        // inventory); a file written by hand is checked strictly, so a typo is an error.
+        let mut unknown: Vec<Vec<String>> = Vec::new();
+        let mut inv: Inventory =
+            serde_ignored::deserialize(serde_norway::Deserializer::from_str(text), |path| {
+                unknown.push(path_segments(&path))
+            })
+            .map_err(|e: serde_norway::Error| {
+                let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+                syntax(line, column, e.to_string())
+            })?;
+        if let Some(path) = unknown.first() {
+            let field = path.last().map_or("", String::as_str);
+            let (line, column) = locate(text, path).unwrap_or((0, 0));
+            return Err(syntax(
                 line,
                 column,
-                message: e.to_string(),
-            }
-        })?;
+                format!("unknown field `{field}` (at `{}`)", path.join(".")),
+            ));
+        }
         inv.validate().map_err(|message| InventoryError::Invalid {
             name: name.into(),
             message,
@@ -172,122 +61,56 @@ impl Inventory {
         Ok(inv)
     }
 
-    pub fn load(path: &std::path::Path) -> Result<Inventory, InventoryError> {
+    fn load(path: &std::path::Path) -> Result<Inventory, InventoryError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| InventoryError::Io(format!("{}: {e}", path.display())))?;
         Inventory::parse(&path.display().to_string(), &text)
     }
-
-    /// Completes and checks the inventory: namespaces endpoints name are created, every
-    /// namespace gets its `kubernetes.io/metadata.name` label (as Kubernetes does), and
-    /// duplicate names or addresses are rejected.
-    pub fn validate(&mut self) -> Result<(), String> {
-        let mut seen = std::collections::BTreeSet::new();
-        for ns in &self.namespaces {
-            if !seen.insert(ns.name.clone()) {
-                return Err(format!("namespace `{}` is listed twice", ns.name));
-            }
-        }
-        for ep in &self.endpoints {
-            if seen.insert(ep.namespace.clone()) {
-                self.namespaces.push(Namespace {
-                    name: ep.namespace.clone(),
-                    labels: Labels::new(),
-                });
-            }
-        }
-        for ns in &mut self.namespaces {
-            ns.labels
-                .entry(NAMESPACE_NAME_LABEL.into())
-                .or_insert_with(|| ns.name.clone());
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut ips: HashMap<IpAddr, String> = HashMap::new();
-        for ep in &self.endpoints {
-            let full = format!("{}/{}", ep.namespace, ep.name);
-            if !names.insert(full.clone()) {
-                return Err(format!("endpoint `{full}` is listed twice"));
-            }
-            for ip in &ep.ips {
-                if let Some(other) = ips.insert(*ip, full.clone()) {
-                    return Err(format!("{ip} belongs to both `{other}` and `{full}`"));
-                }
-            }
-            if let Some(node) = &ep.node
-                && !self.nodes.iter().any(|n| &n.name == node)
-            {
-                return Err(format!("endpoint `{full}` runs on unknown node `{node}`"));
-            }
-        }
-        for n in &self.nodes {
-            for ip in &n.ips {
-                if let Some(other) = ips.insert(*ip, format!("node {}", n.name)) {
-                    return Err(format!(
-                        "{ip} belongs to both `{other}` and node `{}`",
-                        n.name
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn namespace_labels(&self, ns: &str) -> Option<&Labels> {
-        self.namespaces
-            .iter()
-            .find(|n| n.name == ns)
-            .map(|n| &n.labels)
-    }
-
-    /// Index of the endpoint `namespace/name`.
-    pub fn endpoint_index(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.endpoints
-            .iter()
-            .position(|e| e.namespace == namespace && e.name == name)
-    }
-
-    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<usize> {
-        self.endpoints.iter().position(|e| e.ips.contains(&ip))
-    }
-
-    pub fn node_by_ip(&self, ip: IpAddr) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.ips.contains(&ip))
-    }
-
-    /// What selection sees of endpoint `idx`.
-    pub fn view(&self, idx: usize) -> EndpointView<'_> {
-        static EMPTY: Labels = Labels::new();
-        let ep = &self.endpoints[idx];
-        EndpointView {
-            namespace: &ep.namespace,
-            namespace_labels: self.namespace_labels(&ep.namespace).unwrap_or(&EMPTY),
-            labels: &ep.labels,
-        }
-    }
-
-    /// Every (protocol, name) some endpoint declares: what a named port can resolve to.
-    pub fn named_ports(&self) -> Vec<(L4, String)> {
-        let mut v: Vec<(L4, String)> = self
-            .endpoints
-            .iter()
-            .flat_map(|e| &e.ports)
-            .filter_map(|p| p.name.clone().map(|n| (p.protocol, n)))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
 }
 
-impl Endpoint {
-    /// Port numbers of this endpoint's container ports with that name and protocol.
-    pub fn named_port(&self, proto: L4, name: &str) -> Vec<u16> {
-        self.ports
-            .iter()
-            .filter(|p| p.protocol == proto && p.name.as_deref() == Some(name))
-            .map(|p| p.port)
-            .collect()
+/// The keys and indices of a path serde ignored, outermost first.
+fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
+    use serde_ignored::Path;
+    let mut out = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => path_segments(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => out.push(index.to_string()),
+        Path::Map { key, .. } => out.push(key.clone()),
+        _ => {}
     }
+    out
+}
+
+/// Line and column (1-based) of the key at `path`, found in the text's YAML tree.
+fn locate(text: &str, path: &[String]) -> Option<(usize, usize)> {
+    use crate::source::ast::SourceId;
+    use crate::source::yaml::{Value, parse_tree};
+    let tree = parse_tree(SourceId(0), text, &|o| o).ok()?;
+    let mut node = tree.first()?;
+    let mut start = node.span.start;
+    for seg in path {
+        match &node.value {
+            Value::Seq(_) => node = node.at(seg.parse().ok()?)?,
+            Value::Map(_) => {
+                let (key, value) = node.entry(seg)?;
+                start = key.span.start;
+                node = value;
+                continue;
+            }
+            Value::Scalar { .. } => return None,
+        }
+        start = node.span.start;
+    }
+    let before = text.get(..start as usize)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    Some((line, column))
 }
 
 #[cfg(test)]

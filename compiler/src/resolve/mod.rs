@@ -10,7 +10,7 @@ pub mod identity;
 pub mod inventory;
 
 pub use identity::Identities;
-pub use inventory::Inventory;
+pub use inventory::{Inventory, InventoryFiles};
 
 use crate::ir::{Ir, L4, L4Match, PeerKind, PortEntry, RuleId, Tier};
 use crate::source::ast::{Action, Cidr, Direction, Entity};

@@ -3,7 +3,7 @@
 //! The [`SourceMap`] owns the text of every file read, so a span anywhere in the pipeline can
 //! be rendered later with its file, line and column.
 
-pub mod ast;
+pub use sluice_policy::ast;
 pub mod cilium;
 pub mod dsl;
 pub mod ipmasq;

@@ -52,15 +52,7 @@ pub fn generate(input: &Input) -> Result<Document, String> {
             .named(format!("to-{}", svc.name))
             .peer(Peer::pods(Selector::labels(&svc.selector)));
         for p in &svc.ports {
-            let proto = match p.protocol.as_deref() {
-                None => Protocol::Tcp,
-                Some(name) => Protocol::from_k8s(name).ok_or_else(|| {
-                    format!(
-                        "service {}/{}: unknown protocol `{name}`",
-                        svc.namespace, svc.name
-                    )
-                })?,
-            };
+            let proto = Protocol::from(p.protocol);
             rule = rule.port(match &p.target_port {
                 Some(TargetPort::Number(n)) => PortSpec::new(proto, PortMatch::Number(*n)),
                 Some(TargetPort::Name(name)) => PortSpec::named(proto, name),

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sluice_cli::cli::main()
+}

@@ -1,0 +1,659 @@
+//! A "cluster in a box": one node and its pods, each in its own network namespace.
+//!
+//! Kernel conformance, `sluice demo` and the swap-under-load tests all need real pods with
+//! real sockets. This module builds them with iproute2:
+//!
+//! ```text
+//!   pod netns (eth0, IP/32) ══ veth ══ node netns (host veth, /32 route back)
+//!                                       │ forwarding on, node IP on lo
+//!                                       └══ veth ══ external netns (optional, "the world":
+//!                                                    the node's default route, drops what
+//!                                                    it does not own)
+//! ```
+//!
+//! Every pod has a default route via the link-local gateway 169.254.1.1 with a permanent
+//! neighbour entry for the host veth's MAC (the Calico layout), and the node has a permanent
+//! neighbour entry for each pod, so no ARP is ever needed. Nothing is connected to the
+//! caller's own namespace: traffic stays inside the box.
+//!
+//! Names carry a unique prefix (`sl` + pid + counter) so parallel tests do not collide, and
+//! a [`Topology`] removes everything it made when dropped, also while a test panics.
+//! [`cleanup_stale`] and [`cleanup_dead_runs`] remove what a crashed run left behind.
+
+mod ip;
+pub mod probe;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+pub use probe::{Probe, ProbeError, ProbeOutcome, Proto, Servers};
+
+use ip::Ip;
+use sluice_loader::sys::netns::{self, Netns};
+
+/// The pods' gateway: link-local, answered by a static neighbour entry, never on the wire.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// MAC of every node-side veth (pods only ever talk to the gateway).
+pub const NODE_SIDE_MAC: &str = "ee:ee:ee:ee:ee:ee";
+/// MAC of the external host's interface.
+pub const EXTERNAL_MAC: &str = "02:ee:00:00:00:01";
+/// Linux's interface name limit (IFNAMSIZ - 1).
+pub const MAX_IFNAME: usize = 15;
+
+/// What went wrong building, using or removing a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// An `ip` command exited non-zero.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    /// `ip` could not be started (is iproute2 installed?).
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The description asks for something impossible (duplicate IP, name too long, ...).
+    #[error("invalid topology: {0}")]
+    Invalid(String),
+    /// Entering or configuring a namespace failed.
+    #[error("netns {netns}: {source}")]
+    Netns {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One pod to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSpec {
+    /// Kubernetes-style namespace (only used for naming and look-up).
+    pub namespace: String,
+    pub name: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A plain description of the box, independent of any policy types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopologySpec {
+    pub pods: Vec<PodSpec>,
+    /// The node's own address (on the node's `lo`); the masquerade source later on.
+    pub node_ip: Option<Ipv4Addr>,
+    /// Addresses of an external host beyond the node. Empty: no external host.
+    pub external_ips: Vec<Ipv4Addr>,
+}
+
+impl TopologySpec {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn pod(mut self, namespace: &str, name: &str, ip: Ipv4Addr) -> Self {
+        self.pods.push(PodSpec {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ip,
+        });
+        self
+    }
+
+    pub fn node_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.node_ip = Some(ip);
+        self
+    }
+
+    pub fn external(mut self, ip: Ipv4Addr) -> Self {
+        self.external_ips.push(ip);
+        self
+    }
+
+    fn validate(&self) -> Result<(), TopologyError> {
+        let mut names = HashSet::new();
+        let mut ips = HashSet::new();
+        let bad = |ip: Ipv4Addr| {
+            ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast()
+                || ip.is_loopback()
+                || ip == GATEWAY
+        };
+        for p in &self.pods {
+            if p.name.is_empty() || p.namespace.is_empty() {
+                return Err(TopologyError::Invalid(format!(
+                    "pod {}/{} needs a namespace and a name",
+                    p.namespace, p.name
+                )));
+            }
+            if !names.insert((&p.namespace, &p.name)) {
+                return Err(TopologyError::Invalid(format!(
+                    "pod {}/{} appears twice",
+                    p.namespace, p.name
+                )));
+            }
+            if bad(p.ip) || !ips.insert(p.ip) {
+                return Err(TopologyError::Invalid(format!(
+                    "pod {}/{} has a duplicate or reserved IP {}",
+                    p.namespace, p.name, p.ip
+                )));
+            }
+        }
+        for &ip in self.external_ips.iter().chain(self.node_ip.iter()) {
+            if bad(ip) || !ips.insert(ip) {
+                return Err(TopologyError::Invalid(format!(
+                    "duplicate or reserved IP {ip}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pod as built: where it lives and what its interfaces are called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// Network namespace name (under /run/netns).
+    pub netns: String,
+    /// Host-side veth, in the node namespace: where from-/to-endpoint programs attach.
+    pub host_if: String,
+    /// The pod's eth0 MAC.
+    pub mac: String,
+}
+
+/// The external host, if the spec asked for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    pub netns: String,
+    /// The node's uplink veth towards it (in the node namespace).
+    pub host_if: String,
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// Everything a built box consists of. Dropping it removes it all.
+#[derive(Debug)]
+pub struct Topology {
+    prefix: String,
+    node: String,
+    node_ip: Option<Ipv4Addr>,
+    pods: Vec<Pod>,
+    external: Option<External>,
+    torn_down: bool,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn base36(mut n: u32, width: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("ascii")
+}
+
+/// Every prefix starts with this.
+pub const PREFIX_BASE: &str = "sl";
+const PID_DIGITS: usize = 5; // 36^5 > 2^22, the largest pid_max
+const COUNTER_DIGITS: usize = 2;
+
+/// A fresh prefix: `sl` + pid (5 base-36 digits) + per-process counter (2 digits), 9 chars.
+pub fn unique_prefix() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 36u32.pow(COUNTER_DIGITS as u32);
+    format!(
+        "{PREFIX_BASE}{}{}",
+        base36(std::process::id(), PID_DIGITS),
+        base36(n, COUNTER_DIGITS)
+    )
+}
+
+/// The pid encoded in a name made with [`unique_prefix`], if it has that shape.
+fn prefix_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX_BASE)?;
+    let digits = rest.get(..PID_DIGITS + COUNTER_DIGITS)?;
+    // Every namespace a Topology makes is `<prefix>-...`; demand the dash so that a
+    // stranger's namespace that merely starts with "sl" is never taken for ours.
+    if rest.as_bytes().get(PID_DIGITS + COUNTER_DIGITS) != Some(&b'-') {
+        return None;
+    }
+    if !digits
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return None;
+    }
+    let pid = u32::from_str_radix(&digits[..PID_DIGITS], 36).ok()?;
+    (pid > 0 && pid <= netns::pid_max()).then_some(pid)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Topology {
+    /// Builds the box under a fresh unique prefix.
+    pub fn build(spec: &TopologySpec) -> Result<Self, TopologyError> {
+        Self::build_with_prefix(spec, &unique_prefix())
+    }
+
+    /// Builds the box under `prefix` (removing any leftovers with that prefix first).
+    pub fn build_with_prefix(spec: &TopologySpec, prefix: &str) -> Result<Self, TopologyError> {
+        spec.validate()?;
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(TopologyError::Invalid(format!(
+                "prefix {prefix:?} must be non-empty ASCII letters and digits"
+            )));
+        }
+        let longest = format!("{prefix}p{}", spec.pods.len().saturating_sub(1));
+        if longest.len() > MAX_IFNAME {
+            return Err(TopologyError::Invalid(format!(
+                "interface name {longest} would be longer than {MAX_IFNAME} characters"
+            )));
+        }
+        let started = std::time::Instant::now();
+        cleanup_stale(prefix)?;
+
+        let pods: Vec<Pod> = spec
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let o = p.ip.octets();
+                let mut netns = format!(
+                    "{prefix}-p{i}-{}-{}",
+                    sanitize(&p.namespace),
+                    sanitize(&p.name)
+                );
+                netns.truncate(200);
+                Pod {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    ip: p.ip,
+                    netns,
+                    host_if: format!("{prefix}p{i}"),
+                    mac: format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]),
+                }
+            })
+            .collect();
+        let external = (!spec.external_ips.is_empty()).then(|| External {
+            netns: format!("{prefix}-ext"),
+            host_if: format!("{prefix}x"),
+            ips: spec.external_ips.clone(),
+        });
+        // From here on the guard owns whatever exists, so an error or panic cleans up.
+        let topo = Topology {
+            prefix: prefix.to_owned(),
+            node: format!("{prefix}-node"),
+            node_ip: spec.node_ip,
+            pods,
+            external,
+            torn_down: false,
+        };
+        topo.create()?;
+        tracing::info!(
+            prefix,
+            pods = topo.pods.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "topology built"
+        );
+        Ok(topo)
+    }
+
+    fn all_netns(&self) -> Vec<&str> {
+        let mut v = vec![self.node.as_str()];
+        v.extend(self.pods.iter().map(|p| p.netns.as_str()));
+        v.extend(self.external.iter().map(|e| e.netns.as_str()));
+        v
+    }
+
+    fn create(&self) -> Result<(), TopologyError> {
+        // 1. Namespaces and veth pairs, created directly in their namespaces.
+        let mut root = Ip::batch(None);
+        for ns in self.all_netns() {
+            root.line(format!("netns add {ns}"));
+        }
+        for p in &self.pods {
+            root.line(format!(
+                "link add {} netns {} address {NODE_SIDE_MAC} type veth peer name eth0 netns {} address {}",
+                p.host_if, self.node, p.netns, p.mac
+            ));
+        }
+        if let Some(e) = &self.external {
+            root.line(format!(
+                "link add {} netns {} address {NODE_SIDE_MAC} type veth peer name eth0 netns {} address {EXTERNAL_MAC}",
+                e.host_if, self.node, e.netns
+            ));
+        }
+        root.run()?;
+
+        // 2. Addresses, routes and neighbours, one batch per namespace, run in parallel.
+        let mut batches = Vec::new();
+        let mut node = Ip::batch(Some(&self.node));
+        node.line("link set lo up");
+        if let Some(ip) = self.node_ip {
+            node.line(format!("addr add {ip}/32 dev lo"));
+        }
+        for p in &self.pods {
+            node.line(format!("link set {} up", p.host_if))
+                .line(format!(
+                    "route add {}/32 dev {} scope link",
+                    p.ip, p.host_if
+                ))
+                .line(format!(
+                    "neigh replace {} lladdr {} dev {} nud permanent",
+                    p.ip, p.mac, p.host_if
+                ));
+            let mut pod = Ip::batch(Some(&p.netns));
+            pod.line("link set lo up")
+                .line("link set eth0 up")
+                .line(format!("addr add {}/32 dev eth0", p.ip));
+            gateway_lines(&mut pod);
+            batches.push(pod);
+        }
+        if let Some(e) = &self.external {
+            node.line(format!("link set {} up", e.host_if));
+            for ip in &e.ips {
+                node.line(format!("route add {ip}/32 dev {} scope link", e.host_if))
+                    .line(format!(
+                        "neigh replace {ip} lladdr {EXTERNAL_MAC} dev {} nud permanent",
+                        e.host_if
+                    ));
+            }
+            // Everything else leaves through the external host too, which does not
+            // forward: like the internet not answering, probes there time out.
+            node.line(format!(
+                "neigh replace {GATEWAY} lladdr {EXTERNAL_MAC} dev {} nud permanent",
+                e.host_if
+            ))
+            .line(format!(
+                "route add default via {GATEWAY} dev {} onlink",
+                e.host_if
+            ));
+            let mut ext = Ip::batch(Some(&e.netns));
+            ext.line("link set lo up").line("link set eth0 up");
+            for ip in &e.ips {
+                ext.line(format!("addr add {ip}/32 dev eth0"));
+            }
+            gateway_lines(&mut ext);
+            batches.push(ext);
+        }
+        batches.push(node);
+        ip::run_all(&batches)?;
+
+        // 3. Only the node routes. New namespaces copy forwarding from the host's, so
+        //    switch it off explicitly everywhere else (an external host that forwarded
+        //    would bounce unknown destinations back to the node until the TTL ran out).
+        for ns in self.all_netns() {
+            let on = if ns == self.node { "1" } else { "0" };
+            sysctl(ns, "net/ipv4/ip_forward", on)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a sysctl under /proc/sys inside the node namespace (e.g. `net/ipv4/ip_forward`).
+    pub fn node_sysctl(&self, key: &str, value: &str) -> Result<(), TopologyError> {
+        sysctl(&self.node, key, value)
+    }
+
+    /// The unique prefix of every name this box uses.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The node's namespace name.
+    pub fn node_netns(&self) -> &str {
+        &self.node
+    }
+
+    pub fn node_ip(&self) -> Option<Ipv4Addr> {
+        self.node_ip
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// Looks a pod up by namespace and name.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.namespace == namespace && p.name == name)
+    }
+
+    pub fn external(&self) -> Option<&External> {
+        self.external.as_ref()
+    }
+
+    /// Opens the node namespace (to attach programs from a thread inside it).
+    pub fn open_node(&self) -> Result<Netns, TopologyError> {
+        Netns::open(&self.node).map_err(|source| TopologyError::Netns {
+            netns: self.node.clone(),
+            source,
+        })
+    }
+
+    /// Starts echo servers for `ports` inside `netns` (a pod's, the external host's, ...).
+    pub fn serve(&self, netns: &str, ports: &[(u16, Proto)]) -> Result<Servers, ProbeError> {
+        Servers::start(netns, ports)
+    }
+
+    /// [`serve`](Self::serve) in every pod.
+    pub fn serve_pods(&self, ports: &[(u16, Proto)]) -> Result<Vec<Servers>, ProbeError> {
+        self.pods()
+            .iter()
+            .map(|p| self.serve(&p.netns, ports))
+            .collect()
+    }
+
+    /// One probe from `from_netns` to `to:port`.
+    pub fn probe(
+        &self,
+        from_netns: &str,
+        to: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+        timeout: Duration,
+    ) -> Result<ProbeOutcome, ProbeError> {
+        probe::probe(from_netns, to, port, proto, timeout)
+    }
+
+    /// Removes everything, reporting the first failure. Drop does the same, silently.
+    pub fn teardown(mut self) -> Result<(), TopologyError> {
+        self.torn_down = true;
+        self.remove()
+    }
+
+    fn remove(&self) -> Result<(), TopologyError> {
+        let existing = netns::list_named().map_err(|source| TopologyError::Netns {
+            netns: netns::NETNS_RUN_DIR.to_owned(),
+            source,
+        })?;
+        let mut first_err = None;
+        // Delete the veths first: a socket or thread still inside a pod namespace would
+        // otherwise keep that namespace, and so its veth pair, alive after `netns del`.
+        if existing.iter().any(|n| n == &self.node) {
+            let mut links = Ip::batch(Some(&self.node)).force();
+            for p in &self.pods {
+                links.line(format!("link del {}", p.host_if));
+            }
+            if let Some(e) = &self.external {
+                links.line(format!("link del {}", e.host_if));
+            }
+            if !links.is_empty()
+                && let Err(e) = links.run()
+            {
+                first_err.get_or_insert(e);
+            }
+        }
+        let mut del = Ip::batch(None).force();
+        for ns in self.all_netns() {
+            if existing.iter().any(|n| n == ns) {
+                del.line(format!("netns del {ns}"));
+            }
+        }
+        if !del.is_empty()
+            && let Err(e) = del.run()
+        {
+            first_err.get_or_insert(e);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Writes `/proc/sys/KEY` inside `netns` (sysctls under net/ are per namespace).
+fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), TopologyError> {
+    let err = |source| TopologyError::Netns {
+        netns: netns.to_owned(),
+        source,
+    };
+    let ns = Netns::open(netns).map_err(err)?;
+    let path = format!("/proc/sys/{key}");
+    ns.run(|| std::fs::write(&path, value))
+        .map_err(err)?
+        .map_err(|e| {
+            err(std::io::Error::new(
+                e.kind(),
+                format!("write {value} to {path}: {e}"),
+            ))
+        })
+}
+
+/// The Calico-style default route: a link-local gateway with a permanent neighbour entry.
+fn gateway_lines(b: &mut Ip) {
+    b.line(format!(
+        "neigh replace {GATEWAY} lladdr {NODE_SIDE_MAC} dev eth0 nud permanent"
+    ))
+    .line(format!("route add {GATEWAY}/32 dev eth0 scope link"))
+    .line(format!("route add default via {GATEWAY} dev eth0 onlink"));
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        if let Err(e) = self.remove() {
+            tracing::warn!(prefix = %self.prefix, error = %e, "topology teardown failed");
+        }
+    }
+}
+
+/// Removes every namespace whose name starts with `prefix` (and the veths in them), e.g.
+/// what a crashed run left. Anything with that prefix goes, so pass a specific one.
+pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, TopologyError> {
+    remove_netns_matching(|name| name.starts_with(prefix))
+}
+
+/// Removes leftovers of runs whose process is gone: names made by [`unique_prefix`] whose
+/// pid no longer exists. Safe while other runs are building their own boxes.
+pub fn cleanup_dead_runs() -> Result<Vec<String>, TopologyError> {
+    remove_netns_matching(|name| prefix_pid(name).is_some_and(|pid| !netns::pid_alive(pid)))
+}
+
+fn remove_netns_matching(pred: impl Fn(&str) -> bool) -> Result<Vec<String>, TopologyError> {
+    let doomed: Vec<String> = netns::list_named()
+        .map_err(|source| TopologyError::Netns {
+            netns: netns::NETNS_RUN_DIR.to_owned(),
+            source,
+        })?
+        .into_iter()
+        .filter(|n| pred(n))
+        .collect();
+    if doomed.is_empty() {
+        return Ok(doomed);
+    }
+    tracing::info!(?doomed, "removing stale namespaces");
+    // Veths first, for the same reason as in Topology::remove.
+    let mut batches = Vec::new();
+    for ns in &doomed {
+        let links = ip::ip(&["-n", ns, "-o", "link", "show", "type", "veth"]).unwrap_or_default();
+        let mut b = Ip::batch(Some(ns)).force();
+        for name in links.lines().filter_map(veth_name) {
+            b.line(format!("link del {name}"));
+        }
+        batches.push(b);
+    }
+    // A veth whose peer was already deleted with an earlier batch is gone: ignore failures.
+    let _ = ip::run_all(&batches);
+    let mut del = Ip::batch(None).force();
+    for ns in &doomed {
+        del.line(format!("netns del {ns}"));
+    }
+    del.run()?;
+    Ok(doomed)
+}
+
+/// The interface name from a line of `ip -o link show` ("3: name@if2: <...> ...").
+fn veth_name(line: &str) -> Option<&str> {
+    let name = line.split(": ").nth(1)?;
+    Some(name.split('@').next().unwrap_or(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_short_unique_and_parse_back() {
+        let a = unique_prefix();
+        let b = unique_prefix();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 9);
+        assert_eq!(prefix_pid(&format!("{a}-node")), Some(std::process::id()));
+        assert_eq!(prefix_pid("slx"), None);
+        assert_eq!(
+            prefix_pid(&a),
+            None,
+            "no dash: not a namespace name of ours"
+        );
+        assert_eq!(prefix_pid("slackbot1-foo"), None, "pid beyond pid_max");
+        assert_eq!(prefix_pid("something-else"), None);
+        assert_eq!(base36(4_194_304, 5), "2hwcg");
+    }
+
+    #[test]
+    fn spec_rejects_duplicates_and_reserved_addresses() {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let dup = TopologySpec::new().pod("a", "x", ip).pod("a", "y", ip);
+        assert!(matches!(dup.validate(), Err(TopologyError::Invalid(_))));
+        let twice = TopologySpec::new()
+            .pod("a", "x", ip)
+            .pod("a", "x", Ipv4Addr::new(10, 0, 0, 2));
+        assert!(matches!(twice.validate(), Err(TopologyError::Invalid(_))));
+        let gw = TopologySpec::new().pod("a", "x", GATEWAY);
+        assert!(matches!(gw.validate(), Err(TopologyError::Invalid(_))));
+        let ext = TopologySpec::new().pod("a", "x", ip).external(ip);
+        assert!(matches!(ext.validate(), Err(TopologyError::Invalid(_))));
+        assert!(TopologySpec::new().pod("a", "x", ip).validate().is_ok());
+    }
+
+    #[test]
+    fn too_long_prefix_is_refused_before_touching_the_kernel() {
+        let spec = TopologySpec::new().pod("a", "x", Ipv4Addr::new(10, 0, 0, 1));
+        let err = Topology::build_with_prefix(&spec, "slaaaaaaaaaaaaaa").unwrap_err();
+        assert!(err.to_string().contains("longer than 15"), "{err}");
+    }
+
+    #[test]
+    fn veth_names_parse_from_ip_output() {
+        let line = "3: sl00abc00p1@if2: <BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue";
+        assert_eq!(veth_name(line), Some("sl00abc00p1"));
+    }
+}
