@@ -138,12 +138,7 @@ fn peer_covers(ir: &Ir, a: &PeerKind, b: &PeerKind) -> bool {
                 cidr: cb,
                 except: eb,
             },
-        ) => {
-            ca.covers(cb)
-                && ea
-                    .iter()
-                    .all(|e| !overlap(e, cb) || (cb.covers(e) && eb.iter().any(|x| x.covers(e))))
-        }
+        ) => crate::source::ipblock::covers(ca, ea, cb, eb),
         _ => false,
     }
 }
