@@ -405,20 +405,21 @@ fn demo_policy_generic_matches_the_evaluator() {
     demo_in_mode(Mode::Generic, cost::Limits::default());
 }
 
-/// With every threshold at its minimum, the specialized mode takes its map shapes (ipcache,
-/// class → profile array, port map) on the same policy.
+/// Every threshold at its minimum: the specialized mode takes its map shapes (ipcache,
+/// class → profile array, port map).
+fn map_shapes() -> cost::Limits {
+    cost::Limits {
+        inline_budget: 40,
+        addr_inline_max: 1,
+        class_inline_max: 1,
+        ports_inline_max: 1,
+        profiles_inline_max: 2,
+    }
+}
+
 #[test]
 fn demo_policy_specialized_with_maps_matches_the_evaluator() {
-    demo_in_mode(
-        Mode::Specialized,
-        cost::Limits {
-            inline_budget: 40,
-            addr_inline_max: 1,
-            class_inline_max: 1,
-            ports_inline_max: 1,
-            profiles_inline_max: 2,
-        },
-    );
+    demo_in_mode(Mode::Specialized, map_shapes());
 }
 
 #[test]
@@ -577,16 +578,7 @@ policy "tiny" in namespace x {
         Probe::Icmp(8, 0),
         Probe::Other(47),
     ];
-    let limits = [
-        cost::Limits::default(),
-        cost::Limits {
-            inline_budget: 40,
-            addr_inline_max: 1,
-            class_inline_max: 1,
-            ports_inline_max: 1,
-            profiles_inline_max: 2,
-        },
-    ];
+    let limits = [cost::Limits::default(), map_shapes()];
     let mut opts: Vec<CodegenOptions> = limits
         .iter()
         .map(|&limits| CodegenOptions {
