@@ -217,3 +217,49 @@ pub fn render_plain(diags: &Diagnostics, sources: &SourceMap) -> String {
     }
     out
 }
+/// The candidate closest to a misspelt `word`, when it is close enough to be a typo: at most
+/// one edit for names of up to three characters, else two, or a quarter of the name for long
+/// names. Case is ignored and swapping two neighbours counts as one edit (`tpc` → `tcp`;
+/// optimal string alignment). Of equally close candidates, the first wins. Every "did you mean"
+/// in sluice comes from here.
+pub fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let word = word.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::osa_distance(&word, &c.to_lowercase()), *c))
+        .filter(|(d, c)| {
+            let len = c.chars().count();
+            *d <= if len <= 3 { 1 } else { 2.max(len / 4) }
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggest;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("tpc", &["tcp", "udp"]), Some("tcp"));
+        assert_eq!(suggest("TCP", &["tcp", "udp"]), Some("tcp"));
+        assert_eq!(suggest("zzzzz", &["tcp", "udp"]), None);
+        assert_eq!(suggest("polcy", &["policy", "ipam"]), Some("policy"));
+        assert_eq!(suggest("htp", &["http", "metrics"]), Some("http"));
+        // Three characters or fewer: one edit at most.
+        assert_eq!(suggest("ab", &["lb"]), Some("lb"));
+        assert_eq!(suggest("ax", &["lb"]), None);
+        // Long names take a quarter of their length.
+        assert_eq!(
+            suggest("podSelecter", &["podSelector", "ingress"]),
+            Some("podSelector")
+        );
+        assert_eq!(
+            suggest("namespaceSelektr", &["namespaceSelector"]),
+            Some("namespaceSelector")
+        );
+        assert_eq!(suggest("zzz", &["podSelector", "ingress"]), None);
+        // Ties go to the first candidate.
+        assert_eq!(suggest("bb", &["ab", "ba"]), Some("ab"));
+    }
+}

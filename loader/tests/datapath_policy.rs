@@ -406,20 +406,21 @@ fn demo_policy_generic_matches_the_evaluator() {
     demo_in_mode(Mode::Generic, cost::Limits::default());
 }
 
-/// With every threshold at its minimum, the specialized mode takes its map shapes (ipcache,
-/// class → profile array, port map) on the same policy.
+/// Every threshold at its minimum: the specialized mode takes its map shapes (ipcache,
+/// class → profile array, port map).
+fn map_shapes() -> cost::Limits {
+    cost::Limits {
+        inline_budget: 40,
+        addr_inline_max: 1,
+        class_inline_max: 1,
+        ports_inline_max: 1,
+        profiles_inline_max: 2,
+    }
+}
+
 #[test]
 fn demo_policy_specialized_with_maps_matches_the_evaluator() {
-    demo_in_mode(
-        Mode::Specialized,
-        cost::Limits {
-            inline_budget: 40,
-            addr_inline_max: 1,
-            class_inline_max: 1,
-            ports_inline_max: 1,
-            profiles_inline_max: 2,
-        },
-    );
+    demo_in_mode(Mode::Specialized, map_shapes());
 }
 
 #[test]
@@ -540,6 +541,76 @@ fn conntrack_is_shared_by_name_and_absent_when_nothing_can_deny() {
     }
 }
 
+// --- a CIDR peer that covers no known address -------------------------------------------
+
+/// Egress to one tiny block at the bottom of the address space, plus DNS anywhere. The ipcache
+/// once gave 0.0.0.0/0 the class of the most specific named prefix holding 0.0.0.0, so every
+/// address no other prefix covers matched the tiny block: TCP and UDP on every port passed to
+/// the outside, inside the pod range and out, where the evaluator denies them.
+#[test]
+fn a_tiny_cidr_at_the_bottom_of_the_address_space_is_not_the_world() {
+    let policy = r#"
+policy "tiny" in namespace x {
+  select app = a
+  isolate egress
+  egress allow to cidr 0.0.0.0/31
+  egress allow ports 53/udp, 53/tcp
+}
+"#;
+    let w = world(policy, DIFF_INVENTORY);
+    let peers: Vec<Ipv4Addr> = [
+        "8.8.8.8",
+        "10.0.9.9",
+        "10.0.0.2",
+        "192.168.1.1",
+        "0.0.0.1",
+        "0.0.0.2",
+        "255.255.255.255",
+    ]
+    .map(|s| s.parse().unwrap())
+    .to_vec();
+    let probes = [
+        Probe::Tcp(80),
+        Probe::Tcp(65535),
+        Probe::Udp(80),
+        Probe::Tcp(53),
+        Probe::Udp(53),
+        Probe::Sctp(53),
+        Probe::Icmp(8, 0),
+        Probe::Other(47),
+    ];
+    let limits = [cost::Limits::default(), map_shapes()];
+    let mut opts: Vec<CodegenOptions> = limits
+        .iter()
+        .map(|&limits| CodegenOptions {
+            mode: Mode::Specialized,
+            trace: true,
+            limits,
+        })
+        .collect();
+    opts.push(CodegenOptions {
+        mode: Mode::Generic,
+        trace: true,
+        ..Default::default()
+    });
+    for opt in &opts {
+        let progs = load_endpoint(&compile(&w, 0, opt), false);
+        let what = format!("{:?} {:?}", opt.mode, opt.limits);
+        let mut verdicts = Vec::new();
+        for &peer in &peers {
+            for &probe in &probes {
+                let allow = check(&w, 0, &progs, Side::FromEp, peer, probe, &what);
+                verdicts.push((peer.to_string(), format!("{probe:?}"), allow));
+            }
+        }
+        // Not just agreement: the verdicts are the policy's (DNS only, except inside the block).
+        for (peer, probe, allow) in verdicts {
+            let want = peer == "0.0.0.1" || probe == "Tcp(53)" || probe == "Udp(53)";
+            assert_eq!(allow, want, "{what}: {peer} {probe}");
+        }
+    }
+}
+
 // --- differential property test -----------------------------------------------------------
 
 const DIFF_INVENTORY: &str = "
@@ -596,6 +667,17 @@ fn random_policy(r: &mut XorShift) -> String {
                 "cidr 10.0.0.0/16 except 10.0.1.0/24",
                 "cidr 10.0.0.2/32",
                 "cidr 8.8.0.0/16",
+                // Blocks that cover no known address, at either end of the address space.
+                "cidr 0.0.0.0/31",
+                "cidr 255.255.255.254/31",
+                "cidr 0.0.0.0/31, pods { app = b }",
+                // Blocks over pod addresses, exactly or partly, with and without excepts.
+                "cidr 10.0.0.0/31",
+                "cidr 10.0.1.3/32",
+                "cidr 10.0.0.0/8 except 10.0.0.2/32",
+                "cidr 0.0.0.0/0",
+                "cidr 0.0.0.0/0 except 10.0.0.0/24",
+                "cidr 0.0.0.0/1 except 8.8.8.8/32",
                 "world",
                 "host",
                 "all",
@@ -665,6 +747,11 @@ fn specialized_generic_and_evaluator_agree_on_random_policies() {
         "8.8.8.8",
         "8.8.4.4",
         "1.1.1.1",
+        // Inside the pod range but no pod; the ends of the address space.
+        "10.0.9.9",
+        "0.0.0.1",
+        "255.255.255.255",
+        "10.0.0.0",
     ]
     .map(|s| s.parse().unwrap())
     .to_vec();

@@ -138,12 +138,7 @@ fn peer_covers(ir: &Ir, a: &PeerKind, b: &PeerKind) -> bool {
                 cidr: cb,
                 except: eb,
             },
-        ) => {
-            ca.covers(cb)
-                && ea
-                    .iter()
-                    .all(|e| !overlap(e, cb) || (cb.covers(e) && eb.iter().any(|x| x.covers(e))))
-        }
+        ) => crate::source::ipblock::covers(ca, ea, cb, eb),
         _ => false,
     }
 }
@@ -819,22 +814,6 @@ fn action_verb(a: Action) -> &'static str {
     }
 }
 
-/// Edit distance, for "did you mean" on misspelt names.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 fn unknown_named_ports(ir: &Ir, known: &[(L4, String)], diags: &mut Diagnostics) {
     for (rid, r) in ir.rules.iter() {
         for e in &ir.port_sets[r.ports].entries {
@@ -864,11 +843,7 @@ fn unknown_named_ports(ir: &Ir, known: &[(L4, String)], diags: &mut Diagnostics)
                     "a {p} port is named `{name}`; did you mean `{name}/{}`?",
                     p.name().to_lowercase()
                 )
-            } else if let Some(close) = same_proto
-                .iter()
-                .filter(|n| distance(n, name) <= 2)
-                .min_by_key(|n| distance(n, name))
-            {
+            } else if let Some(close) = crate::diag::suggest(name, &same_proto) {
                 format!("did you mean `{close}`?")
             } else if same_proto.is_empty() {
                 format!("no endpoint declares any named {proto} port")
@@ -1015,12 +990,5 @@ mod tests {
         }
         // The vocabulary is small enough that the cases do exercise both checks.
         assert!(findings > total, "{findings} findings in {total} cases");
-    }
-
-    #[test]
-    fn edit_distance() {
-        assert_eq!(distance("htp", "http"), 1);
-        assert_eq!(distance("metrics", "metrics"), 0);
-        assert_eq!(distance("abc", "xyz"), 3);
     }
 }

@@ -9,6 +9,7 @@
 use super::*;
 use crate::diag::{Diag, Diagnostics};
 use crate::source::ast::{self, Action, Cidr, Document, Item, LabelOp, PortMatch, Protocol};
+use crate::source::ipblock::overlapping_pairs;
 
 /// Lowers every document of one compilation into one IR. The IR is complete even when
 /// there are errors (bad parts are dropped), so later checks still run; callers stop on
@@ -511,75 +512,8 @@ impl Lower {
     }
 }
 
-/// The pairs `(i, j)`, `i < j`, of blocks that overlap, in list order. Blocks overlap unless
-/// the smaller one sits inside an except of the larger.
-///
-/// Two prefixes overlap only when one contains the other. Sorted by address, then widest
-/// first, the blocks containing each prefix are exactly a stack of nested blocks, so one pass
-/// finds every pair instead of comparing all of them (100k CIDR peers in one rule would be
-/// 5·10⁹ pairs).
-fn overlapping_pairs(blocks: &[(Cidr, &[Cidr])]) -> Vec<(usize, usize)> {
-    let overlap = |a: &Cidr, ea: &[Cidr], b: &Cidr| a.covers(b) && !ea.iter().any(|e| e.covers(b));
-    let key = |c: &Cidr| {
-        let c = c.canonical();
-        let addr = match c.addr {
-            std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
-            std::net::IpAddr::V6(a) => u128::from(a),
-        };
-        (c.addr.is_ipv6(), addr, c.prefix)
-    };
-    let mut order: Vec<usize> = (0..blocks.len()).collect();
-    order.sort_by_key(|&i| (key(&blocks[i].0), i));
-    let mut enclosing: Vec<usize> = Vec::new();
-    let mut found = Vec::new();
-    for i in order {
-        while enclosing
-            .last()
-            .is_some_and(|&o| !blocks[o].0.covers(&blocks[i].0))
-        {
-            enclosing.pop();
-        }
-        for &o in &enclosing {
-            let (first, second) = (o.min(i), o.max(i));
-            let (a, ea) = blocks[first];
-            let (b, eb) = blocks[second];
-            if overlap(&a, ea, &b) || overlap(&b, eb, &a) {
-                found.push((first, second));
-            }
-        }
-        enclosing.push(i);
-    }
-    found.sort_unstable();
-    found
-}
-
 #[cfg(test)]
 mod tests {
-
-    /// The one-pass overlap search finds exactly the pairs an all-pairs comparison finds.
-    #[test]
-    fn overlapping_pairs_match_all_pairs() {
-        use proptest::prelude::*;
-        let cidr = (0u32..16, 26u8..=32).prop_map(|(a, p)| Cidr {
-            addr: std::net::Ipv4Addr::from(0x0a00_0000 | a << 2).into(),
-            prefix: p,
-        });
-        let block = (cidr.clone(), proptest::collection::vec(cidr, 0..2));
-        proptest!(|(blocks in proptest::collection::vec(block, 0..12))| {
-            let refs: Vec<(Cidr, &[Cidr])> = blocks.iter().map(|(c, e)| (*c, e.as_slice())).collect();
-            let overlap = |a: &Cidr, ea: &[Cidr], b: &Cidr| a.covers(b) && !ea.iter().any(|e| e.covers(b));
-            let mut naive = Vec::new();
-            for i in 0..refs.len() {
-                for j in i + 1..refs.len() {
-                    let ((a, ea), (b, eb)) = (refs[i], refs[j]);
-                    if overlap(&a, ea, &b) || overlap(&b, eb, &a) {
-                        naive.push((i, j));
-                    }
-                }
-            }
-            prop_assert_eq!(overlapping_pairs(&refs), naive);
-        });
-    }
     use super::*;
 
     fn doc(json: &str) -> Document {

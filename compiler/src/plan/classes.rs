@@ -74,11 +74,17 @@ impl Classes {
                 });
             }
         }
+        // The default route stands for every address no longer prefix covers: `world`, in
+        // no named prefix (a named 0.0.0.0/0 is already in). Not `key_of(0.0.0.0)`: a named
+        // prefix holding 0.0.0.0 (0.0.0.0/31, say) would then claim every unknown address.
         let default = Cidr {
             addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             prefix: 0,
         };
-        addrs.entry(default).or_insert_with(|| key_of(default.addr));
+        addrs.entry(default).or_insert(ClassKey {
+            identity: identity::WORLD,
+            cidr_identity: None,
+        });
 
         let mut distinct: Vec<ClassKey> = addrs.values().copied().collect();
         distinct.sort();
@@ -134,5 +140,91 @@ impl Classes {
             .filter(|e| e.prefix.contains(ip))
             .max_by_key(|e| e.prefix.prefix)
             .map(|e| e.class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::InventoryFiles;
+    use proptest::prelude::*;
+
+    const INV: &str = "
+nodes:
+- {name: n1, ips: [192.168.1.1]}
+endpoints:
+- {name: a, namespace: x, labels: {app: a}, ips: [10.0.0.1], node: n1}
+- {name: b, namespace: x, labels: {app: b}, ips: [10.0.0.2], node: n1}
+";
+
+    /// Prefixes that nest, sit at either end of the address space, hold the endpoint and
+    /// node addresses, or hold nothing known (0.0.0.0/31: a regression).
+    fn prefix() -> impl Strategy<Value = Cidr> {
+        let fixed = prop_oneof![
+            Just("0.0.0.0/0"),
+            Just("0.0.0.0/31"),
+            Just("0.0.0.0/1"),
+            Just("255.255.255.254/31"),
+            Just("10.0.0.0/8"),
+            Just("10.0.0.0/31"),
+            Just("10.0.0.1/32"),
+            Just("10.0.0.0/24"),
+            Just("192.168.1.1/32"),
+            Just("192.168.0.0/16"),
+        ]
+        .prop_map(|s| s.parse::<Cidr>().unwrap());
+        let random = (any::<u32>(), 0u8..=32).prop_map(|(a, p)| {
+            Cidr {
+                addr: IpAddr::V4(a.into()),
+                prefix: p,
+            }
+            .canonical()
+        });
+        prop_oneof![fixed, random]
+    }
+
+    /// The addresses that tell classes apart: each prefix's ends and their neighbours, the
+    /// known addresses, and the ends of the address space.
+    fn probes(prefixes: &[Cidr]) -> Vec<IpAddr> {
+        let mut out: Vec<u32> = vec![0, 1, 2, u32::MAX, 0x0a00_0001, 0x0a00_0002, 0xc0a8_0101];
+        out.push(0x0808_0808);
+        for c in prefixes {
+            let IpAddr::V4(a) = c.addr else { continue };
+            let first = u32::from(a);
+            let last = first | u32::MAX.checked_shr(u32::from(c.prefix)).unwrap_or(0);
+            out.extend([first.wrapping_sub(1), first, last, last.wrapping_add(1)]);
+        }
+        out.into_iter().map(|a| IpAddr::V4(a.into())).collect()
+    }
+
+    proptest! {
+        /// Longest-prefix match in the ipcache (what the kernel does) gives every address the
+        /// class of exactly its (identity, CIDR identity), as resolution computes them.
+        #[test]
+        fn ipcache_lookup_gives_every_address_its_own_class(
+            prefixes in proptest::collection::vec(prefix(), 0..6)
+        ) {
+            let inv = Inventory::parse("inv", INV).unwrap();
+            let mut ids = identity::allocate(&inv, &crate::ir::Ir::default());
+            ids.cidrs = prefixes
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (c, identity::LOCAL_IDENTITY_BASE + 1 + i as u32))
+                .collect();
+            for local in [None, Some("n1"), Some("n2")] {
+                let classes = Classes::build(&inv, &ids, local);
+                for ip in probes(&prefixes) {
+                    let want = ClassKey {
+                        identity: ids.of_ip(&inv, ip, local),
+                        cidr_identity: ids.cidr_of_ip(ip),
+                    };
+                    let got = classes.class_of_ip(ip).map(|c| classes.key(c));
+                    prop_assert_eq!(got, Some(want), "{} with {:?}", ip, prefixes);
+                }
+            }
+        }
     }
 }

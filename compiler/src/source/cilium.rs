@@ -11,8 +11,11 @@
 //! selectors to its namespace unless a selector names one (`k8s:io.kubernetes.pod.namespace`);
 //! a direction is isolated when the policy has rules for it; a rule with neither peers nor
 //! ports (`ingress: [{}]`) allows nothing; a rule with ports but no peers allows every peer.
+//! CIDRs with host bits and overlapping CIDR peers are read as Kubernetes reads ipBlocks, with
+//! a warning ([`super::ipblock`]).
 
 use super::ast::*;
+use super::ipblock;
 use super::yaml::{self, Node, Object};
 use crate::diag::{Diag, Diagnostics, Severity};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -363,7 +366,7 @@ impl Cx {
                 has[dir as usize] = true;
                 let rn = children(node, key).get(i);
                 if let Some(rule) = self.rule(r, rn, dir, action, key, span) {
-                    rules.push(rule);
+                    rules.extend(ipblock::split_overlaps(rule, &mut self.diags));
                 }
             }
         }
@@ -598,12 +601,12 @@ impl Cx {
                     .and_then(|n| n.get("except"))
                     .and_then(|n| n.at(j))
                     .map_or(cspan, |n| n.span);
-                except.extend(self.cidr(e, espan));
+                except.extend(self.cidr(e, espan).map(|c| (c, espan)));
             }
             if let Some(cidr) = cidr {
                 peers.push(Peer::Cidr {
                     cidr,
-                    except,
+                    except: ipblock::excepts(except, &mut self.diags),
                     span: cspan,
                 });
             }
@@ -705,9 +708,10 @@ impl Cx {
         })
     }
 
+    /// A CIDR as Cilium reads it: host bits are masked.
     fn cidr(&mut self, text: &str, span: Span) -> Option<Cidr> {
         match text.trim().parse::<Cidr>() {
-            Ok(c) => Some(c),
+            Ok(c) => Some(ipblock::mask(c, span, &mut self.diags)),
             Err(e) => {
                 self.diags.push(
                     Diag::error(

@@ -5,11 +5,14 @@
 //! `policyTypes` (or its documented default) becomes an explicit `isolate`, every ingress/egress
 //! rule becomes one allow rule, and empty `from`/`to`/`ports` mean "all". It also applies the
 //! API server's validation (protocols, port ranges, peer shapes, field names) so a manifest the
-//! cluster would reject is rejected here too, with a position in the file.
+//! cluster would reject is rejected here too, with a position in the file. What the API server
+//! accepts but the DSL does not (host bits in a CIDR, overlapping ipBlocks) is read as
+//! Kubernetes means it, with a warning ([`super::ipblock`]).
 //!
 //! Files may hold several documents (`---`) and `kind: List` / `NetworkPolicyList` objects.
 
 use super::ast::*;
+use super::ipblock;
 use super::yaml::{self, Located, Node, Object, ObjectKind};
 use crate::diag::{Diag, Diagnostics};
 use k8s_openapi::api::networking::v1::{
@@ -137,25 +140,27 @@ pub fn convert(np: &NetworkPolicy, node: &Node, diags: &mut Diagnostics) -> Opti
     let mut rules = Vec::new();
     for (i, r) in spec.ingress.iter().flatten().enumerate() {
         let rn = spec_node.get("ingress").and_then(|n| n.at(i));
-        rules.push(cx.rule(
+        let rule = cx.rule(
             Direction::Ingress,
             r.from.as_deref(),
             r.ports.as_deref(),
             rn,
             "from",
             spec_node.span,
-        ));
+        );
+        rules.extend(ipblock::split_overlaps(rule, &mut cx.diags));
     }
     for (i, r) in spec.egress.iter().flatten().enumerate() {
         let rn = spec_node.get("egress").and_then(|n| n.at(i));
-        rules.push(cx.rule(
+        let rule = cx.rule(
             Direction::Egress,
             r.to.as_deref(),
             r.ports.as_deref(),
             rn,
             "to",
             spec_node.span,
-        ));
+        );
+        rules.extend(ipblock::split_overlaps(rule, &mut cx.diags));
     }
 
     let failed = cx
@@ -415,21 +420,23 @@ impl Cx {
                 .and_then(|n| n.at(i))
                 .map_or(cidr_span, |n| n.span);
             match self.cidr(e, espan) {
-                Some(c) => except.push(c),
+                Some(c) => except.push((c, espan)),
                 None => ok = false,
             }
         }
-        // The peer's span is the CIDR text, so later checks (host bits) point at it.
-        ok.then_some(Peer::Cidr {
-            cidr: cidr?,
-            except,
+        // The peer's span is the CIDR text, so later checks (except outside) point at it.
+        let cidr = cidr.filter(|_| ok)?;
+        Some(Peer::Cidr {
+            cidr,
+            except: ipblock::excepts(except, &mut self.diags),
             span: cidr_span,
         })
     }
 
+    /// A CIDR as the API server and Go's `net.ParseCIDR` read it: host bits are masked.
     fn cidr(&mut self, text: &str, span: Span) -> Option<Cidr> {
         match text.trim().parse::<Cidr>() {
-            Ok(c) => Some(c),
+            Ok(c) => Some(ipblock::mask(c, span, &mut self.diags)),
             Err(e) => {
                 self.diags.push(
                     Diag::error("sluice::k8s::cidr", format!("invalid CIDR `{text}`: {e}"))

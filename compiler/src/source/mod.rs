@@ -6,6 +6,7 @@
 pub use sluice_policy::ast;
 pub mod cilium;
 pub mod dsl;
+pub mod ipblock;
 pub mod ipmasq;
 pub mod k8s;
 pub mod load;

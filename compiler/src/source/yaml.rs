@@ -12,7 +12,7 @@
 //! items too.
 
 use super::ast::{Document, Item, SourceId, Span};
-use crate::diag::{Diag, Diagnostics};
+use crate::diag::{Diag, Diagnostics, suggest};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use saphyr_parser::{Event, Parser, ScalarStyle};
@@ -595,30 +595,6 @@ pub fn check_fields(node: &Node, what: &str, known: &[&str], out: &mut Vec<Diag>
     }
 }
 
-/// The known name closest to `key`, when it is close enough to be a typo.
-fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(&key.to_lowercase(), &k.to_lowercase()), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,14 +642,5 @@ mod tests {
         );
         assert_eq!(strip_position("x: bad at line 2 column 16"), "x: bad");
         assert_eq!(strip_position("stops at line end"), "stops at line end");
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(
-            suggest("podSelecter", &["podSelector", "ingress"]),
-            Some("podSelector")
-        );
-        assert_eq!(suggest("zzz", &["podSelector", "ingress"]), None);
     }
 }

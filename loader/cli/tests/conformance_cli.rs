@@ -58,7 +58,7 @@ fn extra_cases_probe_external_ips_both_ways() {
     // The point of the extra set: every case has cells whose destination is outside the
     // cluster, and over the set such cells are expected both allowed and denied.
     let files = conformance::case_files(&extra()).unwrap();
-    assert_eq!(files.len(), 5);
+    assert_eq!(files.len(), 7);
     let (mut allow, mut deny) = (0, 0);
     for f in &files {
         let case = Case::load(f).unwrap();
@@ -89,8 +89,8 @@ fn extra_cases_pass_with_the_reference_engine() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok ")).count(),
-        5,
+        7,
         "{out}"
     );
-    assert_eq!(out.lines().last(), Some("81 passed, 0 failed"), "{out}");
+    assert_eq!(out.lines().last(), Some("118 passed, 0 failed"), "{out}");
 }

@@ -191,7 +191,7 @@ fn external_destination_cases_pass_on_every_cell_and_socket() {
     require_root();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let files = conformance::case_files(&extra()).unwrap();
-    assert_eq!(files.len(), 5);
+    assert_eq!(files.len(), 7);
     for mode in [Mode::Specialized, Mode::Generic] {
         // A sample larger than any case: every TCP and UDP cell also runs over sockets,
         // so replies from the external host come back through the pods' hooks.
@@ -262,10 +262,10 @@ fn external_destination_cases_pass_through_the_cli() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok ")).count(),
-        5,
+        7,
         "{out}"
     );
-    assert!(out.contains("test-run: 81 passed, 0 failed"), "{out}");
+    assert!(out.contains("test-run: 118 passed, 0 failed"), "{out}");
     assert!(
         out.contains("sockets: ") && out.contains(" passed, 0 failed"),
         "{out}"

@@ -85,3 +85,29 @@ fn reads_stdin() {
         "{stdout}"
     );
 }
+
+/// What the API server accepts and the DSL rejects (host bits, overlapping ipBlocks) converts,
+/// with warnings on stderr, into DSL that `sluice check` accepts without an error.
+#[test]
+fn ipblocks_the_api_server_accepts_convert_to_dsl_that_checks() {
+    let s = Scratch::new("ipblock");
+    s.write(
+        "np.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: corp, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to:\n    - ipBlock: {cidr: 192.168.242.213/24}\n    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n    - ipBlock: {cidr: 10.0.0.0/15}\n    ports: [{port: 443}]\n  - to:\n    - ipBlock: {cidr: 172.16.0.0/12}\n    - ipBlock: {cidr: 172.16.0.0/16}\n",
+    );
+    let r = sluice(s.path(), &["convert", "np.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("has host bits set"), "{}", r.stderr);
+    // Blocks that overlap, an except keeping either from covering the other: two rules.
+    for rule in [
+        "egress allow to cidr 192.168.242.0/24, cidr 10.0.0.0/8 except 10.1.0.0/16 ports 443/tcp\n",
+        "egress allow to cidr 10.0.0.0/15 ports 443/tcp\n",
+        // A block another covers goes.
+        "egress allow to cidr 172.16.0.0/12\n",
+    ] {
+        assert!(r.stdout.contains(rule), "{rule}\n{}", r.stdout);
+    }
+    s.write("out.sluice", &r.stdout);
+    let c = sluice(s.path(), &["check", "out.sluice"]);
+    assert_eq!(c.code, 0, "{}\n{}", c.stdout, c.stderr);
+}

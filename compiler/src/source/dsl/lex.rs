@@ -260,42 +260,7 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// Edit distance counting a swap of neighbours as one edit (`tpc` → `tcp`), for "did you
-/// mean" help.
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-/// The closest candidate to a misspelt word, if it is close enough to be a typo.
-pub(crate) fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    let lower = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|c| (distance(&lower, c), *c))
-        .filter(|(d, c)| *d <= if c.len() <= 3 { 1 } else { 2 })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
+pub(crate) use crate::diag::suggest;
 
 #[cfg(test)]
 mod tests {
@@ -322,13 +287,5 @@ mod tests {
             assert_eq!(string(&q).unwrap(), ("", s.to_string()));
         }
         assert!(matches!(string("\"abc"), Err(nom::Err::Failure(_))));
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(suggest("tpc", &["tcp", "udp"]), Some("tcp"));
-        assert_eq!(suggest("TCP", &["tcp", "udp"]), Some("tcp"));
-        assert_eq!(suggest("zzzzz", &["tcp", "udp"]), None);
-        assert_eq!(suggest("polcy", &["policy", "ipam"]), Some("policy"));
     }
 }

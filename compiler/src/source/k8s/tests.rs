@@ -1,5 +1,6 @@
 use super::*;
 use crate::diag::render_plain;
+use crate::resolve::InventoryFiles;
 use crate::source::SourceMap;
 use serde_json::{Value as Json, json};
 
@@ -355,4 +356,143 @@ spec:
     );
     assert!(out.contains("cannot also have podSelector"), "{out}");
     assert!(out.contains("unknown policy type `Sideways`"), "{out}");
+}
+
+/// What the API server accepts and the DSL rejects (host bits, a duplicate ipBlock, one with an
+/// except beside one without, nested excepts, overlapping blocks) reads with warnings, lowers
+/// without errors, and is enforced as Kubernetes means it: the union of the ipBlocks, masked.
+#[test]
+fn ipblocks_the_api_server_accepts_are_enforced_as_kubernetes_means_them() {
+    use crate::diag::Severity;
+    use crate::eval::{Flow, FlowEnd, evaluate};
+    use crate::ir::{L4, L4Match};
+    let text = "kind: NetworkPolicy
+metadata: {name: a, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Egress, Ingress]
+  egress:
+  - to:
+    - ipBlock: {cidr: 192.168.242.213/24}
+    - ipBlock: {cidr: 203.0.113.0/24, except: [203.0.113.0/25, 203.0.113.64/26]}
+    - ipBlock: {cidr: 203.0.113.0/24}
+    - ipBlock: {cidr: 198.51.100.0/24, except: [198.51.100.128/26]}
+    - ipBlock: {cidr: 198.51.100.128/25}
+    ports: [{port: 443}]
+  ingress:
+  - from:
+    - ipBlock: {cidr: 10.244.0.11/24, except: [10.244.0.99/31]}
+    - ipBlock: {cidr: 10.244.0.0/24, except: [10.244.0.11/32]}
+";
+    let mut sm = SourceMap::new();
+    let id = sm.add("np.yaml", text);
+    let (doc, diags) = read_with_diags(id, text);
+    let out = render_plain(&diags, &sm);
+    assert!(!diags.has_errors(), "{out}");
+    let codes: Vec<_> = diags
+        .items
+        .iter()
+        .map(|d| {
+            let at = d.primary_span().and_then(|s| sm.location(s));
+            (d.severity, d.code, at.map(|l| l.to_string()))
+        })
+        .collect();
+    let at = |line: usize, col: usize| Some(format!("np.yaml:{line}:{col}"));
+    let w = Severity::Warning;
+    assert_eq!(
+        codes,
+        [
+            // Ingress rules are read first.
+            (w, "sluice::cidr::host-bits", at(16, 23)),
+            (w, "sluice::cidr::host-bits", at(16, 48)),
+            (w, "sluice::cidr::overlap", at(17, 23)),
+            (w, "sluice::cidr::host-bits", at(8, 23)),
+            (w, "sluice::cidr::overlap", at(9, 64)),
+            (w, "sluice::cidr::overlap", at(9, 23)),
+            (w, "sluice::cidr::overlap", at(12, 23)),
+        ],
+        "{out}"
+    );
+    // The pairs that overlap without either covering the other become two rules each.
+    let p = policy(&doc, 0);
+    let peers = |r: usize| -> Vec<String> {
+        p.rules[r]
+            .peers
+            .iter()
+            .map(|peer| match peer {
+                Peer::Cidr { cidr, except, .. } => {
+                    let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+                    format!("{cidr} except {ex:?}")
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(p.rules.len(), 4, "{:?}", p.rules);
+    assert_eq!(peers(0), ["10.244.0.0/24 except [\"10.244.0.98/31\"]"]);
+    assert_eq!(peers(1), ["10.244.0.0/24 except [\"10.244.0.11/32\"]"]);
+    assert_eq!(
+        peers(2),
+        [
+            "192.168.242.0/24 except []",
+            "203.0.113.0/24 except []",
+            "198.51.100.0/24 except [\"198.51.100.128/26\"]"
+        ]
+    );
+    assert_eq!(peers(3), ["198.51.100.128/25 except []"]);
+    assert_eq!(p.rules[2].ports, p.rules[3].ports);
+
+    let (ir, mut lower_diags) = crate::ir::lower(&[doc]);
+    let ir = crate::ir::check::check(ir, None, &mut lower_diags);
+    assert!(!lower_diags.has_errors(), "{lower_diags:?}");
+    let inv = crate::resolve::Inventory::parse(
+        "inv",
+        "endpoints:\n- {name: a, namespace: x, ips: [10.244.0.10]}\n",
+    )
+    .unwrap();
+    let tcp = |port| L4Match::Port {
+        proto: L4::Tcp,
+        port,
+    };
+    let egress = |ip: &str, port| {
+        let flow = Flow {
+            src: FlowEnd::Endpoint(0),
+            dst: FlowEnd::Ip(ip.parse().unwrap()),
+            l4: tcp(port),
+        };
+        evaluate(&ir, &inv, &flow).unwrap().allow
+    };
+    let ingress = |ip: &str| {
+        let flow = Flow {
+            src: FlowEnd::Ip(ip.parse().unwrap()),
+            dst: FlowEnd::Endpoint(0),
+            l4: tcp(80),
+        };
+        evaluate(&ir, &inv, &flow).unwrap().allow
+    };
+    // Kubernetes: the union of the ipBlocks, each masked, on 443 only.
+    for (ip, want) in [
+        ("192.168.242.1", true),
+        ("192.168.243.1", false),
+        ("203.0.113.5", true),
+        ("203.0.113.70", true),
+        ("198.51.100.5", true),
+        ("198.51.100.130", true),
+        ("198.51.100.200", true),
+        ("198.51.101.1", false),
+        ("8.8.8.8", false),
+    ] {
+        assert_eq!(egress(ip, 443), want, "egress to {ip}");
+        assert!(!egress(ip, 80), "egress to {ip}:80");
+    }
+    // The union of two blocks whose excepts differ: only addresses in both excepts are out.
+    for (ip, want) in [
+        ("10.244.0.11", true),
+        ("10.244.0.98", true),
+        ("10.244.0.99", true),
+        ("10.244.0.12", true),
+        ("10.244.1.1", false),
+    ] {
+        assert_eq!(ingress(ip), want, "ingress from {ip}");
+    }
 }
