@@ -346,6 +346,34 @@ endpoints:
         }
     }
 
+    /// Isolated but allowing every IPv4 packet: no conntrack and no decision, yet the
+    /// program parses, so that IPv6 and malformed frames are dropped and ARP passes.
+    #[test]
+    fn an_isolated_direction_that_cannot_deny_still_drops_what_it_cannot_judge() {
+        let (c, i, e) = tables(
+            r#"policy "p" in namespace x { select app = a
+            isolate ingress
+            ingress allow from cidr 0.0.0.0/0 }"#,
+        );
+        let t = i.unwrap();
+        assert!(t.isolated && !can_deny(Some(&t)) && enforced(Some(&t)));
+        assert!(e.is_none() && !enforced(None));
+        let art =
+            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), false).unwrap();
+        assert!(art.maps.is_empty(), "{:?}", art.maps);
+        let text = crate::datapath::emit_asm(&art).unwrap();
+        let arp = format!("if r7 == {} goto", parse::ETH_P_ARP);
+        assert!(text.contains(&arp) && text.contains("r0 <<= 1"), "{text}");
+        // The other direction has no policy and nothing to track: `return TC_ACT_OK`.
+        let art =
+            compile_program(Side::FromEp, None, &c, &CodegenOptions::default(), false).unwrap();
+        assert!(
+            crate::datapath::emit_asm(&art)
+                .unwrap()
+                .ends_with("   0: r0 = 0\n   1: exit\n")
+        );
+    }
+
     #[test]
     fn uniform_deny_is_a_single_leaf_and_no_lookup() {
         let (c, i, _) = tables(r#"policy "p" in namespace x { select app = a isolate ingress }"#);
