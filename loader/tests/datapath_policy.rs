@@ -513,6 +513,13 @@ fn replies_of_allowed_flows_pass_the_other_direction() {
             (0, Some(Stage::Reply)),
             "{mode:?}: echo reply"
         );
+        // A reply carries its request's identifier: another one answers nothing.
+        let other_id = eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp_query(0, 2)));
+        assert_eq!(
+            run(&progs.to, &other_id).0,
+            2,
+            "{mode:?}: echo reply to another ping"
+        );
         // But not any ICMP from b.
         let unreach = eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp(13, 0)));
         assert_eq!(run(&progs.to, &unreach).0, 2, "{mode:?}: timestamp request");
