@@ -246,6 +246,30 @@ mod tests {
         const { assert!(FRAME_SIZE <= STACK_MAX) };
     }
 
+    /// `spec/codegen.md`'s frame table says what the frame is: a row per slot with its
+    /// offset, size and owner.
+    #[test]
+    fn the_spec_table_is_the_frame() {
+        let spec =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/codegen.md"))
+                .unwrap();
+        let rows = spec.lines().filter(|l| {
+            l.strip_prefix("| `")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_uppercase()))
+                && l.contains("` | `r10 - ")
+        });
+        assert_eq!(rows.count(), SLOTS.len(), "a row per slot, no more");
+        for s in &SLOTS {
+            let owner = format!("{:?}", s.owner).to_lowercase();
+            let row = format!(
+                "| `{:?}` | `r10 - {}` | {} | {owner} |",
+                s.var, -s.off, s.size
+            );
+            assert!(spec.contains(&row), "spec/codegen.md lacks `{row}`");
+        }
+        assert!(spec.contains(&format!("({FRAME_SIZE} bytes)")));
+    }
+
     /// The parser's zeroing reaches only its own slots: the context is saved before it runs.
     #[test]
     fn the_parser_zeroes_only_its_own_slots() {
