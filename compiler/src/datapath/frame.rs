@@ -2,7 +2,7 @@
 //! (offset from `R10`, size, owner) and each register role (register, the phases it lives
 //! through).
 //!
-//! Slots are laid out once, at compile time, by [`allocate`]: each just below the one listed
+//! Slots are laid out once, at compile time, by `allocate`: each just below the one listed
 //! before it, aligned to its own alignment, so two slots cannot overlap and a frame beyond the
 //! verifier's 512 bytes does not build. The emitters ([`super::parse`], [`super::ct`],
 //! [`super::decide`], [`super::verdict`]) take every offset from [`Var::off`] and every
