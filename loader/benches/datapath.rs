@@ -358,7 +358,12 @@ fn linear_chain(rules: usize) -> (Vec<u8>, usize) {
     parse::emit_parse(&mut a, Hook::Tc, malformed);
     a.ja(parsed).bind(malformed).ret(TC_ACT_SHOT).bind(parsed);
     // The source address as the packet has it (network order), in a scratch register.
-    a.ldx(sluice_compiler::bpf::Size::W, R2, R10, parse::slot::SADDR);
+    a.ldx(
+        sluice_compiler::bpf::Size::W,
+        R2,
+        R10,
+        sluice_compiler::datapath::frame::Var::Saddr.off(),
+    );
     let mut i = 0;
     while i < rules {
         let block: Vec<usize> = (i..rules.min(i + CHAIN_BLOCK)).collect();

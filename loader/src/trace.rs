@@ -63,7 +63,9 @@ pub enum TraceError {
     AmbiguousPod { pod: String, matches: Vec<String> },
     #[error("pod {0} has no IPv4 address in the inventory")]
     NoIpv4(String),
-    #[error("{0} is not IPv4: the datapath passes IPv6 untouched, so there is nothing to trace")]
+    #[error(
+        "{0} is not IPv4: the datapath does not judge IPv6 (an isolated direction drops it, others pass it), so there is nothing to trace"
+    )]
     NotIpv4(IpAddr),
     #[error(
         "pod {endpoint} has no sluice program attached to its {hook} hook in generation {generation} ({what})"
@@ -491,8 +493,13 @@ fn decision(d: &Decoded, info: &TraceInfo, endpoint: &EndpointRef, dir: &str) ->
         (Some(Stage::Reply), _) => {
             Some("conntrack: a reply to a flow the other direction allowed".into())
         }
-        (Some(Stage::Malformed), _) => Some("a header is cut short".into()),
-        (Some(Stage::NotIpv4), _) => Some("not IPv4: passes".into()),
+        (Some(Stage::Malformed), _) => Some("a malformed header".into()),
+        (Some(Stage::NotIpv4), _) if d.allow => {
+            Some("not IPv4: ARP, or a direction no policy enforces".into())
+        }
+        (Some(Stage::NotIpv4), _) => Some(format!(
+            "neither IPv4 nor ARP, and {endpoint} is isolated for {dir}: IPv6 is not enforced yet, so it is dropped"
+        )),
         (None, _) => Some("unknown stage".into()),
     };
     Decision {

@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 
 use sluice_compiler::bpf::{Asm, ObjectBuilder, ProgKind, Program, Reg, Size};
 use sluice_compiler::datapath::Hook;
-use sluice_compiler::datapath::parse::{self, emit_parse, slot};
+use sluice_compiler::datapath::frame::Var;
+use sluice_compiler::datapath::parse::{self, emit_parse};
 use sluice_loader::load::LoadedObject;
 
 mod common;
@@ -59,12 +60,12 @@ impl Field {
             Field::L3 => a.mov64(Reg::R0, parse::L3_PROTO),
             Field::L4 => a.mov64(Reg::R0, parse::L4_PROTO),
             Field::Key => a.mov64(Reg::R0, parse::L4_KEY),
-            Field::Saddr => a.ldx(Size::W, Reg::R0, Reg::R10, slot::SADDR),
-            Field::Daddr => a.ldx(Size::W, Reg::R0, Reg::R10, slot::DADDR),
-            Field::Sport => a.ldx(Size::H, Reg::R0, Reg::R10, slot::SPORT),
-            Field::L4Off => a.ldx(Size::H, Reg::R0, Reg::R10, slot::L4_OFF),
-            Field::IcmpType => a.ldx(Size::B, Reg::R0, Reg::R10, slot::ICMP_TYPE),
-            Field::IcmpCode => a.ldx(Size::B, Reg::R0, Reg::R10, slot::ICMP_CODE),
+            Field::Saddr => a.ldx(Size::W, Reg::R0, Reg::R10, Var::Saddr.off()),
+            Field::Daddr => a.ldx(Size::W, Reg::R0, Reg::R10, Var::Daddr.off()),
+            Field::Sport => a.ldx(Size::H, Reg::R0, Reg::R10, Var::Sport.off()),
+            Field::L4Off => a.ldx(Size::H, Reg::R0, Reg::R10, Var::L4Off.off()),
+            Field::IcmpType => a.ldx(Size::B, Reg::R0, Reg::R10, Var::IcmpType.off()),
+            Field::IcmpCode => a.ldx(Size::B, Reg::R0, Reg::R10, Var::IcmpCode.off()),
         };
         a.exit().bind(bad).mov64(Reg::R0, MALFORMED as i32).exit();
         a.finish().expect("parser assembles")
@@ -115,7 +116,7 @@ fn reference(p: &[u8]) -> Option<Fields> {
         return None;
     }
     let ihl = (p[14] & 0x0f) as usize;
-    if ihl < 5 {
+    if p[14] >> 4 != 4 || ihl < 5 {
         return None;
     }
     f.l4 = p[23] as u32;
@@ -141,6 +142,14 @@ fn reference(p: &[u8]) -> Option<Fields> {
             f.icmp_type = p[l4] as u32;
             f.icmp_code = p[l4 + 1] as u32;
             f.key = f.icmp_type << 8 | f.icmp_code;
+            // Query messages (RFC 792, 950) carry an identifier, which stands in for the
+            // source port.
+            if [0, 8, 13, 14, 15, 16, 17, 18].contains(&f.icmp_type) {
+                if p.len() < l4 + 6 {
+                    return None;
+                }
+                f.sport = be16(l4 + 4);
+            }
         }
         _ => {}
     }
@@ -204,9 +213,15 @@ fn parser_extracts_each_field_of_hand_made_packets() {
     let icmp_pkt = eth(ETH_P_IP, &ipv4(1, A, B, 3, &icmp(3, 4)));
     let r = reference(&icmp_pkt).unwrap();
     assert_eq!(
-        (r.l4, r.key, r.icmp_type, r.icmp_code, r.l4_off),
-        (1, 0x0304, 3, 4, 46)
+        (r.l4, r.key, r.icmp_type, r.icmp_code, r.l4_off, r.sport),
+        (1, 0x0304, 3, 4, 46, 0)
     );
+    let mut echo_pkt = eth(ETH_P_IP, &ipv4(1, A, B, 0, &icmp(8, 0)));
+    echo_pkt[38..40].copy_from_slice(&0x1234u16.to_be_bytes());
+    let r = reference(&echo_pkt).unwrap();
+    assert_eq!((r.key, r.sport), (0x0800, 0x1234));
+    let mut version6 = tcp_pkt.clone();
+    version6[14] = 0x65;
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("tcp", tcp_pkt.clone()),
@@ -215,7 +230,20 @@ fn parser_extracts_each_field_of_hand_made_packets() {
             "sctp",
             eth(ETH_P_IP, &ipv4(132, A, B, 0, &sctp(3868, 2905))),
         ),
-        ("icmp echo", eth(ETH_P_IP, &ipv4(1, A, B, 0, &icmp(8, 0)))),
+        ("icmp echo", echo_pkt.clone()),
+        (
+            "icmp timestamp reply",
+            eth(ETH_P_IP, &ipv4(1, B, A, 0, &icmp(14, 0))),
+        ),
+        ("echo reply cut before the identifier", {
+            let p = eth(ETH_P_IP, &ipv4(1, B, A, 0, &icmp(0, 0)));
+            p[..p.len() - 3].to_vec()
+        }),
+        ("unreachable without an identifier", {
+            let p = eth(ETH_P_IP, &ipv4(1, B, A, 0, &icmp(3, 1)));
+            p[..p.len() - 3].to_vec()
+        }),
+        ("ipv4 ethertype, version 6", version6),
         ("icmp unreachable with options", icmp_pkt.clone()),
         (
             "tcp, 40 bytes of options",

@@ -515,9 +515,203 @@ fn replies_of_allowed_flows_pass_the_other_direction() {
             (0, Some(Stage::Reply)),
             "{mode:?}: echo reply"
         );
+        // A reply carries its request's identifier: another one answers nothing.
+        let other_id = eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp_query(0, 2)));
+        assert_eq!(
+            run(&progs.to, &other_id).0,
+            2,
+            "{mode:?}: echo reply to another ping"
+        );
         // But not any ICMP from b.
         let unreach = eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp(13, 0)));
         assert_eq!(run(&progs.to, &unreach).0, 2, "{mode:?}: timestamp request");
+    }
+}
+
+/// `a` lets `b` in on 80/tcp and 53/udp and lets it ping; then `a` denies everything in.
+const SWAP_BEFORE: &str = r#"
+policy "a" in namespace x {
+  select app = a
+  isolate ingress
+  ingress allow from pods { app = b } ports 80/tcp, 53/udp
+  ingress allow from pods { app = b } proto icmp type 8
+}
+"#;
+const SWAP_AFTER: &str = r#"
+policy "a" in namespace x {
+  select app = a
+  isolate ingress
+}
+"#;
+
+/// What a policy change does to established flows (`spec/datapath.md`, "Policy changes"):
+/// conntrack is shared across generations, so after a swap to a policy that denies the peer
+/// the flows it holds keep passing (TCP and UDP by their 5-tuple, ICMP echo by its
+/// identifier), and every new flow is decided by the new policy, a new ping (another
+/// identifier) included. The two generations share one conntrack table by name, as the
+/// loader's pin makes them.
+#[test]
+fn after_a_swap_that_denies_a_peer_only_established_flows_pass() {
+    let (before, after) = (
+        world(SWAP_BEFORE, CT_INVENTORY),
+        world(SWAP_AFTER, CT_INVENTORY),
+    );
+    for mode in [Mode::Specialized, Mode::Generic] {
+        let opts = CodegenOptions {
+            mode,
+            trace: true,
+            ..Default::default()
+        };
+        let pins = PinDir::new("swap");
+        let old = load(&compile(&before, 0, &opts).to_ep, &pins);
+        let (a, b) = (ep_ip(&before, 0), ep_ip(&before, 1));
+        let (sport, id) = (fresh_sport(), fresh_sport());
+        let established = [
+            ("tcp", eth(ETH_P_IP, &ipv4(6, b, a, 0, &tcp(sport, 80)))),
+            ("udp", eth(ETH_P_IP, &ipv4(17, b, a, 0, &udp(sport, 53)))),
+            ("echo", eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp_query(8, id)))),
+        ];
+        for (what, pkt) in &established {
+            let (ret, t) = run(&old, pkt);
+            assert_eq!(
+                (ret, t.unwrap().stage),
+                (0, Some(Stage::Policy)),
+                "{mode:?} {what}"
+            );
+        }
+
+        // The swap: the new generation's program, the same conntrack table.
+        let new = load(&compile(&after, 0, &opts).to_ep, &pins);
+        drop(old);
+        for (what, pkt) in &established {
+            let (ret, t) = run(&new, pkt);
+            assert_eq!(
+                (ret, t.unwrap().stage),
+                (0, Some(Stage::Established)),
+                "{mode:?}: established {what} keeps passing"
+            );
+        }
+        let (sport2, id2) = (fresh_sport(), fresh_sport());
+        let new_flows = [
+            (
+                "new tcp",
+                eth(ETH_P_IP, &ipv4(6, b, a, 0, &tcp(sport2, 80))),
+            ),
+            (
+                "new udp",
+                eth(ETH_P_IP, &ipv4(17, b, a, 0, &udp(sport2, 53))),
+            ),
+            (
+                "new ping",
+                eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp_query(8, id2))),
+            ),
+            (
+                "a timestamp request with the ping's identifier",
+                eth(ETH_P_IP, &ipv4(1, b, a, 0, &icmp_query(13, id))),
+            ),
+        ];
+        for (what, pkt) in &new_flows {
+            let (ret, t) = run(&new, pkt);
+            let t = t.unwrap();
+            assert_eq!(
+                (ret, t.allow, t.stage),
+                (2, false, Some(Stage::Policy)),
+                "{mode:?}: {what} is denied"
+            );
+        }
+    }
+}
+
+/// Frames a decision table cannot judge. An enforced direction (isolated, or some rule can
+/// deny) drops IPv6, any other EtherType but ARP, and malformed headers; ARP passes. A
+/// direction that is not enforced passes all of them, with or without conntrack code.
+#[test]
+fn enforced_directions_drop_what_they_cannot_judge_and_pass_arp() {
+    // a: isolated for ingress, but every IPv4 packet is allowed (so nothing IPv4 is denied
+    // and there is no conntrack); b: egress can deny, ingress has no policy (conntrack code,
+    // for the replies of b's egress).
+    const POLICY: &str = r#"
+policy "a" in namespace x {
+  select app = a
+  isolate ingress
+  ingress allow from cidr 0.0.0.0/0
+}
+policy "b" in namespace x {
+  select app = b
+  isolate egress
+  egress allow to pods { app = a } ports 80/tcp
+}
+"#;
+    let w = world(POLICY, CT_INVENTORY);
+    let (a, b) = (ep_ip(&w, 0), ep_ip(&w, 1));
+    let tcp_pkt = eth(ETH_P_IP, &ipv4(6, b, a, 0, &tcp(fresh_sport(), 80)));
+    let mut version6 = tcp_pkt.clone();
+    version6[14] = 0x65;
+    let frames: [(&str, Vec<u8>, Stage); 6] = [
+        (
+            "ipv6 tcp",
+            eth(ETH_P_IPV6, &ipv6(6, &tcp(1, 80))),
+            Stage::NotIpv4,
+        ),
+        (
+            "ipv6 icmp",
+            eth(ETH_P_IPV6, &ipv6(58, &icmp(128, 0))),
+            Stage::NotIpv4,
+        ),
+        ("unknown ethertype", eth(0x88b5, &[0u8; 46]), Stage::NotIpv4),
+        (
+            "ihl 4",
+            eth(ETH_P_IP, &ipv4_raw(6, b, a, 4, 0, &tcp(1, 80))),
+            Stage::Malformed,
+        ),
+        ("ipv4 ethertype, version 6", version6, Stage::Malformed),
+        (
+            "tcp cut before its ports",
+            tcp_pkt[..37].to_vec(),
+            Stage::Malformed,
+        ),
+    ];
+    let arp = eth(ETH_P_ARP, &[0u8; 28]);
+    for mode in [Mode::Specialized, Mode::Generic] {
+        for trace in [false, true] {
+            let opts = CodegenOptions {
+                mode,
+                trace,
+                ..Default::default()
+            };
+            let (pa, pb) = (compile(&w, 0, &opts), compile(&w, 1, &opts));
+            assert!(
+                pa.to_ep.maps.iter().all(|m| m.name != keys::CT),
+                "a needs no conntrack"
+            );
+            let (pa, pb) = (load_endpoint(&pa, true), load_endpoint(&pb, true));
+            // (program, enforced)
+            let progs = [
+                ("a to_ep", &pa.to, true),
+                ("a from_ep", &pa.from, false),
+                ("b from_ep", &pb.from, true),
+                ("b to_ep", &pb.to, false),
+            ];
+            for (name, prog, enforced) in progs {
+                let ctx = format!("{mode:?} trace {trace} {name}");
+                let (ret, t) = run(prog, &arp);
+                assert_eq!(ret, 0, "{ctx}: arp");
+                if let Some(t) = t.filter(|_| enforced) {
+                    assert_eq!((t.allow, t.stage), (true, Some(Stage::NotIpv4)), "{ctx}");
+                }
+                for (what, pkt, stage) in &frames {
+                    let (ret, t) = run(prog, pkt);
+                    assert_eq!(ret, if enforced { 2 } else { 0 }, "{ctx}: {what}");
+                    if let Some(t) = t.filter(|_| enforced) {
+                        assert_eq!((t.allow, t.stage), (false, Some(*stage)), "{ctx}: {what}");
+                    }
+                }
+            }
+            // IPv4 still follows the policy.
+            assert_eq!(run(&pa.to, &tcp_pkt).0, 0, "{mode:?}: a allows ipv4");
+            let other = eth(ETH_P_IP, &ipv4(6, b, a, 0, &tcp(fresh_sport(), 81)));
+            assert_eq!(run(&pb.from, &other).0, 2, "{mode:?}: b denies 81");
+        }
     }
 }
 

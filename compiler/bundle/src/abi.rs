@@ -43,9 +43,9 @@ pub enum Stage {
     Established = 1,
     /// Conntrack: a reply to a flow the other direction allowed.
     Reply = 2,
-    /// A header the packet claims is cut short (dropped when the direction can deny).
+    /// A malformed header (`spec/datapath.md`): dropped where the direction is enforced.
     Malformed = 3,
-    /// Not IPv4: passes.
+    /// Not IPv4: ARP passes; anything else is dropped where the direction is enforced.
     NotIpv4 = 4,
 }
 

@@ -5,11 +5,13 @@
 //! refreshed in place) or, when this direction can deny at all, when `(reverse(t), other
 //! scope)` exists (a reply to a flow the other direction allowed). The insert of `(t, own
 //! scope)` on an allowed policy verdict is in the tail ([`emit_insert`]). ICMP has no ports:
-//! its key holds `type << 8 | code` as the destination port, and a reply type (echo reply,
-//! timestamp reply, information reply, address mask reply) is matched against its request.
+//! its key holds `type << 8 | code` as the destination port and, for query messages (echo,
+//! timestamp, information, address mask), the identifier as the source port, so a new ping
+//! is a new flow; a reply type is matched against its request with the same identifier.
 
+use super::frame::{CODE, CT_VALUE, L4_KEY, L4_PROTO, Var};
 use super::keys::{self, Stage};
-use super::parse::{L4_KEY, L4_PROTO, slot};
+use super::parse::ICMP_REPLIES;
 use super::{MapContents, MapScope, Side};
 use crate::bpf::{AluOp, Asm, Cond, Helper, Label, MapDef, MapRef, MapType, Reg, Size};
 
@@ -21,19 +23,6 @@ pub const VALUE_SIZE: u32 = 8;
 /// `scope` of entries created by an egress decision (`from_ep`) and an ingress one (`to_ep`).
 pub const SCOPE_EGRESS: u8 = 1;
 pub const SCOPE_INGRESS: u8 = 2;
-
-/// Stack slots (below the parser's frame).
-pub mod stack {
-    /// The flow's own key (16 bytes), kept for the insert in the tail.
-    pub const FWD: i16 = -32;
-    /// The reverse key (16 bytes).
-    pub const REV: i16 = -48;
-    /// The timestamp written by the insert (8 bytes).
-    pub const NOW: i16 = -56;
-}
-
-/// ICMP reply types and the request each answers.
-pub const ICMP_REPLIES: [(u8, u8); 4] = [(0, 8), (14, 13), (16, 15), (18, 17)];
 
 pub fn scope(side: Side) -> u8 {
     match side {
@@ -62,7 +51,8 @@ pub fn map() -> MapContents {
 }
 
 /// A conntrack key in the layout the datapath builds (for tests and tools): addresses in
-/// network order, ports in host order, as the parser holds them.
+/// network order, ports in host order, as the parser holds them. For an ICMP query message
+/// `sport` is its identifier and `dport` is `type << 8 | code`.
 pub fn key(
     saddr: [u8; 4],
     daddr: [u8; 4],
@@ -80,11 +70,11 @@ pub fn key(
     k
 }
 
-/// `*(u64 *)ptr = now` for the map value pointer in `R0` (kept in `R6` across the call).
+/// `*(u64 *)ptr = now` for the map value pointer in `R0` (kept across the call).
 fn refresh(a: &mut Asm) {
-    a.mov64(Reg::R6, Reg::R0)
+    a.mov64(CT_VALUE, Reg::R0)
         .call(Helper::KtimeGetNs)
-        .stx(Size::DW, Reg::R6, 0, Reg::R0);
+        .stx(Size::DW, CT_VALUE, 0, Reg::R0);
 }
 
 fn lookup(a: &mut Asm, key: i16) {
@@ -98,12 +88,12 @@ fn lookup(a: &mut Asm, key: i16) {
 /// through. `reverse`: also look for replies (only worth it when the direction can deny).
 pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
     use Reg::*;
-    let f = stack::FWD;
-    a.ldx(Size::W, R1, R10, slot::SADDR)
+    let f = Var::CtKey.off();
+    a.ldx(Size::W, R1, R10, Var::Saddr.off())
         .stx(Size::W, R10, f, R1)
-        .ldx(Size::W, R1, R10, slot::DADDR)
+        .ldx(Size::W, R1, R10, Var::Daddr.off())
         .stx(Size::W, R10, f + 4, R1)
-        .ldx(Size::H, R1, R10, slot::SPORT)
+        .ldx(Size::H, R1, R10, Var::Sport.off())
         .stx(Size::H, R10, f + 8, R1)
         .stx(Size::H, R10, f + 10, L4_KEY)
         .stx(Size::B, R10, f + 12, L4_PROTO)
@@ -113,17 +103,14 @@ pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
     lookup(a, f);
     a.jmp(Cond::Eq, R0, 0, miss);
     refresh(a);
-    a.mov64(
-        super::decide::CODE,
-        keys::stage_code(true, Stage::Established) as i32,
-    )
-    .ja(tail)
-    .bind(miss);
+    a.mov64(CODE, keys::stage_code(true, Stage::Established) as i32)
+        .ja(tail)
+        .bind(miss);
     if !reverse {
         return;
     }
 
-    let r = stack::REV;
+    let r = Var::CtRevKey.off();
     let done = a.label();
     let ports = a.label();
     let icmp_key = a.label();
@@ -155,12 +142,14 @@ pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
     for (l, req) in reqs {
         a.bind(l).mov64(R1, i32::from(req)).ja(icmp_key);
     }
+    // The request with the reply's code and identifier (the identifier is not swapped).
     a.bind(icmp_key)
         .lsh64(R1, 8)
         .mov64(R2, L4_KEY)
         .and64(R2, 0xff)
         .alu64(AluOp::Or, R1, R2)
-        .st(Size::H, R10, r + 8, 0)
+        .ldx(Size::H, R2, R10, f + 8)
+        .stx(Size::H, R10, r + 8, R2)
         .stx(Size::H, R10, r + 10, R1)
         .ja(rev_lookup);
     a.bind(ports)
@@ -172,24 +161,21 @@ pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
     lookup(a, r);
     a.jmp(Cond::Eq, R0, 0, done);
     refresh(a);
-    a.mov64(
-        super::decide::CODE,
-        keys::stage_code(true, Stage::Reply) as i32,
-    )
-    .ja(tail)
-    .bind(done);
+    a.mov64(CODE, keys::stage_code(true, Stage::Reply) as i32)
+        .ja(tail)
+        .bind(done);
 }
 
-/// `ct[(t, own scope)] = now`: the flow's key is still at [`stack::FWD`].
+/// `ct[(t, own scope)] = now`: the flow's key is still at [`Var::CtKey`].
 pub fn emit_insert(a: &mut Asm) {
     use Reg::*;
     a.call(Helper::KtimeGetNs)
-        .stx(Size::DW, R10, stack::NOW, R0)
+        .stx(Size::DW, R10, Var::CtNow.off(), R0)
         .ld_map(R1, MapRef::new(keys::CT))
         .mov64(R2, R10)
-        .add64(R2, i32::from(stack::FWD))
+        .add64(R2, i32::from(Var::CtKey.off()))
         .mov64(R3, R10)
-        .add64(R3, i32::from(stack::NOW))
+        .add64(R3, i32::from(Var::CtNow.off()))
         .mov64(R4, 0)
         .call(Helper::MapUpdateElem);
 }

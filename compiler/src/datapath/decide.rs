@@ -8,38 +8,26 @@
 //! - **Generic** (the Cilium shape, a baseline and a differential oracle): always the
 //!   ipcache, then one LPM lookup keyed by (class, protocol, port prefix).
 //!
-//! Every path ends with the verdict code in `R7` and a jump to the tail ([`super::verdict`]).
-//! Registers: `R6` holds the class or profile id (the context is not needed after parsing),
-//! `R8`/`R9` the parser's protocol and port, `R1`–`R5` are scratch.
+//! Every path ends with the verdict code in [`CODE`] and a jump to the tail
+//! ([`super::verdict`]). Registers ([`super::frame`]): [`ID`] holds the class or profile id
+//! (the context is not needed after parsing), [`L4_PROTO`]/[`L4_KEY`] the parser's protocol
+//! and port, `R1`–`R5` are scratch.
+
+pub use super::frame::{CODE, ID};
 
 use super::cost::{self, Interval, ListPlan, PeerPlan, Plan, ProfilePlan};
+use super::frame::{L4_KEY, L4_PROTO, Var};
 use super::keys::{self, PORT_KEY_FIXED_BITS, PORT_KEY_SIZE};
-use super::parse::{L4_KEY, L4_PROTO, slot};
 use super::{MapContents, MapScope, Side};
 use crate::bpf::{Asm, Cond, Helper, Label, MapDef, MapRef, MapType, Reg, Size};
 use crate::plan::table::Profile;
 use crate::plan::{Classes, DecisionTable, ProfileId, Proto, Segment, Verdict};
 
-/// The register holding the verdict code at the tail.
-pub const CODE: Reg = Reg::R7;
-/// The register holding a class or profile id.
-pub const ID: Reg = Reg::R6;
-
-/// Stack slots below the parser's frame (see `spec/codegen.md`).
-pub mod stack {
-    /// Port map key (12 bytes).
-    pub const PORT_KEY: i16 = -72;
-    /// ipcache key (8 bytes).
-    pub const IPCACHE_KEY: i16 = -80;
-    /// A u32 key (class → profile).
-    pub const U32_KEY: i16 = -84;
-}
-
 /// The slot of the remote address: the destination for `from_ep`, the source for `to_ep`.
 pub fn peer_slot(side: Side) -> i16 {
     match side {
-        Side::FromEp => slot::DADDR,
-        Side::ToEp => slot::SADDR,
+        Side::FromEp => Var::Daddr.off(),
+        Side::ToEp => Var::Saddr.off(),
     }
 }
 
@@ -75,12 +63,12 @@ fn interval_items(iv: &[Interval]) -> Vec<(u32, ProfileId)> {
 /// `0.0.0.0/0`) but goes to `fail`.
 fn emit_ipcache(a: &mut Asm, side: Side, fail: Label) {
     use Reg::*;
-    a.st(Size::W, R10, stack::IPCACHE_KEY, 32)
+    a.st(Size::W, R10, Var::IpcacheKey.off(), 32)
         .ldx(Size::W, R1, R10, peer_slot(side))
-        .stx(Size::W, R10, stack::IPCACHE_KEY + 4, R1)
+        .stx(Size::W, R10, Var::IpcacheKey.off() + 4, R1)
         .ld_map(R1, MapRef::new(keys::IPCACHE))
         .mov64(R2, R10)
-        .add64(R2, i32::from(stack::IPCACHE_KEY))
+        .add64(R2, i32::from(Var::IpcacheKey.off()))
         .call(Helper::MapLookupElem)
         .jmp(Cond::Eq, R0, 0, fail)
         .ldx(Size::W, ID, R0, 0);
@@ -89,10 +77,10 @@ fn emit_ipcache(a: &mut Asm, side: Side, fail: Label) {
 /// `R6 = profile of class R6` (the `sluice_profile` array).
 fn emit_profile_lookup(a: &mut Asm, fail: Label) {
     use Reg::*;
-    a.stx(Size::W, R10, stack::U32_KEY, ID)
+    a.stx(Size::W, R10, Var::U32Key.off(), ID)
         .ld_map(R1, MapRef::new(keys::PROFILE))
         .mov64(R2, R10)
-        .add64(R2, i32::from(stack::U32_KEY))
+        .add64(R2, i32::from(Var::U32Key.off()))
         .call(Helper::MapLookupElem)
         .jmp(Cond::Eq, R0, 0, fail)
         .ldx(Size::W, ID, R0, 0);
@@ -101,7 +89,7 @@ fn emit_profile_lookup(a: &mut Asm, fail: Label) {
 /// `R7 = map[(R6, protocol, port)]; goto tail`.
 fn emit_port_lookup(a: &mut Asm, map: &str, fail: Label, tail: Label) {
     use Reg::*;
-    let k = stack::PORT_KEY;
+    let k = Var::PortKey.off();
     a.st(Size::W, R10, k, (PORT_KEY_FIXED_BITS + 16) as i32)
         .stx(Size::W, R10, k + 4, ID)
         .stx(Size::B, R10, k + 8, L4_PROTO)

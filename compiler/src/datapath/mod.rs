@@ -4,12 +4,14 @@
 //! Each file emits one concern into an [`crate::bpf::Asm`], as bpfilter's `cgen/` does:
 //! [`parse`] (headers into registers), [`ct`] (conntrack), [`decide`] (a decision table as
 //! compare trees or map lookups, chosen by [`cost`]), [`verdict`] (the common tail), and
-//! [`program`] composes them into the per-endpoint programs `from_ep` and `to_ep`.
+//! [`program`] composes them into the per-endpoint programs `from_ep` and `to_ep`. Every
+//! stack slot and register role they use comes from one description, [`frame`].
 
 pub mod cost;
 pub mod ct;
 pub mod decide;
 pub mod disasm;
+pub mod frame;
 pub mod keys;
 pub mod parse;
 pub mod program;

@@ -5,19 +5,23 @@
 //! the pod) enforces its ingress policy against the source address. Each is
 //!
 //! ```text
-//! parse → not IPv4: pass → conntrack lookups → decision → tail (trace, conntrack insert, verdict)
+//! parse → ARP: pass; not IPv4: drop if enforced → conntrack lookups → decision → tail (trace, conntrack insert, verdict)
 //! ```
 //!
-//! with every part left out that the endpoint does not need: no conntrack when neither
-//! direction can deny, no decision when this direction cannot deny (unless rules are
-//! recorded), no trace code without rule recording. A program that needs none of it is
-//! `return TC_ACT_OK` (with rule recording and no policy in its direction, after writing
-//! "allowed, no rule" to `cb[0]`).
+//! A direction is *enforced* when the endpoint is isolated in it or some rule in it can deny.
+//! An enforced direction drops what its table cannot judge: frames that are neither IPv4 nor
+//! ARP (IPv6 among them) and malformed headers; a direction that is not enforced passes them.
+//! Every part the endpoint does not need is left out: no conntrack when neither direction
+//! can deny, no decision when this direction cannot deny (unless rules are recorded), no
+//! trace code without rule recording. A program that needs none of it is `return
+//! TC_ACT_OK` (with rule recording and no policy in its direction, after writing "allowed,
+//! no rule" to `cb[0]`).
 
 use super::cost::{self, Limits};
-use super::decide::{self, CODE};
+use super::decide;
+use super::frame::{CODE, L3_PROTO};
 use super::keys::{self, Stage};
-use super::parse::{self, L3_PROTO};
+use super::parse;
 use super::verdict::{self, TC_ACT_OK};
 use super::{Attach, DatapathError, Hook, MapContents, ProgramArtifact, Side, ct};
 use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
@@ -58,6 +62,13 @@ pub fn can_deny(table: Option<&DecisionTable>) -> bool {
     })
 }
 
+/// True when a direction judges its packets, so that what the table cannot judge (frames
+/// neither IPv4 nor ARP, malformed headers) is dropped: the endpoint is isolated in it, or
+/// some packet can be denied.
+pub fn enforced(table: Option<&DecisionTable>) -> bool {
+    table.is_some_and(|t| t.isolated) || can_deny(table)
+}
+
 /// Whether an endpoint with these tables needs conntrack: when either direction can deny,
 /// replies of what the other direction allowed must get through it.
 pub fn needs_conntrack(ingress: Option<&DecisionTable>, egress: Option<&DecisionTable>) -> bool {
@@ -89,6 +100,7 @@ pub fn compile_program(
 ) -> Result<ProgramArtifact, DatapathError> {
     let name = side.program_name();
     let deny = can_deny(table);
+    let enforced = enforced(table);
     let mut a = Asm::new();
     let mut ct_map = None;
     let mut ipcache = None;
@@ -97,7 +109,7 @@ pub fn compile_program(
     // Nothing to decide: pass. With rule recording and no policy at all in this direction,
     // still say so (two instructions, not a parse); a policy that cannot deny still gets
     // its decision code, so a trace can name the allow rule that matched.
-    if !deny && !conntrack && (!opts.trace || table.is_none()) {
+    if !enforced && !conntrack && (!opts.trace || table.is_none()) {
         if opts.trace {
             let unrestricted = Verdict {
                 allow: true,
@@ -114,9 +126,18 @@ pub fn compile_program(
         let fail = a.label();
         verdict::emit_save_ctx(&mut a, opts.trace);
         parse::emit_parse(&mut a, Hook::Tc, malformed);
+        // Not IPv4: ARP passes; anything else (IPv6) only where the direction is not enforced.
+        // CODE and L3_PROTO share a register: every compare comes before the code is set.
         let ipv4 = a.label();
-        a.jmp(Cond::Eq, L3_PROTO, parse::ETH_P_IP, ipv4)
-            .mov64(CODE, keys::stage_code(true, Stage::NotIpv4) as i32)
+        a.jmp(Cond::Eq, L3_PROTO, parse::ETH_P_IP, ipv4);
+        if enforced {
+            let arp = a.label();
+            a.jmp(Cond::Eq, L3_PROTO, parse::ETH_P_ARP, arp)
+                .mov64(CODE, keys::stage_code(false, Stage::NotIpv4) as i32)
+                .ja(tail)
+                .bind(arp);
+        }
+        a.mov64(CODE, keys::stage_code(true, Stage::NotIpv4) as i32)
             .ja(tail)
             .bind(ipv4);
         if conntrack {
@@ -146,9 +167,9 @@ pub fn compile_program(
                     .ja(tail);
             }
         }
-        // A cut-short header: dropped where this direction can deny.
+        // A malformed header: dropped where this direction is enforced.
         a.bind(malformed)
-            .mov64(CODE, keys::stage_code(!deny, Stage::Malformed) as i32)
+            .mov64(CODE, keys::stage_code(!enforced, Stage::Malformed) as i32)
             .ja(tail);
         // A lookup that cannot miss did: fail closed.
         if a.is_targeted(fail) {
@@ -324,6 +345,34 @@ endpoints:
             assert_eq!(i.len(), want, "trace {trace}");
             assert_eq!(i.iter().filter(|i| is_trace(i)).count(), usize::from(trace));
         }
+    }
+
+    /// Isolated but allowing every IPv4 packet: no conntrack and no decision, yet the
+    /// program parses, so that IPv6 and malformed frames are dropped and ARP passes.
+    #[test]
+    fn an_isolated_direction_that_cannot_deny_still_drops_what_it_cannot_judge() {
+        let (c, i, e) = tables(
+            r#"policy "p" in namespace x { select app = a
+            isolate ingress
+            ingress allow from cidr 0.0.0.0/0 }"#,
+        );
+        let t = i.unwrap();
+        assert!(t.isolated && !can_deny(Some(&t)) && enforced(Some(&t)));
+        assert!(e.is_none() && !enforced(None));
+        let art =
+            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), false).unwrap();
+        assert!(art.maps.is_empty(), "{:?}", art.maps);
+        let text = crate::datapath::emit_asm(&art).unwrap();
+        let arp = format!("if r7 == {} goto", parse::ETH_P_ARP);
+        assert!(text.contains(&arp) && text.contains("r0 <<= 1"), "{text}");
+        // The other direction has no policy and nothing to track: `return TC_ACT_OK`.
+        let art =
+            compile_program(Side::FromEp, None, &c, &CodegenOptions::default(), false).unwrap();
+        assert!(
+            crate::datapath::emit_asm(&art)
+                .unwrap()
+                .ends_with("   0: r0 = 0\n   1: exit\n")
+        );
     }
 
     #[test]

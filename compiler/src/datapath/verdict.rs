@@ -12,7 +12,7 @@
 //! which `program::tests` checks instruction by instruction.
 
 use super::ct;
-use super::decide::CODE;
+use super::frame::{CODE, Var};
 use super::keys::{self, code};
 use crate::bpf::{Asm, Cond, Reg, Size};
 
@@ -20,7 +20,7 @@ pub const TC_ACT_OK: i32 = 0;
 pub const TC_ACT_SHOT: i32 = 2;
 
 /// The stack slot the context is kept in with rule recording (R6 is reused after parsing).
-pub const CTX_SLOT: i16 = -96;
+pub const CTX_SLOT: i16 = Var::Ctx.off();
 pub use super::keys::SKB_CB0;
 
 /// With rule recording, the program's first instruction: keep the context for the tail.

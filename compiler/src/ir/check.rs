@@ -3,7 +3,8 @@
 //! - an explicitly empty selector that matches everything (note);
 //! - a rule shadowed by an earlier or broader one, so it can never decide anything (warning);
 //! - an allow and a deny over overlapping traffic (note: which wins and why);
-//! - a named port no endpoint of the inventory declares (warning, when there is an inventory).
+//! - a named port no endpoint of the inventory declares (warning, when there is an inventory);
+//! - an IPv6 CIDR peer: the datapath does not enforce IPv6 yet (warning).
 //!
 //! Coverage and overlap are judged syntactically (selectors by implication, CIDRs by
 //! containment), so a finding is always real; some real cases go unreported. It is a pass:
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 /// when there is an inventory.
 pub fn check(mut ir: Ir, named_ports: Option<&[(L4, String)]>, diags: &mut Diagnostics) -> Ir {
     empty_selectors(&ir, diags);
+    ipv6_peers(&ir, diags);
     shadowed_and_conflicting(&mut ir, diags, false);
     if let Some(known) = named_ports {
         unknown_named_ports(&ir, known, diags);
@@ -811,6 +813,33 @@ fn action_verb(a: Action) -> &'static str {
         Action::Deny => "denies",
         Action::Audit => "audits",
         Action::Pass => "passes",
+    }
+}
+
+/// A CIDR peer (or an `except` of one) that is IPv6: the datapath judges IPv4 only
+/// (`spec/datapath.md`, "What is enforced"), so the rule never matches a packet.
+fn ipv6_peers(ir: &Ir, diags: &mut Diagnostics) {
+    for (_, peer) in ir.peers.iter() {
+        let PeerKind::Cidr { cidr, except } = &peer.kind else {
+            continue;
+        };
+        let Some(v6) = std::iter::once(cidr)
+            .chain(except)
+            .find(|c| c.addr.is_ipv6())
+        else {
+            continue;
+        };
+        diags.push(
+            Diag::warning(
+                "sluice::ipv6::not-enforced",
+                format!("IPv6 is not enforced yet: `{v6}` matches no packet"),
+            )
+            .with_label(peer.span, "this peer names IPv6 addresses")
+            .with_help(
+                "the datapath judges IPv4 only: an endpoint isolated in a direction drops \
+                 every IPv6 packet in it, and elsewhere IPv6 passes unjudged",
+            ),
+        );
     }
 }
 

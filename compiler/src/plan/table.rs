@@ -114,6 +114,10 @@ pub type ProfileId = u32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionTable {
     pub direction: Direction,
+    /// A default-tier policy isolates the endpoint in this direction (NetworkPolicy's
+    /// isolation): what no rule allows is denied, including what the table cannot describe
+    /// (IPv6, see `spec/datapath.md`).
+    pub isolated: bool,
     pub profiles: Vec<Profile>,
     /// `class_profile[c - 1]` is the profile of class `c`.
     pub class_profile: Vec<ProfileId>,
@@ -136,6 +140,7 @@ impl DecisionTable {
         }
         DecisionTable {
             direction: policy.direction,
+            isolated: policy.isolated,
             profiles,
             class_profile,
         }

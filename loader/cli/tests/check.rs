@@ -345,3 +345,29 @@ fn semantic_errors_in_module_output_point_into_it() {
         r.stderr
     );
 }
+
+/// An IPv6 ipBlock in a NetworkPolicy is accepted with the warning that IPv6 is not
+/// enforced yet (`spec/datapath.md`, "What is enforced").
+#[test]
+fn ipv6_ip_blocks_warn_that_ipv6_is_not_enforced() {
+    let s = Scratch::new("ipv6");
+    s.write(
+        "np.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: v6, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: a}}\n  ingress:\n  - from: [{ipBlock: {cidr: 'fd00::/8'}}, {ipBlock: {cidr: 10.0.0.0/8}}]\n",
+    );
+    let r = check(s.path(), &["np.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ok: 1 policy, 1 rule, 1 warning\n");
+    assert!(
+        r.stderr.contains("sluice::ipv6::not-enforced")
+            && r.stderr
+                .contains("IPv6 is not enforced yet: `fd00::/8` matches no packet"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("10.0.0.0/8` matches no packet"),
+        "{}",
+        r.stderr
+    );
+}

@@ -271,3 +271,55 @@ fn external_destination_cases_pass_through_the_cli() {
         "{out}"
     );
 }
+
+/// Generations without conntrack run like any other: the table is pinned only once some
+/// generation needs it, and a fresh box starts without one. Case 001's cluster, first with
+/// no policy at all, then with every pod of x isolated for ingress and every source allowed
+/// (programs that parse but can deny nothing, so again no conntrack); every cell is allowed,
+/// in the kernel and on the wire.
+#[test]
+fn cases_without_conntrack_pass_in_the_kernel() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let text = std::fs::read_to_string(case_file("case-001")).unwrap();
+    let (head, probes) = (
+        &text[..text.find("\npolicies:").unwrap()],
+        &text[text.find("\nprobes:").unwrap()..],
+    );
+    let allow_all = "
+policies:
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: allow-all-ingress, namespace: x}
+  spec:
+    podSelector: {}
+    ingress: [{}]
+    policyTypes: [Ingress]";
+    let dir = std::env::temp_dir().join(format!("{}-no-ct", topology::unique_prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut engine = KernelEngine::new(KernelOptions::default());
+    for (name, policies) in [("no-policy", "\npolicies: []"), ("allow-all", allow_all)] {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, format!("{head}{policies}{probes}")).unwrap();
+        let mut case = Case::load(&file).unwrap();
+        for p in &mut case.probes {
+            p.expect = Expect::Allow;
+        }
+        let prep = conformance::prepare(&case).map_err(|e| e.0).unwrap();
+        assert_eq!(prep.ir.policies.len(), usize::from(name == "allow-all"));
+        let reports = conformance::run_prepared_checks(&case, &prep, false, &mut engine);
+        let (tr, so) = (&reports[0], &reports[1]);
+        assert!(
+            tr.error.is_none() && so.error.is_none(),
+            "{name}: {:?} {:?}",
+            tr.error,
+            so.error
+        );
+        assert!(tr.failed.is_empty(), "{name}: {}", tr.failed[0]);
+        assert!(so.failed.is_empty(), "{name}: {}", so.failed[0]);
+        assert_eq!((tr.passed, so.passed), (432, 24), "{name}");
+    }
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+}

@@ -62,8 +62,31 @@ pub fn sctp(sport: u16, dport: u16) -> Vec<u8> {
     s
 }
 
+/// ICMP with identifier 1 and sequence 1 (as query messages carry them).
 pub fn icmp(ty: u8, code: u8) -> Vec<u8> {
-    vec![ty, code, 0, 0, 0, 1, 0, 1]
+    let mut m = icmp_query(ty, 1);
+    m[1] = code;
+    m
+}
+
+/// ICMP type `ty`, code 0, identifier `id`, sequence 1.
+pub fn icmp_query(ty: u8, id: u16) -> Vec<u8> {
+    let mut m = vec![ty, 0, 0, 0];
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m
+}
+
+/// An IPv6 header (next header `proto`, fd00::1 → fd00::2), then `l4`.
+pub fn ipv6(proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[proto, 64]);
+    for last in [1u8, 2] {
+        h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+    }
+    h.extend_from_slice(l4);
+    h
 }
 
 /// A small deterministic generator, so that random-packet tests replay exactly.

@@ -10,7 +10,7 @@
 //! 2. **Compile and load.** The case's IR and inventory (each pod placed on its host veth)
 //!    become a bundle ([`compile::compile`], the same driver as `sluice compile`), loaded with
 //!    [`apply_bundle`], the same code as `sluice load`. Conntrack is cleared so no case sees
-//!    another's flows.
+//!    another's flows (a generation that needs no conntrack may have no table yet).
 //! 3. **BPF_PROG_TEST_RUN, every cell** (SCTP included): a crafted packet
 //!    ([`packet::craft`]) runs through the source's `from_ep` (its egress policy, tcx ingress
 //!    of its host veth) and, for a pod destination, the destination's `to_ep` (its ingress
@@ -215,8 +215,12 @@ impl KernelEngine {
 
         // 3. Every cell through the attached programs.
         let t0 = Instant::now();
-        let ct = ct_map(&cluster.load)?;
-        clear_map(&ct)?;
+        let uses_ct = bundle
+            .shared_maps
+            .iter()
+            .any(|m| m.pin.as_deref() == Some(keys::CT_PIN));
+        let ct = ct_map(&cluster.load, uses_ct)?;
+        clear_map(ct.as_ref())?;
         let ports = cells.iter().map(|p| p.port);
         let mut sports = packet::SourcePorts::new(ports);
         let test_runs: Vec<Option<Answer>> = cells
@@ -227,7 +231,7 @@ impl KernelEngine {
 
         // 4. A sample over real sockets.
         let t0 = Instant::now();
-        clear_map(&ct)?;
+        clear_map(ct.as_ref())?;
         let sockets = socket_cells(cluster, cells, &self.opts, &case.name)?;
         t.sockets = t0.elapsed();
         t.total = started.elapsed();
@@ -392,13 +396,25 @@ fn hook_programs(
     Ok(out)
 }
 
-fn ct_map(load: &LoadOptions) -> Result<MapData, String> {
+/// The pinned conntrack table. It outlives generations, so it exists once any case needed
+/// it; a generation whose programs need none (no policy, or nothing that can deny) may run
+/// before that, and then there is no table and nothing to clear. One that uses it must
+/// find it.
+fn ct_map(load: &LoadOptions, used: bool) -> Result<Option<MapData>, String> {
     let path: PathBuf = load.root.join(keys::CT_PIN);
-    MapData::from_pin(&path).map_err(|e| format!("conntrack {}: {e}", path.display()))
+    if !used && !path.exists() {
+        return Ok(None);
+    }
+    MapData::from_pin(&path)
+        .map(Some)
+        .map_err(|e| format!("conntrack {}: {e}", path.display()))
 }
 
 /// Deletes every entry (conntrack, between cases and checks).
-fn clear_map(map: &MapData) -> Result<(), String> {
+fn clear_map(map: Option<&MapData>) -> Result<(), String> {
+    let Some(map) = map else {
+        return Ok(());
+    };
     let info = map.info().map_err(|e| format!("conntrack info: {e}"))?;
     let ks = info.key_size();
     let fd = map.fd().as_fd();
