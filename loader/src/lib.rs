@@ -6,6 +6,7 @@ pub mod cli;
 pub mod conformance;
 pub mod generation;
 pub mod load;
+pub mod netlink;
 pub mod pin;
 pub mod sys;
 pub mod topology;
