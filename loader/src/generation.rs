@@ -455,6 +455,7 @@ fn live_chains(
 ) -> Result<HashMap<HookKey, sysbpf::TcxChain>, String> {
     let keys: BTreeSet<HookKey> = keys.into_iter().collect();
     let node = node_name(opts);
+
     in_node(opts, || {
         let here = Netlink::open()
             .and_then(|nl| nl.netns_cookie())
@@ -1035,54 +1036,68 @@ fn build_and_flip(
             .all(|s| !by_pin.contains_key(s) || !existing.contains_key(s))
     );
 
-    // 7. Flip. Nothing before this point changed what any hook runs.
+    // 7. Flip. Nothing before this point changed what any hook runs. New hooks are
+    //    attached from one thread in the node namespace, not one thread per hook.
     let flip_started = Instant::now();
-    let mut journal: Vec<Done> = Vec::new();
-    let mut hooks = Vec::new();
-    for plan in &plans {
-        let id = plan.att.artifact;
-        if let Some(&(link_id, program_id)) = keep.get(&plan.pin) {
-            hooks.push(HookReport {
-                endpoint: plan.att.endpoint.clone(),
-                target: plan.target.clone(),
-                artifact: id,
-                link_id,
-                program_id,
-                action: HookAction::Unchanged,
-            });
-            continue;
-        }
-        let art = &bundle.artifacts[&id];
-        let ebpf = objects.get_mut(&id).expect("loaded above");
-        let prog = classifier_mut(ebpf, &art.program, id)?;
-        let new_id = program_ids[&id];
-        let step = flip_one(
-            plan,
-            prog,
-            new_id,
-            existing.remove(&plan.pin),
-            &stale,
-            &mut journal,
-        );
-        match step {
-            Ok((link_id, action)) => hooks.push(HookReport {
-                endpoint: plan.att.endpoint.clone(),
-                target: plan.target.clone(),
-                artifact: id,
-                link_id,
-                program_id: new_id,
-                action,
-            }),
-            Err(source) => {
-                let rolled_back = rollback(journal);
-                return Err(SwapError::Flip {
+    let hooks = in_node(opts, || {
+        let mut journal: Vec<Done> = Vec::new();
+        let mut hooks = Vec::new();
+        for plan in &plans {
+            let id = plan.att.artifact;
+            if let Some(&(link_id, program_id)) = keep.get(&plan.pin) {
+                hooks.push(HookReport {
+                    endpoint: plan.att.endpoint.clone(),
                     target: plan.target.clone(),
-                    source: Box::new(source),
-                    rolled_back,
+                    artifact: id,
+                    link_id,
+                    program_id,
+                    action: HookAction::Unchanged,
                 });
+                continue;
+            }
+            let art = &bundle.artifacts[&id];
+            let ebpf = objects.get_mut(&id).expect("loaded above");
+            let prog = match classifier_mut(ebpf, &art.program, id) {
+                Ok(p) => p,
+                Err(e) => {
+                    rollback(journal);
+                    return Err(e);
+                }
+            };
+            let new_id = program_ids[&id];
+            let step = flip_one(
+                plan,
+                prog,
+                new_id,
+                existing.remove(&plan.pin),
+                &stale,
+                &mut journal,
+            );
+            match step {
+                Ok((link_id, action)) => hooks.push(HookReport {
+                    endpoint: plan.att.endpoint.clone(),
+                    target: plan.target.clone(),
+                    artifact: id,
+                    link_id,
+                    program_id: new_id,
+                    action,
+                }),
+                Err(source) => {
+                    let rolled_back = rollback(journal);
+                    return Err(SwapError::Flip {
+                        target: plan.target.clone(),
+                        source: Box::new(source),
+                        rolled_back,
+                    });
+                }
             }
         }
-    }
+        Ok(hooks)
+    })
+    .map_err(|e| SwapError::Prepare {
+        what: format!("entering netns {}", node_name(opts)),
+        source: e,
+    })??;
 
     let flip_finished = Instant::now();
 
@@ -1289,7 +1304,7 @@ fn flip_one(
             source,
         })?;
     }
-    let mut link = attach::attach(prog, &plan.target)?;
+    let mut link = attach::attach_here(prog, &plan.target)?; // the caller is in the node netns
     let id = link.id();
     let res = link.pin(&plan.pin);
     journal.push(Done::Attached(link));
