@@ -365,25 +365,46 @@ fn node_name(opts: &LoadOptions) -> &str {
     opts.node_netns.as_deref().unwrap_or("the current netns")
 }
 
-/// The node namespace as one netlink dump saw it: its identity and its interfaces.
+/// The node namespace as one visit saw it: its identity and the interfaces asked about.
 struct NodeView {
     /// The namespace's cookie: a namespace deleted and recreated under the same name has
     /// another, and interfaces in it may get the same indexes as before.
     cookie: u64,
-    by_name: HashMap<String, u32>,
-    by_index: HashMap<u32, String>,
+    by_name: HashMap<String, Result<u32, String>>,
+    /// Name of each peer index asked about (None: no such interface).
+    by_index: HashMap<u32, Option<String>>,
 }
 
-fn node_view(opts: &LoadOptions) -> Result<NodeView, String> {
-    let mut nl = Netlink::open_named(opts.node_netns.as_deref()).map_err(|e| e.to_string())?;
-    let cookie = nl.netns_cookie().map_err(|e| e.to_string())?;
-    let links = nl.links().map_err(|e| e.to_string())?;
-    Ok(NodeView {
-        cookie,
-        by_name: links.iter().map(|l| (l.name.clone(), l.index)).collect(),
-        by_index: links.into_iter().map(|l| (l.index, l.name)).collect(),
+fn node_view(
+    opts: &LoadOptions,
+    names: &BTreeSet<&str>,
+    peers: &BTreeSet<u32>,
+) -> Result<NodeView, String> {
+    in_node(opts, || {
+        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
+        let cookie = nl.netns_cookie().map_err(|e| e.to_string())?;
+        let found = netns::if_indexes(names.iter().copied()).map_err(|e| e.to_string())?;
+        let by_name = names
+            .iter()
+            .zip(found)
+            .map(|(n, ix)| (n.to_string(), ix.map_err(|e| e.to_string())))
+            .collect();
+        let mut by_index = HashMap::new();
+        for &p in peers {
+            let link = nl.link_by_index(p).map_err(|e| e.to_string())?;
+            by_index.insert(p, link.map(|l| l.name));
+        }
+        Ok(NodeView {
+            cookie,
+            by_name,
+            by_index,
+        })
     })
+    .map_err(|e| e.to_string())?
 }
+
+/// The peer index of each endpoint netns's eth0, for attachments named by netns.
+type Peers<'b> = BTreeMap<&'b str, Result<u32, String>>;
 
 /// Finds the host-side interface of an attachment: by name, or as the peer of the
 /// endpoint netns's eth0. Returns (name, ifindex) in the node namespace.
@@ -391,6 +412,7 @@ fn resolve_iface(
     att: &Attachment,
     opts: &LoadOptions,
     view: &Result<NodeView, String>,
+    peers: &Peers<'_>,
 ) -> Result<(String, u32), SwapError> {
     let missing = |detail: String| SwapError::InterfaceMissing {
         endpoint: att.endpoint.clone(),
@@ -402,24 +424,22 @@ fn resolve_iface(
         .as_ref()
         .map_err(|e| missing(format!("netns {node}: {e}")))?;
     if let Some(name) = &att.interface {
-        let idx = view.by_name.get(name).ok_or_else(|| {
-            missing(format!(
-                "interface {name}: No such device (looked in {node})"
-            ))
-        })?;
-        return Ok((name.clone(), *idx));
+        let idx = view.by_name[name.as_str()]
+            .clone()
+            .map_err(|e| missing(format!("{e} (looked in {node})")))?;
+        return Ok((name.clone(), idx));
     }
     let ns = att
         .netns
         .as_deref()
         .expect("the bundle builder demands one of the two");
-    let peer = peer_of_eth0(ns).map_err(missing)?;
-    let name = view.by_index.get(&peer).ok_or_else(|| {
+    let peer = peers[ns].clone().map_err(missing)?;
+    let name = view.by_index.get(&peer).cloned().flatten().ok_or_else(|| {
         missing(format!(
             "eth0 of netns {ns} has its peer at index {peer}, not found in {node}"
         ))
     })?;
-    Ok((name.clone(), peer))
+    Ok((name, peer))
 }
 
 /// The peer ifindex of eth0 in `netns` (`IFLA_LINK` of a veth).
@@ -832,13 +852,30 @@ fn build_and_flip(
 
     // 1. Every interface exists (nothing touched yet).
     let mut plans = Vec::new();
+    let peers: Peers<'_> = bundle
+        .attachments
+        .iter()
+        .filter_map(|a| a.netns.as_deref())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|ns| (ns, peer_of_eth0(ns)))
+        .collect();
     let view = if bundle.attachments.is_empty() {
         Err("no attachments".to_owned()) // never consulted
     } else {
-        node_view(opts)
+        let names = bundle
+            .attachments
+            .iter()
+            .filter_map(|a| a.interface.as_deref())
+            .collect();
+        let peer_ixs = peers
+            .values()
+            .filter_map(|p| p.as_ref().ok().copied())
+            .collect();
+        node_view(opts, &names, &peer_ixs)
     };
     for att in &bundle.attachments {
-        let (iface, ifindex) = resolve_iface(att, opts, &view)?;
+        let (iface, ifindex) = resolve_iface(att, opts, &view, &peers)?;
         let target = TcxTarget::new(opts.node_netns.as_deref(), &iface, direction(att.hook));
         let pin = links_dir(&opts.root).join(hook_pin_name(&iface, att.hook));
         plans.push(HookPlan {

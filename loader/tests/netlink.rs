@@ -104,7 +104,20 @@ fn veth_pair_addresses_routes_and_neighbours_show_up_in_ip() {
     assert_eq!((va.mac, va.mtu, va.up), (Some(host_mac), Some(1400), true));
     assert_eq!(vb.mac, Some(peer_mac));
     assert!(!vb.up);
-    assert!(na.links().unwrap().iter().any(|l| l.name == "lo"));
+    let mut full: Vec<(u32, String)> = na
+        .links()
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.index, l.name))
+        .collect();
+    let mut fast = na.link_names().unwrap();
+    full.sort();
+    fast.sort();
+    assert_eq!(
+        fast, full,
+        "the fast name dump reads what the full one does"
+    );
+    assert!(full.iter().any(|(_, n)| n == "lo") && full.iter().any(|(_, n)| n == "va"));
     assert_eq!(nb.link("nonexistent0").unwrap(), None);
 
     nb.set_up("vb", true).unwrap();

@@ -20,7 +20,8 @@ use std::io;
 use std::os::fd::AsFd;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -150,14 +151,18 @@ impl Netlink {
         Ok(self.seq)
     }
 
-    /// Reads replies to request `seq` until `Done` or an error/ack, handing every inner
-    /// message to `each`.
-    fn receive(
+    /// Reads replies to request `seq` until `Done` or an error/ack, handing the type and
+    /// payload of every other message to `each` (which may parse only what it needs).
+    fn receive_raw(
         &mut self,
         seq: u32,
         request: &dyn Fn() -> String,
-        mut each: impl FnMut(RouteNetlinkMessage),
+        mut each: impl FnMut(u16, &[u8]) -> Result<()>,
     ) -> Result<()> {
+        let decode = |detail: String| NetlinkError::Decode {
+            request: request(),
+            detail,
+        };
         loop {
             self.buf.clear();
             self.buf.reserve(RECV_BUF);
@@ -166,51 +171,63 @@ impl Netlink {
                 .recv(&mut self.buf, 0)
                 .map_err(NetlinkError::Socket)?;
             if n > self.buf.len() {
-                return Err(NetlinkError::Decode {
-                    request: request(),
-                    detail: format!("a {n}-byte datagram did not fit the buffer"),
-                });
+                return Err(decode(format!(
+                    "a {n}-byte datagram did not fit the buffer"
+                )));
             }
             let mut off = 0;
             while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| NetlinkError::Decode {
-                        request: request(),
-                        detail: e.to_string(),
-                    })?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    return Err(NetlinkError::Decode {
-                        request: request(),
-                        detail: "zero-length message".into(),
-                    });
-                }
+                let msg = NetlinkBuffer::new_checked(&self.buf[off..n])
+                    .map_err(|e| decode(e.to_string()))?;
+                let len = msg.length() as usize; // at least a header: checked above
+                let (kind, msg_seq) = (msg.message_type(), msg.sequence_number());
+                let whole = &self.buf[off..off + len];
                 off += len.next_multiple_of(4);
-                if msg.header.sequence_number != seq {
+                if msg_seq != seq {
                     continue; // a late answer to an earlier request
                 }
-                match msg.payload {
-                    NetlinkPayload::Done(d) if d.code < 0 => {
-                        return Err(NetlinkError::Kernel {
-                            request: request(),
-                            source: io::Error::from_raw_os_error(-d.code),
-                        });
+                match kind {
+                    NLMSG_DONE | NLMSG_ERROR => {}
+                    NLMSG_NOOP | NLMSG_OVERRUN => continue,
+                    _ => {
+                        each(kind, msg.payload())?;
+                        continue;
                     }
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(()), // the acknowledgement
-                            Some(_) => Err(NetlinkError::Kernel {
-                                request: request(),
-                                source: e.to_io(),
-                            }),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(m) => each(m),
-                    _ => {}
                 }
+                let end = NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole)
+                    .map_err(|e| decode(e.to_string()))?;
+                return match end.payload {
+                    NetlinkPayload::Done(d) if d.code < 0 => Err(NetlinkError::Kernel {
+                        request: request(),
+                        source: io::Error::from_raw_os_error(-d.code),
+                    }),
+                    NetlinkPayload::Error(e) if e.code.is_some() => Err(NetlinkError::Kernel {
+                        request: request(),
+                        source: e.to_io(),
+                    }),
+                    _ => Ok(()), // the end of a dump, or the acknowledgement
+                };
             }
         }
+    }
+
+    /// [`Self::receive_raw`], every message parsed whole.
+    fn receive(
+        &mut self,
+        seq: u32,
+        request: &dyn Fn() -> String,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<()> {
+        self.receive_raw(seq, request, |kind, payload| {
+            let m = RouteNetlinkMessage::parse_with_param(payload, kind).map_err(|e| {
+                NetlinkError::Decode {
+                    request: request(),
+                    detail: e.to_string(),
+                }
+            })?;
+            each(m);
+            Ok(())
+        })
     }
 
     /// Sends one change (new/set/del) and waits for the kernel's acknowledgement.
@@ -235,6 +252,17 @@ impl Netlink {
         let mut out = Vec::new();
         self.receive(seq, request, |m| out.push(m))?;
         Ok(out)
+    }
+
+    /// A dump request whose replies `each` reads raw (type, payload).
+    pub(crate) fn dump_raw(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        request: &dyn Fn() -> String,
+        each: impl FnMut(u16, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let seq = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP)?;
+        self.receive_raw(seq, request, each)
     }
 
     /// A get request for one object.

@@ -233,3 +233,46 @@ pub fn pid_max() -> u32 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(4_194_304)
 }
+
+/// The index of each of `names` in the calling thread's namespace, through one socket and
+/// one `SIOCGIFINDEX` ioctl per name (a hash look-up in the kernel, a microsecond or two).
+/// Everything else about links goes through `crate::netlink`; this stays because a netlink
+/// link dump fills every device's whole record: about 30 ms of kernel time at 2,000
+/// devices, where these ioctls take 2 ms.
+pub fn if_indexes<'n>(
+    names: impl IntoIterator<Item = &'n str>,
+) -> io::Result<Vec<io::Result<u32>>> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let bytes = name.as_bytes();
+            if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("interface {name}: invalid name"),
+                ));
+            }
+            // SAFETY: ifreq is plain data; zero is a valid value.
+            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+                *d = *s as libc::c_char;
+            }
+            // SAFETY: SIOCGIFINDEX reads ifr_name (NUL-terminated: zeroed above) and writes
+            // ifr_ifindex inside `req`.
+            let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("interface {name}: {e}")));
+            }
+            // SAFETY: on success the kernel filled the ifindex member of the union.
+            Ok(unsafe { req.ifr_ifru.ifru_ifindex } as u32)
+        })
+        .collect())
+}
