@@ -148,6 +148,18 @@ fn named_path(name: &str) -> io::Result<PathBuf> {
 /// Makes /run/netns exist and be a shared mount point, as iproute2 does: mounts made
 /// under it then propagate to mount namespaces created later (`ip netns exec`).
 fn share_run_dir() -> io::Result<()> {
+    // Once per process, and never from two threads at once: two racing "bind it onto itself"
+    // steps would stack two mounts on the directory.
+    static SHARED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if !*done {
+        make_run_dir_shared()?;
+        *done = true;
+    }
+    Ok(())
+}
+
+fn make_run_dir_shared() -> io::Result<()> {
     let dir = Path::new(NETNS_RUN_DIR);
     std::fs::create_dir_all(dir)?;
     let shared = |what: &str| {
