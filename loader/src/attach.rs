@@ -156,19 +156,24 @@ pub struct TcxLink {
 
 /// Attaches a loaded program at the end of `target`'s tcx chain.
 pub fn attach(prog: &mut SchedClassifier, target: &TcxTarget) -> Result<TcxLink, AttachError> {
+    target.run_in(|| attach_here(prog, target))?
+}
+
+/// [`attach`] from the calling thread, which is already in `target`'s namespace (so that
+/// attaching many hooks needs one visit to it, not a thread each).
+pub fn attach_here(prog: &mut SchedClassifier, target: &TcxTarget) -> Result<TcxLink, AttachError> {
     let attach_err = |source| AttachError::Attach {
         target: target.clone(),
         source: Box::new(source),
     };
-    let link = target.run_in(|| {
-        let id = prog.attach_with_options(
+    let link = prog
+        .attach_with_options(
             &target.iface,
             target.direction.aya(),
             TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )?;
+        )
         // The program would detach its links when dropped; the TcxLink owns this one.
-        prog.take_link(id)
-    })?;
+        .and_then(|id| prog.take_link(id));
     let link = FdLink::try_from(link.map_err(attach_err)?).map_err(|source| AttachError::Link {
         target: target.clone(),
         source,

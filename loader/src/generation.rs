@@ -37,6 +37,7 @@ use sluice_bundle::MapDef;
 use sluice_bundle::{Attachment, Bundle, Digest, EndpointRef, Hook, MapScope};
 
 use crate::attach::{self, AttachError, Direction, TcxLink, TcxTarget};
+use crate::netlink::Netlink;
 use crate::pin;
 use crate::sys::{bpf as sysbpf, fs as sysfs, netns};
 
@@ -245,6 +246,10 @@ pub struct HookState {
     /// recreated under the same name has another, and its old link is defunct.
     #[serde(default)]
     pub ifindex: u32,
+    /// Cookie of the node namespace the interface was in (`SO_NETNS_COOKIE`): the
+    /// interface's identity is (namespace, ifindex), never its name.
+    #[serde(default)]
+    pub netns_cookie: u64,
     pub hook: Hook,
     pub pin: PathBuf,
     pub artifact: Digest,
@@ -356,85 +361,156 @@ fn in_node<T: Send>(opts: &LoadOptions, f: impl FnOnce() -> T + Send) -> io::Res
     }
 }
 
-/// Finds the host-side interface of an attachment: by name, or as the peer of the
-/// endpoint netns's eth0. Returns (name, ifindex) in the node namespace.
-/// The ifindex of every interface the attachments name, looked up in one visit to the node
-/// namespace (a thread per look-up cost milliseconds at a thousand endpoints).
-type Indexes = BTreeMap<String, Result<u32, String>>;
-
-fn iface_indexes(bundle: &Bundle, opts: &LoadOptions) -> Result<Indexes, String> {
-    let names: BTreeSet<&str> = bundle
-        .attachments
-        .iter()
-        .filter_map(|a| a.interface.as_deref())
-        .collect();
-    if names.is_empty() {
-        return Ok(Indexes::new());
-    }
-    let found = in_node(opts, || netns::if_indexes(names.iter().copied()))
-        .and_then(|r| r)
-        .map_err(|e| e.to_string())?;
-    Ok(names
-        .iter()
-        .zip(found)
-        .map(|(n, ix)| (n.to_string(), ix.map_err(|e| e.to_string())))
-        .collect())
+fn node_name(opts: &LoadOptions) -> &str {
+    opts.node_netns.as_deref().unwrap_or("the current netns")
 }
 
+/// The node namespace as one visit saw it: its identity and the interfaces asked about.
+struct NodeView {
+    /// The namespace's cookie: a namespace deleted and recreated under the same name has
+    /// another, and interfaces in it may get the same indexes as before.
+    cookie: u64,
+    by_name: HashMap<String, Result<u32, String>>,
+    /// Name of each peer index asked about (None: no such interface).
+    by_index: HashMap<u32, Option<String>>,
+}
+
+fn node_view(
+    opts: &LoadOptions,
+    names: &BTreeSet<&str>,
+    peers: &BTreeSet<u32>,
+) -> Result<NodeView, String> {
+    in_node(opts, || {
+        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
+        let cookie = nl.netns_cookie().map_err(|e| e.to_string())?;
+        let found = netns::if_indexes(names.iter().copied()).map_err(|e| e.to_string())?;
+        let by_name = names
+            .iter()
+            .zip(found)
+            .map(|(n, ix)| (n.to_string(), ix.map_err(|e| e.to_string())))
+            .collect();
+        let mut by_index = HashMap::new();
+        for &p in peers {
+            let link = nl.link_by_index(p).map_err(|e| e.to_string())?;
+            by_index.insert(p, link.map(|l| l.name));
+        }
+        Ok(NodeView {
+            cookie,
+            by_name,
+            by_index,
+        })
+    })
+    .map_err(|e| e.to_string())?
+}
+
+/// The peer index of each endpoint netns's eth0, for attachments named by netns.
+type Peers<'b> = BTreeMap<&'b str, Result<u32, String>>;
+
+/// Finds the host-side interface of an attachment: by name, or as the peer of the
+/// endpoint netns's eth0. Returns (name, ifindex) in the node namespace.
 fn resolve_iface(
     att: &Attachment,
     opts: &LoadOptions,
-    indexes: &Result<Indexes, String>,
+    view: &Result<NodeView, String>,
+    peers: &Peers<'_>,
 ) -> Result<(String, u32), SwapError> {
     let missing = |detail: String| SwapError::InterfaceMissing {
         endpoint: att.endpoint.clone(),
         hook: att.hook.as_str(),
         detail,
     };
-    let node = opts.node_netns.as_deref().unwrap_or("the current netns");
+    let node = node_name(opts);
+    let view = view
+        .as_ref()
+        .map_err(|e| missing(format!("netns {node}: {e}")))?;
     if let Some(name) = &att.interface {
-        let idx = match indexes {
-            Err(e) => return Err(missing(format!("netns {node}: {e}"))),
-            Ok(ix) => ix[name.as_str()]
-                .clone()
-                .map_err(|e| missing(format!("{e} (looked in {node})")))?,
-        };
+        let idx = view.by_name[name.as_str()]
+            .clone()
+            .map_err(|e| missing(format!("{e} (looked in {node})")))?;
         return Ok((name.clone(), idx));
     }
     let ns = att
         .netns
         .as_deref()
         .expect("the bundle builder demands one of the two");
-    let peer = peer_of_eth0(ns).map_err(missing)?;
-    let name = in_node(opts, || netns::if_name(peer))
-        .map_err(|e| missing(format!("netns {node}: {e}")))?
-        .map_err(|e| {
-            missing(format!(
-                "eth0 of netns {ns} has its peer at index {peer}, not found in {node}: {e}"
-            ))
-        })?;
+    let peer = peers[ns].clone().map_err(missing)?;
+    let name = view.by_index.get(&peer).cloned().flatten().ok_or_else(|| {
+        missing(format!(
+            "eth0 of netns {ns} has its peer at index {peer}, not found in {node}"
+        ))
+    })?;
     Ok((name, peer))
 }
 
-/// The peer ifindex of eth0 in `netns` (as iproute2 reports it).
+/// The peer ifindex of eth0 in `netns` (`IFLA_LINK` of a veth).
 fn peer_of_eth0(netns: &str) -> Result<u32, String> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", netns, "-j", "link", "show", "dev", "eth0"])
-        .output()
-        .map_err(|e| format!("running ip: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "eth0 in netns {netns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    let eth0 = Netlink::open_named(Some(netns))
+        .and_then(|mut nl| nl.link("eth0"))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("eth0 in netns {netns}: No such device"))?;
+    match (eth0.kind.as_deref(), eth0.peer) {
+        (Some("veth"), Some(peer)) => Ok(peer),
+        _ => Err(format!(
+            "eth0 in netns {netns} is not one end of a veth pair"
+        )),
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("parsing `ip -j link` output: {e}"))?;
-    v.get(0)
-        .and_then(|l| l.get("link_index"))
-        .and_then(|i| i.as_u64())
-        .map(|i| i as u32)
-        .ok_or_else(|| format!("eth0 in netns {netns} is not one end of a veth pair"))
+}
+
+fn attach_type(h: Hook) -> u32 {
+    match h {
+        Hook::Ingress => sysbpf::BPF_TCX_INGRESS,
+        Hook::Egress => sysbpf::BPF_TCX_EGRESS,
+    }
+}
+
+/// Where a hook is: (ifindex in the node namespace, tcx attach type).
+type HookKey = (u32, u32);
+
+/// What runs on each of `keys` now, asked in the node namespace (one visit, one
+/// BPF_PROG_QUERY per hook), provided that namespace is still the one with `cookie`.
+fn live_chains(
+    opts: &LoadOptions,
+    cookie: u64,
+    keys: impl IntoIterator<Item = HookKey>,
+) -> Result<HashMap<HookKey, sysbpf::TcxChain>, String> {
+    let keys: BTreeSet<HookKey> = keys.into_iter().collect();
+    let node = node_name(opts);
+
+    in_node(opts, || {
+        let here = Netlink::open()
+            .and_then(|nl| nl.netns_cookie())
+            .map_err(|e| e.to_string())?;
+        if here != cookie {
+            return Err(format!(
+                "netns {node} was replaced while loading (cookie {cookie} became {here})"
+            ));
+        }
+        let mut out = HashMap::new();
+        for (ifindex, at) in keys {
+            match sysbpf::tcx_query(ifindex, at) {
+                Ok(chain) => {
+                    out.insert((ifindex, at), chain);
+                }
+                // The interface is gone: nothing runs there.
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+                Err(e) => return Err(format!("querying tcx on ifindex {ifindex}: {e}")),
+            }
+        }
+        Ok(out)
+    })
+    .map_err(|e| format!("netns {node}: {e}"))?
+}
+
+/// Whether `link_id` runs `program_id` on the hook `key` (as [`live_chains`] saw it).
+fn runs(
+    chains: &HashMap<HookKey, sysbpf::TcxChain>,
+    key: HookKey,
+    link_id: u32,
+    program_id: u32,
+) -> bool {
+    chains
+        .get(&key)
+        .is_some_and(|c| c.entries.contains(&(link_id, program_id)))
 }
 
 /// The MapData behind any aya map (every variant wraps one).
@@ -571,6 +647,7 @@ struct HookPlan<'b> {
     att: &'b Attachment,
     iface: String,
     ifindex: u32,
+    key: HookKey,
     target: TcxTarget,
     pin: PathBuf,
 }
@@ -645,16 +722,19 @@ fn shared_digest(bundle: &Bundle) -> Digest {
 
 /// Hooks that can keep what they run: the running generation (as the state file, written
 /// under the lock, records it) has the same artifact on the same pin, built against the same
-/// generation-scope maps, on the same interface (same ifindex: not recreated), and the pin is
-/// still there. pin → (link, program).
+/// generation-scope maps, on the same interface (same node namespace, by cookie, and same
+/// ifindex: not recreated), the pin is still there, and the kernel confirms that the
+/// recorded link runs the recorded program on that hook. pin → (link, program).
 ///
-/// The kernel is not asked per hook: at a thousand endpoints that alone cost more than the
-/// whole swap. Only the loader changes pinned links; `sluice status` shows what they run.
+/// The state file is not trusted alone: a namespace recreated under its name gives its
+/// interfaces the same indexes, while the old links are defunct.
 fn unchanged_hooks(
     plans: &[HookPlan<'_>],
     prev: Option<&State>,
     shared: Digest,
     pins: &HashSet<PathBuf>,
+    cookie: u64,
+    chains: &HashMap<HookKey, sysbpf::TcxChain>,
 ) -> HashMap<PathBuf, (u32, u32)> {
     let mut keep = HashMap::new();
     let Some(prev) = prev.filter(|p| p.shared_digest == Some(shared)) else {
@@ -666,9 +746,17 @@ fn unchanged_hooks(
         let Some(h) = recorded.get(plan.pin.as_path()) else {
             continue;
         };
-        if h.artifact == plan.att.artifact && h.ifindex == plan.ifindex && pins.contains(&plan.pin)
-        {
+        let same = h.artifact == plan.att.artifact
+            && h.ifindex == plan.ifindex
+            && h.netns_cookie == cookie
+            && pins.contains(&plan.pin);
+        if !same {
+            continue;
+        }
+        if runs(chains, plan.key, h.link_id, h.program_id) {
             keep.insert(plan.pin.clone(), (h.link_id, h.program_id));
+        } else {
+            tracing::info!(hook = %plan.target, link_id = h.link_id, "recorded hook not running, re-attaching");
         }
     }
     keep
@@ -764,15 +852,37 @@ fn build_and_flip(
 
     // 1. Every interface exists (nothing touched yet).
     let mut plans = Vec::new();
-    let indexes = iface_indexes(bundle, opts);
+    let peers: Peers<'_> = bundle
+        .attachments
+        .iter()
+        .filter_map(|a| a.netns.as_deref())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|ns| (ns, peer_of_eth0(ns)))
+        .collect();
+    let view = if bundle.attachments.is_empty() {
+        Err("no attachments".to_owned()) // never consulted
+    } else {
+        let names = bundle
+            .attachments
+            .iter()
+            .filter_map(|a| a.interface.as_deref())
+            .collect();
+        let peer_ixs = peers
+            .values()
+            .filter_map(|p| p.as_ref().ok().copied())
+            .collect();
+        node_view(opts, &names, &peer_ixs)
+    };
     for att in &bundle.attachments {
-        let (iface, ifindex) = resolve_iface(att, opts, &indexes)?;
+        let (iface, ifindex) = resolve_iface(att, opts, &view, &peers)?;
         let target = TcxTarget::new(opts.node_netns.as_deref(), &iface, direction(att.hook));
         let pin = links_dir(&opts.root).join(hook_pin_name(&iface, att.hook));
         plans.push(HookPlan {
             att,
             iface,
             ifindex,
+            key: (ifindex, attach_type(att.hook)),
             target,
             pin,
         });
@@ -832,7 +942,17 @@ fn build_and_flip(
     for e in std::fs::read_dir(links_dir(&opts.root)).map_err(prep("listing links"))? {
         pins.insert(e.map_err(prep("listing links"))?.path());
     }
-    let keep = unchanged_hooks(&plans, prev, shared, &pins);
+    // What the kernel runs on every hook now (the state file says what it should).
+    let cookie = view.as_ref().map_or(0, |v| v.cookie);
+    let chains = if plans.is_empty() {
+        HashMap::new()
+    } else {
+        live_chains(opts, cookie, plans.iter().map(|p| p.key)).map_err(|e| SwapError::Prepare {
+            what: "reading the hooks".into(),
+            source: io::Error::other(e),
+        })?
+    };
+    let keep = unchanged_hooks(&plans, prev, shared, &pins, cookie, &chains);
     let needed: BTreeSet<Digest> = plans
         .iter()
         .filter(|p| !keep.contains_key(&p.pin))
@@ -936,7 +1056,9 @@ fn build_and_flip(
             .map_err(|e| SwapError::Conflict(format!("pinned link {}: {e}", path.display())))?;
         let fd = sysbpf::link_fd_by_id(link.id()).map_err(prep("opening a pinned link"))?;
         let info = sysbpf::link_info(fd.as_fd()).map_err(prep("reading link info"))?;
-        if info.ifindex == plan.ifindex {
+        // The link must be on this hook of this interface in this namespace, not merely on
+        // some device with the same index.
+        if info.ifindex == plan.ifindex && runs(&chains, plan.key, link.id(), info.prog_id) {
             existing.insert(path, (link, info.prog_id));
         } else {
             // Defunct (its interface went away) or now on another device: re-attach.
@@ -951,59 +1073,94 @@ fn build_and_flip(
             .all(|s| !by_pin.contains_key(s) || !existing.contains_key(s))
     );
 
-    // 7. Flip. Nothing before this point changed what any hook runs.
+    // 7. Flip. Nothing before this point changed what any hook runs. New hooks are
+    //    attached from one thread in the node namespace, not one thread per hook.
     let flip_started = Instant::now();
-    let mut journal: Vec<Done> = Vec::new();
-    let mut hooks = Vec::new();
-    for plan in &plans {
-        let id = plan.att.artifact;
-        if let Some(&(link_id, program_id)) = keep.get(&plan.pin) {
-            hooks.push(HookReport {
-                endpoint: plan.att.endpoint.clone(),
-                target: plan.target.clone(),
-                artifact: id,
-                link_id,
-                program_id,
-                action: HookAction::Unchanged,
-            });
-            continue;
-        }
-        let art = &bundle.artifacts[&id];
-        let ebpf = objects.get_mut(&id).expect("loaded above");
-        let prog = classifier_mut(ebpf, &art.program, id)?;
-        let new_id = program_ids[&id];
-        let step = flip_one(
-            plan,
-            prog,
-            new_id,
-            existing.remove(&plan.pin),
-            &stale,
-            &mut journal,
-        );
-        match step {
-            Ok((link_id, action)) => hooks.push(HookReport {
-                endpoint: plan.att.endpoint.clone(),
-                target: plan.target.clone(),
-                artifact: id,
-                link_id,
-                program_id: new_id,
-                action,
-            }),
-            Err(source) => {
-                let rolled_back = rollback(journal);
-                return Err(SwapError::Flip {
+    let hooks = in_node(opts, || {
+        let mut journal: Vec<Done> = Vec::new();
+        let mut hooks = Vec::new();
+        for plan in &plans {
+            let id = plan.att.artifact;
+            if let Some(&(link_id, program_id)) = keep.get(&plan.pin) {
+                hooks.push(HookReport {
+                    endpoint: plan.att.endpoint.clone(),
                     target: plan.target.clone(),
-                    source: Box::new(source),
-                    rolled_back,
+                    artifact: id,
+                    link_id,
+                    program_id,
+                    action: HookAction::Unchanged,
                 });
+                continue;
+            }
+            let art = &bundle.artifacts[&id];
+            let ebpf = objects.get_mut(&id).expect("loaded above");
+            let prog = match classifier_mut(ebpf, &art.program, id) {
+                Ok(p) => p,
+                Err(e) => {
+                    rollback(journal);
+                    return Err(e);
+                }
+            };
+            let new_id = program_ids[&id];
+            let step = flip_one(
+                plan,
+                prog,
+                new_id,
+                existing.remove(&plan.pin),
+                &stale,
+                &mut journal,
+            );
+            match step {
+                Ok((link_id, action)) => hooks.push(HookReport {
+                    endpoint: plan.att.endpoint.clone(),
+                    target: plan.target.clone(),
+                    artifact: id,
+                    link_id,
+                    program_id: new_id,
+                    action,
+                }),
+                Err(source) => {
+                    let rolled_back = rollback(journal);
+                    return Err(SwapError::Flip {
+                        target: plan.target.clone(),
+                        source: Box::new(source),
+                        rolled_back,
+                    });
+                }
             }
         }
-    }
+        Ok(hooks)
+    })
+    .map_err(|e| SwapError::Prepare {
+        what: format!("entering netns {}", node_name(opts)),
+        source: e,
+    })??;
 
     let flip_finished = Instant::now();
 
-    // 8. After the flip: detach hooks that are gone, record the state.
+    // 8. After the flip: every hook must be seen enforcing (the kernel runs the link with
+    //    the generation's program on that interface of that namespace), never assumed.
     let mut problems = Vec::new();
+    if !plans.is_empty() {
+        match live_chains(opts, cookie, plans.iter().map(|p| p.key)) {
+            Ok(now) => {
+                for (p, h) in plans.iter().zip(&hooks) {
+                    if !runs(&now, p.key, h.link_id, h.program_id) {
+                        problems.push(format!(
+                            "{} is not enforcing: expected link {} running program {} on ifindex {}, the kernel has {:?}",
+                            p.target,
+                            h.link_id,
+                            h.program_id,
+                            p.ifindex,
+                            now.get(&p.key).map(|c| &c.entries)
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("verifying the hooks: {e}")),
+        }
+    }
+    // Detach hooks that are gone, record the state.
     let mut detached = Vec::new();
     for path in stale {
         if plans.iter().any(|p| p.pin == path) {
@@ -1041,6 +1198,7 @@ fn build_and_flip(
                 endpoint: h.endpoint.clone(),
                 iface: p.iface.clone(),
                 ifindex: p.ifindex,
+                netns_cookie: cookie,
                 hook: p.att.hook,
                 pin: p.pin.clone(),
                 artifact: h.artifact,
@@ -1183,7 +1341,7 @@ fn flip_one(
             source,
         })?;
     }
-    let mut link = attach::attach(prog, &plan.target)?;
+    let mut link = attach::attach_here(prog, &plan.target)?; // the caller is in the node netns
     let id = link.id();
     let res = link.pin(&plan.pin);
     journal.push(Done::Attached(link));

@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod generation;
 pub mod load;
+pub mod netlink;
 pub mod pin;
 pub mod sys;
 pub mod trace;

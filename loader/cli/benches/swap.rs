@@ -15,7 +15,6 @@
 use sluice_compiler::resolve::InventoryFiles;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_cli::topology::unique_prefix;
@@ -23,6 +22,7 @@ use sluice_compiler::compile::{self, CompileOptions, CompileTimes};
 use sluice_compiler::resolve::Inventory;
 use sluice_compiler::source::{SourceMap, dsl};
 use sluice_loader::generation::{self, LoadOptions};
+use sluice_loader::netlink::{Netlink, Netns, NewLink, Peer, remove_netns};
 
 const GROUPS: usize = 10;
 
@@ -35,7 +35,7 @@ struct Node {
 impl Node {
     fn new(prefix: &str, endpoints: usize) -> Node {
         let ns = format!("{prefix}-node");
-        run(Command::new("ip").args(["netns", "add", &ns]));
+        let handle = Netns::create(&ns).expect("netns add");
         let node = Node {
             ns: ns.clone(),
             opts: LoadOptions {
@@ -44,25 +44,13 @@ impl Node {
                 node_netns: Some(ns.clone()),
             },
         };
-        let mut batch = String::new();
+        let mut nl = Netlink::open_in(&handle).expect("netlink");
         for i in 0..endpoints {
-            batch.push_str(&format!(
-                "link add {prefix}v{i} type veth peer name {prefix}w{i}\nlink set {prefix}v{i} up\nlink set {prefix}w{i} up\n"
-            ));
+            let (v, w) = (format!("{prefix}v{i}"), format!("{prefix}w{i}"));
+            nl.add_link(&NewLink::veth(&v, Peer::new(&w)).up())
+                .and_then(|()| nl.set_up(&w, true))
+                .expect("creating veths");
         }
-        let mut child = Command::new("ip")
-            .args(["-n", &ns, "-batch", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("ip");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(batch.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "creating veths");
         node
     }
 }
@@ -72,13 +60,9 @@ impl Drop for Node {
         if let Err(e) = generation::unload(&self.opts) {
             eprintln!("unload: {e}");
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        // The veths live in the namespace and go with it.
+        let _ = remove_netns(&self.ns);
     }
-}
-
-fn run(c: &mut Command) {
-    let st = c.status().expect("run");
-    assert!(st.success(), "{c:?}");
 }
 
 fn inventory(prefix: &str, endpoints: usize) -> Inventory {

@@ -25,13 +25,24 @@ struct Rig {
     made: leftovers::Made,
 }
 
+fn spec() -> TopologySpec {
+    TopologySpec::new()
+        .pod("shop", "lb", Ipv4Addr::new(10, 223, 0, 1))
+        .pod("shop", "web", Ipv4Addr::new(10, 223, 0, 2))
+        .pod("shop", "other", Ipv4Addr::new(10, 223, 0, 3))
+}
+
+fn web_servers(topo: &Topology) -> Vec<Servers> {
+    let web = topo.pod("shop", "web").unwrap().netns.clone();
+    vec![
+        topo.serve(&web, &[(80, Proto::Tcp), (81, Proto::Tcp)])
+            .expect("servers"),
+    ]
+}
+
 impl Rig {
     fn new() -> Rig {
-        let spec = TopologySpec::new()
-            .pod("shop", "lb", Ipv4Addr::new(10, 223, 0, 1))
-            .pod("shop", "web", Ipv4Addr::new(10, 223, 0, 2))
-            .pod("shop", "other", Ipv4Addr::new(10, 223, 0, 3));
-        let topo = Topology::build(&spec).expect("build topology");
+        let topo = Topology::build(&spec()).expect("build topology");
         let opts = LoadOptions {
             root: PathBuf::from(format!("/sys/fs/bpf/{}-sluice", topo.prefix())),
             state_dir: PathBuf::from(format!("/run/{}-sluice", topo.prefix())),
@@ -44,11 +55,7 @@ impl Rig {
             dirs: vec![opts.root.clone(), opts.state_dir.clone()],
             ..Default::default()
         };
-        let web = topo.pod("shop", "web").unwrap().netns.clone();
-        let servers = vec![
-            topo.serve(&web, &[(80, Proto::Tcp), (81, Proto::Tcp)])
-                .expect("servers"),
-        ];
+        let servers = web_servers(&topo);
         let mut inv = String::from("endpoints:\n");
         for p in topo.pods() {
             inv.push_str(&format!(
@@ -64,6 +71,26 @@ impl Rig {
             dir,
             made,
         }
+    }
+
+    /// A node restart: every namespace and veth deleted and made again, same names.
+    fn recreate(&mut self) {
+        self.servers.clear();
+        let prefix = self.topo().prefix().to_owned();
+        self.topo.take().unwrap().teardown().expect("teardown");
+        let topo = Topology::build_with_prefix(&spec(), &prefix).expect("rebuild");
+        self.servers = web_servers(&topo);
+        self.topo = Some(topo);
+    }
+
+    fn status(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("status")
+            .args(self.pin_args())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn topo(&self) -> &Topology {
@@ -369,4 +396,37 @@ fn isolated_pods_drop_ipv6_while_ipv4_and_arp_work() {
     rig.made.links.dedup();
     rig.made.programs.sort();
     rig.made.programs.dedup();
+}
+
+#[test]
+fn apply_after_the_namespaces_were_recreated_attaches_again() {
+    let mut rig = Rig::new();
+    let policy = "policy \"web\" in namespace shop {\n  select app = web\n  ingress allow from pods { app = lb } ports 80/tcp\n}\n";
+    let out = rig.apply(policy);
+    assert!(out.starts_with("generation 1 live"), "{out}");
+    assert_eq!(rig.probe("other", "web", 80), ProbeOutcome::TimedOut);
+
+    rig.recreate();
+    assert_eq!(
+        rig.probe("other", "web", 80),
+        ProbeOutcome::Connected,
+        "the recreated interfaces run nothing"
+    );
+    assert!(rig.status().contains("DEFUNCT"), "{}", rig.status());
+
+    // The same policy again: not "unchanged", every hook attached anew, and enforcing.
+    let out = rig.apply(policy);
+    assert!(out.starts_with("generation 2 live"), "{out}");
+    assert!(!out.contains("unchanged"), "{out}");
+    assert_eq!(out.matches("attached").count(), 6, "{out}");
+    let (links, progs) = ids(&out);
+    rig.made.links.extend(&links);
+    rig.made.programs.extend(&progs);
+    assert_eq!(rig.probe("other", "web", 80), ProbeOutcome::TimedOut);
+    assert_eq!(rig.probe("lb", "web", 80), ProbeOutcome::Connected);
+    let status = rig.status();
+    assert!(
+        !status.contains("DEFUNCT") && !status.contains("MISSING"),
+        "{status}"
+    );
 }

@@ -152,13 +152,28 @@ struct Box_ {
 }
 
 impl Box_ {
+    fn spec(third_octet: u8) -> TopologySpec {
+        TopologySpec::new()
+            .pod("default", "a", Ipv4Addr::new(10, 220, third_octet, 1))
+            .pod("default", "b", Ipv4Addr::new(10, 220, third_octet, 2))
+    }
+
+    /// A node restart: every namespace and veth of the box deleted and made again under
+    /// the same names, with fresh servers.
+    fn recreate(&mut self, third_octet: u8) {
+        self.servers.clear();
+        let prefix = self.topo().prefix().to_owned();
+        self.topo.take().unwrap().teardown().expect("teardown");
+        let topo = Topology::build_with_prefix(&Self::spec(third_octet), &prefix)
+            .expect("rebuild topology");
+        self.servers = topo
+            .serve_pods(&[(80, Proto::Tcp), (81, Proto::Tcp)])
+            .unwrap();
+        self.topo = Some(topo);
+    }
+
     fn new(third_octet: u8) -> Box_ {
-        let topo = Topology::build(
-            &TopologySpec::new()
-                .pod("default", "a", Ipv4Addr::new(10, 220, third_octet, 1))
-                .pod("default", "b", Ipv4Addr::new(10, 220, third_octet, 2)),
-        )
-        .expect("build topology");
+        let topo = Topology::build(&Self::spec(third_octet)).expect("build topology");
         let servers = topo
             .serve_pods(&[(80, Proto::Tcp), (81, Proto::Tcp)])
             .unwrap();
@@ -822,4 +837,72 @@ fn cli_load_status_reload_unload_across_processes() {
     assert!(out.trim() == "null", "{out}");
     assert_eq!(bx.tcp("a", "b", 80), ProbeOutcome::Connected);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The host-side interface index of `pod` in the node namespace, read over netlink.
+fn host_ifindex(bx: &Box_, pod: &str) -> u32 {
+    let p = bx.topo().pod("default", pod).unwrap();
+    sluice_loader::netlink::Netlink::open_named(Some(bx.topo().node_netns()))
+        .and_then(|mut nl| nl.index_of(&p.host_if))
+        .unwrap()
+}
+
+#[test]
+fn hooks_on_a_recreated_namespace_are_attached_again_not_reported_unchanged() {
+    let mut bx = Box_::new(7);
+    let first = generation::apply_bundle(&bx.bundle(&[81], true), &bx.opts).expect("first");
+    assert!(first.hooks.iter().all(|h| h.action == HookAction::Attached));
+    assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::TimedOut);
+    let before = (host_ifindex(&bx, "a"), host_ifindex(&bx, "b"));
+
+    // Delete and recreate every namespace and veth under the same names.
+    bx.recreate(7);
+    // A fresh namespace numbers its interfaces as the old one did: same names, same
+    // indexes. Only the namespace's identity tells the old hooks from the new interfaces.
+    assert_eq!((host_ifindex(&bx, "a"), host_ifindex(&bx, "b")), before);
+    assert_eq!(
+        bx.tcp("a", "b", 81),
+        ProbeOutcome::Connected,
+        "nothing runs on the new interfaces yet"
+    );
+    let status = generation::status(&bx.opts).unwrap().unwrap();
+    assert!(
+        status
+            .hooks
+            .iter()
+            .all(|h| h.link.is_some_and(|l| l.ifindex == 0)),
+        "the old links are defunct: {:?}",
+        status.hooks
+    );
+
+    // The same bundle again: every hook is attached anew, and enforces.
+    let second = generation::apply_bundle(&bx.bundle(&[81], true), &bx.opts).expect("second");
+    assert_eq!(second.generation, 2);
+    for h in &second.hooks {
+        assert_eq!(h.action, HookAction::Attached, "{}", h.target);
+        let q = query_tcx(&h.target).unwrap();
+        assert_eq!(q.program_ids, vec![h.program_id], "{}", h.target);
+    }
+    assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::TimedOut);
+    assert_eq!(bx.tcp("a", "b", 80), ProbeOutcome::Connected);
+    let status = generation::status(&bx.opts).unwrap().unwrap();
+    for h in &status.hooks {
+        let link = h.link.expect("pinned link");
+        assert_ne!(link.ifindex, 0, "DEFUNCT: {h:?}");
+        assert_eq!(link.ifindex, h.state.ifindex, "{h:?}");
+        assert_eq!(link.prog_id, h.state.program_id, "{h:?}");
+    }
+
+    // Nothing changed since: a third apply keeps every hook (checked in the kernel).
+    let third = generation::apply_bundle(&bx.bundle(&[81], true), &bx.opts).expect("third");
+    assert!(
+        third
+            .hooks
+            .iter()
+            .all(|h| h.action == HookAction::Unchanged),
+        "{:?}",
+        third.hooks
+    );
+    assert_eq!(hook_ids(&third), hook_ids(&second));
+    assert_eq!(bx.tcp("a", "b", 81), ProbeOutcome::TimedOut);
 }

@@ -421,3 +421,69 @@ pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
         map_ids: ids,
     })
 }
+
+const BPF_PROG_QUERY: libc::c_long = 16;
+/// `enum bpf_attach_type`: the tcx hooks.
+pub const BPF_TCX_INGRESS: u32 = 46;
+pub const BPF_TCX_EGRESS: u32 = 47;
+
+/// `union bpf_attr` for BPF_PROG_QUERY (the `query` member).
+#[repr(C)]
+#[derive(Default)]
+struct ProgQuery {
+    target_ifindex: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    count: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// A tcx hook's chain as BPF_PROG_QUERY reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcxChain {
+    pub revision: u64,
+    /// (link id, program id) in run order; link id 0 for a program attached without a link.
+    pub entries: Vec<(u32, u32)>,
+}
+
+/// What runs on tcx hook `attach_type` of interface `ifindex` in the calling thread's
+/// network namespace: one syscall, no look-up by name.
+pub fn tcx_query(ifindex: u32, attach_type: u32) -> io::Result<TcxChain> {
+    let mut cap = 16usize;
+    loop {
+        let mut progs = vec![0u32; cap];
+        let mut links = vec![0u32; cap];
+        let mut attr = ProgQuery {
+            target_ifindex: ifindex,
+            attach_type,
+            prog_ids: progs.as_mut_ptr() as u64,
+            link_ids: links.as_mut_ptr() as u64,
+            count: cap as u32,
+            ..Default::default()
+        };
+        match bpf(BPF_PROG_QUERY, &mut attr) {
+            // ENOSPC: more entries than room; `count` says how many.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && attr.count as usize > cap => {
+                cap = attr.count as usize;
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        let n = (attr.count as usize).min(cap);
+        return Ok(TcxChain {
+            revision: attr.revision,
+            entries: links[..n]
+                .iter()
+                .copied()
+                .zip(progs[..n].iter().copied())
+                .collect(),
+        });
+    }
+}

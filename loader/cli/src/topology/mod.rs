@@ -1,7 +1,7 @@
 //! A "cluster in a box": one node and its pods, each in its own network namespace.
 //!
 //! Kernel conformance, `sluice demo` and the swap-under-load tests all need real pods with
-//! real sockets. This module builds them with iproute2:
+//! real sockets. This module builds them over netlink (`sluice_loader::netlink`), no `ip` processes:
 //!
 //! ```text
 //!   pod netns (eth0, IP/32) ══ veth ══ node netns (host veth, /32 route back)
@@ -20,7 +20,6 @@
 //! a [`Topology`] removes everything it made when dropped, also while a test panics.
 //! [`cleanup_stale`] and [`cleanup_dead_runs`] remove what a crashed run left behind.
 
-mod ip;
 pub mod probe;
 
 use std::collections::HashSet;
@@ -30,7 +29,8 @@ use std::time::Duration;
 
 pub use probe::{Probe, ProbeError, ProbeOutcome, Proto, Servers};
 
-use ip::Ip;
+use sluice_loader::netlink::link::parse_mac;
+use sluice_loader::netlink::{Address, Neighbour, Netlink, NetlinkError, NewLink, Peer, Route};
 use sluice_loader::sys::netns::{self, Netns};
 
 /// The pods' gateway: link-local, answered by a static neighbour entry, never on the wire.
@@ -45,19 +45,12 @@ pub const MAX_IFNAME: usize = 15;
 /// What went wrong building, using or removing a topology.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    /// An `ip` command exited non-zero.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
-    },
-    /// `ip` could not be started (is iproute2 installed?).
-    #[error("could not run `{command}`: {source}")]
-    Spawn {
-        command: String,
+    /// A netlink request in a namespace failed.
+    #[error("netns {netns}: {source}")]
+    Netlink {
+        netns: String,
         #[source]
-        source: std::io::Error,
+        source: NetlinkError,
     },
     /// The description asks for something impossible (duplicate IP, name too long, ...).
     #[error("invalid topology: {0}")]
@@ -324,78 +317,85 @@ impl Topology {
     }
 
     fn create(&self) -> Result<(), TopologyError> {
-        // 1. Namespaces and veth pairs, created directly in their namespaces.
-        let mut root = Ip::batch(None);
-        for ns in self.all_netns() {
-            root.line(format!("netns add {ns}"));
+        // 1. Namespaces, then the veth pairs, each end created directly in its namespace.
+        let mut spaces = Vec::new();
+        for name in self.all_netns() {
+            let ns = Netns::create(name).map_err(|source| TopologyError::Netns {
+                netns: name.to_owned(),
+                source,
+            })?;
+            spaces.push(ns);
         }
-        for p in &self.pods {
-            root.line(format!(
-                "link add {} netns {} address {NODE_SIDE_MAC} type veth peer name eth0 netns {} address {}",
-                p.host_if, self.node, p.netns, p.mac
-            ));
+        let (node_ns, rest) = spaces
+            .split_first()
+            .expect("the node namespace comes first");
+        let mut node = Netlink::open_in(node_ns).map_err(nl(&self.node))?;
+        let node_mac = mac(NODE_SIDE_MAC);
+        let peers = self
+            .pods
+            .iter()
+            .map(|p| (p.host_if.as_str(), mac(&p.mac)))
+            .chain(
+                self.external
+                    .iter()
+                    .map(|e| (e.host_if.as_str(), mac(EXTERNAL_MAC))),
+            );
+        for ((host_if, peer_mac), ns) in peers.zip(rest) {
+            let veth = NewLink::veth(host_if, Peer::new("eth0").mac(peer_mac).netns(ns))
+                .mac(node_mac)
+                .up();
+            node.add_link(&veth).map_err(nl(&self.node))?;
         }
-        if let Some(e) = &self.external {
-            root.line(format!(
-                "link add {} netns {} address {NODE_SIDE_MAC} type veth peer name eth0 netns {} address {EXTERNAL_MAC}",
-                e.host_if, self.node, e.netns
-            ));
-        }
-        root.run()?;
 
-        // 2. Addresses, routes and neighbours, one batch per namespace, run in parallel.
-        let mut batches = Vec::new();
-        let mut node = Ip::batch(Some(&self.node));
-        node.line("link set lo up");
+        // 2. Addresses, routes and neighbours: the node's over its socket, then each pod's
+        //    and the external host's over one socket per namespace.
+        node.set_up("lo", true).map_err(nl(&self.node))?;
         if let Some(ip) = self.node_ip {
-            node.line(format!("addr add {ip}/32 dev lo"));
+            let lo = node.index_of("lo").map_err(nl(&self.node))?;
+            node.add_address(&Address::new(lo, ip.into(), 32))
+                .map_err(nl(&self.node))?;
         }
         for p in &self.pods {
-            node.line(format!("link set {} up", p.host_if))
-                .line(format!(
-                    "route add {}/32 dev {} scope link",
-                    p.ip, p.host_if
-                ))
-                .line(format!(
-                    "neigh replace {} lladdr {} dev {} nud permanent",
-                    p.ip, p.mac, p.host_if
-                ));
-            let mut pod = Ip::batch(Some(&p.netns));
-            pod.line("link set lo up")
-                .line("link set eth0 up")
-                .line(format!("addr add {}/32 dev eth0", p.ip));
-            gateway_lines(&mut pod);
-            batches.push(pod);
+            let dev = node.index_of(&p.host_if).map_err(nl(&self.node))?;
+            node.add_route(&Route::dev(p.ip.into(), 32, dev))
+                .and_then(|()| {
+                    node.replace_neighbour(&Neighbour::permanent(dev, p.ip.into(), mac(&p.mac)))
+                })
+                .map_err(nl(&self.node))?;
+        }
+        for (p, ns) in self.pods.iter().zip(rest) {
+            endpoint(ns, &[p.ip]).map_err(nl(&p.netns))?;
         }
         if let Some(e) = &self.external {
-            node.line(format!("link set {} up", e.host_if));
-            for ip in &e.ips {
-                node.line(format!("route add {ip}/32 dev {} scope link", e.host_if))
-                    .line(format!(
-                        "neigh replace {ip} lladdr {EXTERNAL_MAC} dev {} nud permanent",
-                        e.host_if
-                    ));
+            let dev = node.index_of(&e.host_if).map_err(nl(&self.node))?;
+            let ext_mac = mac(EXTERNAL_MAC);
+            for &ip in &e.ips {
+                node.add_route(&Route::dev(ip.into(), 32, dev))
+                    .and_then(|()| {
+                        node.replace_neighbour(&Neighbour::permanent(dev, ip.into(), ext_mac))
+                    })
+                    .map_err(nl(&self.node))?;
             }
             // Everything else leaves through the external host too, which does not
             // forward: like the internet not answering, probes there time out.
-            node.line(format!(
-                "neigh replace {GATEWAY} lladdr {EXTERNAL_MAC} dev {} nud permanent",
-                e.host_if
-            ))
-            .line(format!(
-                "route add default via {GATEWAY} dev {} onlink",
-                e.host_if
-            ));
-            let mut ext = Ip::batch(Some(&e.netns));
-            ext.line("link set lo up").line("link set eth0 up");
-            for ip in &e.ips {
-                ext.line(format!("addr add {ip}/32 dev eth0"));
-            }
-            gateway_lines(&mut ext);
-            batches.push(ext);
+            node.replace_neighbour(&Neighbour::permanent(dev, GATEWAY.into(), ext_mac))
+                .and_then(|()| {
+                    node.add_route(&Route::via_onlink(
+                        Ipv4Addr::UNSPECIFIED.into(),
+                        0,
+                        GATEWAY.into(),
+                        dev,
+                    ))
+                })
+                .map_err(nl(&self.node))?;
+            let ns = rest.last().expect("the external namespace comes last");
+            endpoint(ns, &e.ips).map_err(nl(&e.netns))?;
         }
-        batches.push(node);
-        ip::run_all(&batches)?;
+        let host_ifs = self.pods.iter().map(|p| &p.host_if);
+        for host_if in host_ifs.chain(self.external.iter().map(|e| &e.host_if)) {
+            node.wait_oper_up(host_if, LINK_UP_TIMEOUT)
+                .map_err(nl(&self.node))?;
+        }
 
         // 3. Only the node routes. New namespaces copy forwarding from the host's, so
         //    switch it off explicitly everywhere else (an external host that forwarded
@@ -489,32 +489,90 @@ impl Topology {
         // Delete the veths first: a socket or thread still inside a pod namespace would
         // otherwise keep that namespace, and so its veth pair, alive after `netns del`.
         if existing.iter().any(|n| n == &self.node) {
-            let mut links = Ip::batch(Some(&self.node)).force();
-            for p in &self.pods {
-                links.line(format!("link del {}", p.host_if));
-            }
-            if let Some(e) = &self.external {
-                links.line(format!("link del {}", e.host_if));
-            }
-            if !links.is_empty()
-                && let Err(e) = links.run()
-            {
+            let host_ifs = self
+                .pods
+                .iter()
+                .map(|p| p.host_if.as_str())
+                .chain(self.external.iter().map(|e| e.host_if.as_str()));
+            if let Err(e) = del_links(&self.node, host_ifs) {
                 first_err.get_or_insert(e);
             }
         }
-        let mut del = Ip::batch(None).force();
         for ns in self.all_netns() {
-            if existing.iter().any(|n| n == ns) {
-                del.line(format!("netns del {ns}"));
+            if existing.iter().any(|n| n == ns)
+                && let Err(source) = netns::remove_named(ns)
+            {
+                first_err.get_or_insert(TopologyError::Netns {
+                    netns: ns.to_owned(),
+                    source,
+                });
             }
-        }
-        if !del.is_empty()
-            && let Err(e) = del.run()
-        {
-            first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// Parses one of the MAC constants or a pod's MAC (all made here, so well-formed).
+fn mac(s: &str) -> [u8; 6] {
+    parse_mac(s).unwrap_or_else(|| panic!("malformed MAC {s}"))
+}
+
+fn nl(netns: &str) -> impl Fn(NetlinkError) -> TopologyError + '_ {
+    move |source| TopologyError::Netlink {
+        netns: netns.to_owned(),
+        source,
+    }
+}
+
+/// A pod's or the external host's side: lo and eth0 up, its /32 addresses on eth0, and the
+/// Calico-style default route (a link-local gateway with a permanent neighbour entry).
+fn endpoint(ns: &Netns, ips: &[Ipv4Addr]) -> Result<(), NetlinkError> {
+    let mut nl = Netlink::open_in(ns)?;
+    nl.set_up("lo", true)?;
+    nl.set_up("eth0", true)?;
+    let eth0 = nl.index_of("eth0")?;
+    for &ip in ips {
+        nl.add_address(&Address::new(eth0, ip.into(), 32))?;
+    }
+    nl.replace_neighbour(&Neighbour::permanent(
+        eth0,
+        GATEWAY.into(),
+        mac(NODE_SIDE_MAC),
+    ))?;
+    nl.add_route(&Route::dev(GATEWAY.into(), 32, eth0))?;
+    nl.add_route(&Route::via_onlink(
+        Ipv4Addr::UNSPECIFIED.into(),
+        0,
+        GATEWAY.into(),
+        eth0,
+    ))?;
+    nl.wait_oper_up("eth0", LINK_UP_TIMEOUT)
+}
+
+/// How long a new veth may take to become operational (the kernel's link watcher).
+const LINK_UP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deletes the named devices in `netns`; one already gone (a veth whose peer went first)
+/// is not an error.
+fn del_links<'a>(
+    netns: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), TopologyError> {
+    let mut nl = Netlink::open_named(Some(netns)).map_err(nl(netns))?;
+    let mut first_err = None;
+    for name in names {
+        match nl.del_link(name) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                first_err.get_or_insert(TopologyError::Netlink {
+                    netns: netns.to_owned(),
+                    source: e,
+                });
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// Writes `/proc/sys/KEY` inside `netns` (sysctls under net/ are per namespace).
@@ -533,15 +591,6 @@ fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), TopologyError> {
                 format!("write {value} to {path}: {e}"),
             ))
         })
-}
-
-/// The Calico-style default route: a link-local gateway with a permanent neighbour entry.
-fn gateway_lines(b: &mut Ip) {
-    b.line(format!(
-        "neigh replace {GATEWAY} lladdr {NODE_SIDE_MAC} dev eth0 nud permanent"
-    ))
-    .line(format!("route add {GATEWAY}/32 dev eth0 scope link"))
-    .line(format!("route add default via {GATEWAY} dev eth0 onlink"));
 }
 
 impl Drop for Topology {
@@ -580,30 +629,31 @@ fn remove_netns_matching(pred: impl Fn(&str) -> bool) -> Result<Vec<String>, Top
         return Ok(doomed);
     }
     tracing::info!(?doomed, "removing stale namespaces");
-    // Veths first, for the same reason as in Topology::remove.
-    let mut batches = Vec::new();
+    // Veths first, for the same reason as in Topology::remove; failures are ignored (a
+    // veth whose peer was deleted with an earlier namespace is gone already).
     for ns in &doomed {
-        let links = ip::ip(&["-n", ns, "-o", "link", "show", "type", "veth"]).unwrap_or_default();
-        let mut b = Ip::batch(Some(ns)).force();
-        for name in links.lines().filter_map(veth_name) {
-            b.line(format!("link del {name}"));
+        let veths = Netlink::open_named(Some(ns)).and_then(|mut nl| {
+            Ok(nl
+                .links()?
+                .into_iter()
+                .filter(|l| l.kind.as_deref() == Some("veth"))
+                .map(|l| l.name)
+                .collect::<Vec<_>>())
+        });
+        if let Ok(veths) = veths {
+            let _ = del_links(ns, veths.iter().map(String::as_str));
         }
-        batches.push(b);
     }
-    // A veth whose peer was already deleted with an earlier batch is gone: ignore failures.
-    let _ = ip::run_all(&batches);
-    let mut del = Ip::batch(None).force();
+    let mut first_err = None;
     for ns in &doomed {
-        del.line(format!("netns del {ns}"));
+        if let Err(source) = netns::remove_named(ns) {
+            first_err.get_or_insert(TopologyError::Netns {
+                netns: ns.clone(),
+                source,
+            });
+        }
     }
-    del.run()?;
-    Ok(doomed)
-}
-
-/// The interface name from a line of `ip -o link show` ("3: name@if2: <...> ...").
-fn veth_name(line: &str) -> Option<&str> {
-    let name = line.split(": ").nth(1)?;
-    Some(name.split('@').next().unwrap_or(name))
+    first_err.map_or(Ok(doomed), Err)
 }
 
 #[cfg(test)]
@@ -649,11 +699,5 @@ mod tests {
         let spec = TopologySpec::new().pod("a", "x", Ipv4Addr::new(10, 0, 0, 1));
         let err = Topology::build_with_prefix(&spec, "slaaaaaaaaaaaaaa").unwrap_err();
         assert!(err.to_string().contains("longer than 15"), "{err}");
-    }
-
-    #[test]
-    fn veth_names_parse_from_ip_output() {
-        let line = "3: sl00abc00p1@if2: <BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue";
-        assert_eq!(veth_name(line), Some("sl00abc00p1"));
     }
 }
