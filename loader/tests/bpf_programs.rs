@@ -618,7 +618,9 @@ fn per_cpu_values_take_one_slot_per_possible_cpu() {
     assert_eq!(length_mismatch(e).got, 16);
 
     // A different value per CPU: the kernel reads every slot and hands each one back.
-    let value: Vec<u8> = (0..map.value_len()).map(|i| (i / 16 + i % 16) as u8).collect();
+    let value: Vec<u8> = (0..map.value_len())
+        .map(|i| (i / 16 + i % 16) as u8)
+        .collect();
     map.update(&[7; 4], &value, BPF_ANY).unwrap();
     assert_eq!(map.get(&[7; 4]).unwrap(), Some(value));
 }

@@ -8,3 +8,4 @@ pub mod fs;
 pub mod netns;
 pub mod poll;
 pub mod signal;
+pub mod socket;
