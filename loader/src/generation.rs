@@ -521,7 +521,8 @@ fn fill(
     if let Some(m) = layout_mismatch(&info, def) {
         return Err(err(m));
     }
-    let kmap = sysbpf::MapFd::new(map.fd().as_fd()).map_err(|e| err(format!("map info: {e}")))?;
+    let kmap =
+        sysbpf::MapElems::new(map.fd().as_fd()).map_err(|e| err(format!("map info: {e}")))?;
     for (i, (k, v)) in entries.iter().enumerate() {
         kmap.update(k, v, sysbpf::BPF_ANY).map_err(|e| {
             err(format!(
@@ -1361,7 +1362,7 @@ fn remove_tree(dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), SwapError> 
 /// Every entry of a map by kernel id, sorted by key (for status, tests and diagnostics).
 pub fn map_entries(map_id: u32) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let map = MapData::from_id(map_id).map_err(io::Error::other)?;
-    let map = sysbpf::MapFd::new(map.fd().as_fd())?;
+    let map = sysbpf::MapElems::new(map.fd().as_fd())?;
     let mut out = Vec::new();
     for key in map.keys()? {
         if let Some(value) = map.get(&key)? {

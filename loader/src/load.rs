@@ -14,7 +14,7 @@ use aya::programs::{Program, ProgramError, SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfError, EbpfLoader, TestRun, TestRunOptions};
 use sluice_compiler::datapath::{MapContents, MapScope};
 
-use crate::sys::bpf::{self as sysbpf, MapFd};
+use crate::sys::bpf::{self as sysbpf, MapElems};
 
 /// Errors from loading or running an object.
 #[derive(Debug, thiserror::Error)]
@@ -173,8 +173,8 @@ impl LoadedObject {
     }
 
     /// Map `name` with the key and value sizes the kernel reports for it.
-    pub fn map(&self, name: &str) -> Result<MapFd<'_>, LoadError> {
-        MapFd::new(self.map_fd(name)?).map_err(|source| LoadError::MapIo {
+    pub fn map(&self, name: &str) -> Result<MapElems<'_>, LoadError> {
+        MapElems::new(self.map_fd(name)?).map_err(|source| LoadError::MapIo {
             map: name.to_string(),
             source,
         })

@@ -11,7 +11,7 @@ use sluice_compiler::bpf::{
     Asm, Cond, Helper, MapDef, MapRef, MapType, ObjectBuilder, ProgKind, Program, Reg::*, Size,
 };
 use sluice_loader::load::LoadedObject;
-use sluice_loader::sys::bpf::{BPF_ANY, LengthMismatch, MapFd, possible_cpus};
+use sluice_loader::sys::bpf::{BPF_ANY, LengthMismatch, MapElems, possible_cpus};
 
 mod common;
 use common::*;
@@ -606,7 +606,7 @@ fn per_cpu_values_take_one_slot_per_possible_cpu() {
         0,
     );
     let data = aya::maps::MapData::create(obj, "sluice_pcpu_test", None).unwrap();
-    let map = MapFd::new(data.fd().as_fd()).unwrap();
+    let map = MapElems::new(data.fd().as_fd()).unwrap();
     let cpus = possible_cpus().unwrap();
     assert!(map.info().is_per_cpu());
     assert_eq!(map.value_len(), 16 * cpus);

@@ -399,7 +399,8 @@ fn ct_map(load: &LoadOptions) -> Result<MapData, String> {
 
 /// Deletes every entry (conntrack, between cases and checks).
 fn clear_map(map: &MapData) -> Result<(), String> {
-    let map = sysbpf::MapFd::new(map.fd().as_fd()).map_err(|e| format!("conntrack info: {e}"))?;
+    let map =
+        sysbpf::MapElems::new(map.fd().as_fd()).map_err(|e| format!("conntrack info: {e}"))?;
     for k in map.keys().map_err(|e| format!("conntrack keys: {e}"))? {
         map.delete(&k)
             .map_err(|e| format!("conntrack delete: {e}"))?;

@@ -7,7 +7,7 @@
 //!
 //! Map elements are read and written here as plain byte slices (aya's typed maps need the
 //! key and value types at compile time; bundle maps have their sizes in data). They go
-//! through a [`MapFd`], which asks the kernel for the map's key and value sizes once and
+//! through a [`MapElems`], which asks the kernel for the map's key and value sizes once and
 //! checks every slice against them, so no safe call lets the kernel read or write past a
 //! buffer. The attribute and info structs are aya-obj's bindings of the kernel's uapi.
 
@@ -167,22 +167,22 @@ pub fn possible_cpus() -> io::Result<usize> {
 /// element calls check every slice against these before the kernel sees it. Sizes cannot
 /// change for a map's lifetime, and the borrow keeps the fd (and so the map) alive.
 #[derive(Debug, Clone, Copy)]
-pub struct MapFd<'a> {
+pub struct MapElems<'a> {
     fd: BorrowedFd<'a>,
     info: MapInfo,
     value_len: usize,
 }
 
-impl<'a> MapFd<'a> {
+impl<'a> MapElems<'a> {
     /// Asks the kernel for the map's sizes (one BPF_OBJ_GET_INFO_BY_FD).
-    pub fn new(fd: BorrowedFd<'a>) -> io::Result<MapFd<'a>> {
+    pub fn new(fd: BorrowedFd<'a>) -> io::Result<MapElems<'a>> {
         let info = map_info(fd)?;
         let cpus = if info.is_per_cpu() {
             possible_cpus()?
         } else {
             1
         };
-        Ok(MapFd {
+        Ok(MapElems {
             fd,
             info,
             value_len: info.value_len(cpus),
@@ -222,7 +222,7 @@ impl<'a> MapFd<'a> {
         unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut a) }.map(|_| ())
     }
 
-    /// Reads `map[key]` into `value` ([`MapFd::value_len`] bytes); `Ok(false)` when absent.
+    /// Reads `map[key]` into `value` ([`MapElems::value_len`] bytes); `Ok(false)` when absent.
     pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
         check_len("key", key.len(), self.key_len())?;
         check_len("value", value.len(), self.value_len)?;
