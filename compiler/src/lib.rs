@@ -18,6 +18,8 @@
 //! [`diag`] is what every stage reports, rendered with miette at the edge; [`digest`] names
 //! content by sha256.
 
+#![forbid(unsafe_code)]
+
 pub mod bpf;
 pub mod bundle;
 pub mod compile;
