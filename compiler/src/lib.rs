@@ -18,6 +18,8 @@
 //! [`diag`] is what every stage reports, rendered with miette at the edge; [`digest`] names
 //! content by sha256.
 
+#![forbid(unsafe_code)]
+
 pub mod bpf;
 pub use sluice_bundle as bundle;
 pub mod compile;

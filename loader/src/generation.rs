@@ -597,9 +597,10 @@ fn fill(
     if let Some(m) = layout_mismatch(&info, def) {
         return Err(err(m));
     }
-    let sizes = (info.key_size(), info.value_size());
+    let kmap =
+        sysbpf::MapElems::new(map.fd().as_fd()).map_err(|e| err(format!("map info: {e}")))?;
     for (i, (k, v)) in entries.iter().enumerate() {
-        sysbpf::map_update(map.fd().as_fd(), sizes, k, v, sysbpf::BPF_ANY).map_err(|e| {
+        kmap.update(k, v, sysbpf::BPF_ANY).map_err(|e| {
             err(format!(
                 "entry {i} of {} (key {k:02x?}): {e}",
                 entries.len()
@@ -1519,21 +1520,12 @@ fn remove_tree(dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), SwapError> 
 /// Every entry of a map by kernel id, sorted by key (for status, tests and diagnostics).
 pub fn map_entries(map_id: u32) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let map = MapData::from_id(map_id).map_err(io::Error::other)?;
-    let info = map.info().map_err(io::Error::other)?;
-    let sizes = (info.key_size(), info.value_size());
-    let fd = map.fd().as_fd();
+    let map = sysbpf::MapElems::new(map.fd().as_fd())?;
     let mut out = Vec::new();
-    let mut key: Option<Vec<u8>> = None;
-    loop {
-        let mut next = vec![0u8; sizes.0 as usize];
-        if !sysbpf::map_next_key(fd, sizes.0, key.as_deref(), &mut next)? {
-            break;
+    for key in map.keys()? {
+        if let Some(value) = map.get(&key)? {
+            out.push((key, value));
         }
-        let mut value = vec![0u8; sizes.1 as usize];
-        if sysbpf::map_lookup(fd, sizes, &next, &mut value)? {
-            out.push((next.clone(), value));
-        }
-        key = Some(next);
     }
     out.sort();
     Ok(out)

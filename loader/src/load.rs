@@ -14,6 +14,8 @@ use aya::programs::{Program, ProgramError, SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfError, EbpfLoader, TestRun, TestRunOptions};
 use sluice_bundle::{MapContents, MapScope};
 
+use crate::sys::bpf::{self as sysbpf, MapElems};
+
 /// Errors from loading or running an object.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -146,7 +148,7 @@ impl LoadedObject {
     /// ones such as conntrack are never written). Key and value sizes are checked.
     pub fn fill(&self, maps: &[MapContents]) -> Result<(), LoadError> {
         for m in maps.iter().filter(|m| m.scope != MapScope::Persistent) {
-            let fd = self.map_fd(&m.name)?;
+            let map = self.map(&m.name)?;
             for (k, v) in &m.entries {
                 if k.len() != m.def.key_size as usize || v.len() != m.def.value_size as usize {
                     return Err(LoadError::MapContents {
@@ -160,43 +162,41 @@ impl LoadedObject {
                         ),
                     });
                 }
-                crate::sys::bpf::map_update_elem(fd, k, v, 0).map_err(|source| {
-                    LoadError::MapIo {
+                map.update(k, v, sysbpf::BPF_ANY)
+                    .map_err(|source| LoadError::MapIo {
                         map: m.name.clone(),
                         source,
-                    }
-                })?;
+                    })?;
             }
         }
         Ok(())
     }
 
-    /// Reads `map[key]` as raw bytes (`value_len` bytes; for per-CPU maps, the value size
-    /// rounded up to 8 times the number of possible CPUs). `None` when absent.
-    pub fn read_map(
-        &self,
-        name: &str,
-        key: &[u8],
-        value_len: usize,
-    ) -> Result<Option<Vec<u8>>, LoadError> {
-        let fd = self.map_fd(name)?;
-        let mut value = vec![0u8; value_len];
-        let found = crate::sys::bpf::map_lookup_elem(fd, key, &mut value).map_err(|source| {
-            LoadError::MapIo {
-                map: name.to_string(),
-                source,
-            }
-        })?;
-        Ok(found.then_some(value))
-    }
-
-    /// Writes `map[key] = value` as raw bytes.
-    pub fn write_map(&self, name: &str, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
-        let fd = self.map_fd(name)?;
-        crate::sys::bpf::map_update_elem(fd, key, value, 0).map_err(|source| LoadError::MapIo {
+    /// Map `name` with the key and value sizes the kernel reports for it.
+    pub fn map(&self, name: &str) -> Result<MapElems<'_>, LoadError> {
+        MapElems::new(self.map_fd(name)?).map_err(|source| LoadError::MapIo {
             map: name.to_string(),
             source,
         })
+    }
+
+    /// Reads `map[key]` as raw bytes (for per-CPU maps, the value size rounded up to 8 times
+    /// the number of possible CPUs). `None` when absent; a key of the wrong size is an error.
+    pub fn read_map(&self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, LoadError> {
+        self.map(name)?.get(key).map_err(|source| LoadError::MapIo {
+            map: name.to_string(),
+            source,
+        })
+    }
+
+    /// Writes `map[key] = value` as raw bytes; slices of the wrong size are an error.
+    pub fn write_map(&self, name: &str, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        self.map(name)?
+            .update(key, value, sysbpf::BPF_ANY)
+            .map_err(|source| LoadError::MapIo {
+                map: name.to_string(),
+                source,
+            })
     }
 
     /// The aya handle, for map access.

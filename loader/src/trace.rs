@@ -22,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
+use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use serde::Serialize;
 use sluice_bundle::abi::{self as keys, Decoded, Stage};
 use sluice_bundle::trace_info::{EndpointEntry, RuleEntry, SourceLocation, TraceInfo};
@@ -359,88 +360,66 @@ fn ipv4_of(e: &EndpointEntry) -> Option<Ipv4Addr> {
     e.ips.iter().find_map(|s| s.parse::<Ipv4Addr>().ok())
 }
 
-/// A source port unlikely to be in use: from the top of the ephemeral range, varied by
-/// process and time so that two traces of one flow do not share a conntrack key.
+/// A source port unlikely to be in use, from the top of the ephemeral range (49152..=65535).
+/// The first one is varied by process and time, so that two trace runs of one flow do not
+/// share a conntrack key; later calls in the process step through the range, so they differ
+/// from each other until it wraps.
 pub fn fresh_port() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let x = nanos ^ std::process::id().rotate_left(13);
-    49152 + (x.wrapping_mul(0x9e37_79b9) >> 18) as u16 % 16384
+    static START: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        (nanos ^ std::process::id().rotate_left(13)).wrapping_mul(0x9e37_79b9)
+    });
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ephemeral_port(START.wrapping_add(n))
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+/// The `x`-th port of the ephemeral range, wrapping.
+fn ephemeral_port(x: u32) -> u16 {
+    const FIRST: u16 = 49152;
+    FIRST + (x % u32::from(u16::MAX - FIRST + 1)) as u16
 }
 
-/// The probe frame: Ethernet, a 20-byte IPv4 header (checksummed), and a TCP SYN, a UDP
-/// datagram, an SCTP INIT, an ICMP message, or 8 zero bytes for other protocols.
+/// The probe frame: Ethernet, a 20-byte IPv4 header, and a TCP SYN, a UDP datagram, an
+/// SCTP INIT, an ICMP message (id 1, seq 1 for echo), or 8 zero bytes for other protocols.
+/// IPv4, TCP, UDP and ICMP checksums are set (etherparse computes them); SCTP's CRC32c is
+/// left 0, as no program checks it.
 pub fn build_packet(src: Ipv4Addr, dst: Ipv4Addr, l4: L4, sport: u16) -> Vec<u8> {
-    let mut l4b = match l4 {
-        L4::Port { proto: 6, port } => {
-            let mut t = vec![0u8; 20];
-            t[0..2].copy_from_slice(&sport.to_be_bytes());
-            t[2..4].copy_from_slice(&port.to_be_bytes());
-            t[4..8].copy_from_slice(&1u32.to_be_bytes()); // seq
-            t[12] = 5 << 4; // data offset
-            t[13] = 0x02; // SYN
-            t[14..16].copy_from_slice(&64240u16.to_be_bytes());
-            t
+    let mut ip = Ipv4Header::new(0, 64, IpNumber(l4.proto()), src.octets(), dst.octets())
+        .expect("an empty payload fits");
+    ip.identification = sport;
+    ip.dont_fragment = true;
+    // From a pod MAC to the host side of the veth (the programs do not look at MACs).
+    let frame = PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 1], [0xee; 6])
+        .ip(IpHeaders::Ipv4(ip, Default::default()));
+    let mut out = Vec::with_capacity(14 + 20 + 32);
+    let written = match l4 {
+        L4::Port { proto: 6, port } => frame.tcp(sport, port, 1, 64240).syn().write(&mut out, &[]),
+        L4::Port { proto: 17, port } => frame.udp(sport, port).write(&mut out, &[]),
+        L4::Port { proto, port } => {
+            // etherparse has no SCTP: common header (verification tag 0 and checksum 0 in an
+            // INIT), then an INIT chunk (type 1, length 20, initiate tag, a_rwnd, one
+            // stream each way, initial TSN).
+            let mut t = Vec::with_capacity(32);
+            t.extend_from_slice(&sport.to_be_bytes());
+            t.extend_from_slice(&port.to_be_bytes());
+            t.extend_from_slice(&[0; 8]);
+            t.extend_from_slice(&[1, 0, 0, 20]);
+            t.extend_from_slice(&1u32.to_be_bytes());
+            t.extend_from_slice(&65535u32.to_be_bytes());
+            t.extend_from_slice(&[0, 1, 0, 1]);
+            t.extend_from_slice(&1u32.to_be_bytes());
+            frame.write(&mut out, IpNumber(proto), &t)
         }
-        L4::Port { proto: 132, port } => {
-            // Common header, then an INIT chunk (type 1, length 20).
-            let mut t = vec![0u8; 32];
-            t[0..2].copy_from_slice(&sport.to_be_bytes());
-            t[2..4].copy_from_slice(&port.to_be_bytes());
-            t[12] = 1;
-            t[14..16].copy_from_slice(&20u16.to_be_bytes());
-            t[16..20].copy_from_slice(&1u32.to_be_bytes()); // initiate tag
-            t[20..24].copy_from_slice(&65535u32.to_be_bytes()); // a_rwnd
-            t[24..26].copy_from_slice(&1u16.to_be_bytes());
-            t[26..28].copy_from_slice(&1u16.to_be_bytes());
-            t
-        }
-        L4::Port { port, .. } => {
-            let mut t = vec![0u8; 8];
-            t[0..2].copy_from_slice(&sport.to_be_bytes());
-            t[2..4].copy_from_slice(&port.to_be_bytes());
-            t[4..6].copy_from_slice(&8u16.to_be_bytes());
-            t
-        }
-        L4::Icmp { r#type, code } => {
-            let mut t = vec![r#type, code, 0, 0, 0, 1, 0, 1];
-            let c = checksum(&t);
-            t[2..4].copy_from_slice(&c.to_be_bytes());
-            t
-        }
-        L4::Proto { .. } => vec![0u8; 8],
+        L4::Icmp { r#type, code } => frame
+            .icmpv4_raw(r#type, code, [0, 1, 0, 1])
+            .write(&mut out, &[]),
+        L4::Proto { proto } => frame.write(&mut out, IpNumber(proto), &[0; 8]),
     };
-    let total = 20 + l4b.len();
-    let mut ip = vec![0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&sport.to_be_bytes()); // id
-    ip[6] = 0x40; // DF
-    ip[8] = 64; // ttl
-    ip[9] = l4.proto();
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut frame = Vec::with_capacity(14 + total);
-    frame.extend_from_slice(&[0xee; 6]); // to the host side of the veth
-    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-    frame.extend_from_slice(&ip);
-    frame.append(&mut l4b);
-    frame
+    written.expect("a small frame written to a Vec");
+    out
 }
 
 /// One test run: the program's return value and the verdict it recorded (`None` when it
@@ -826,8 +805,31 @@ mod tests {
         );
     }
 
+    /// RFC 1071 sum of `bytes` (written here, apart from the builder): a correct checksum
+    /// makes the sum over the covered bytes, checksum included, come out as 0xffff.
+    fn ones_complement_sum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    /// The TCP/UDP pseudo-header (RFC 793/768) followed by the segment.
+    fn with_pseudo_header(ip: &[u8], segment: &[u8]) -> Vec<u8> {
+        let mut v = ip[12..20].to_vec();
+        v.extend_from_slice(&[0, ip[9]]);
+        v.extend_from_slice(&(segment.len() as u16).to_be_bytes());
+        v.extend_from_slice(segment);
+        v
+    }
+
     #[test]
     fn packets_are_well_formed() {
+        use etherparse::{NetSlice, SlicedPacket, TransportSlice};
         let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         for (l4, len) in [
             (L4::Port { proto: 6, port: 80 }, 20),
@@ -846,30 +848,102 @@ mod tests {
                 32,
             ),
             (L4::Icmp { r#type: 8, code: 0 }, 8),
+            (L4::Icmp { r#type: 3, code: 4 }, 8),
             (L4::Proto { proto: 47 }, 8),
         ] {
             let p = build_packet(s, d, l4, 50000);
-            assert_eq!(p.len(), 14 + 20 + len);
-            assert_eq!(&p[12..14], &[8, 0]);
-            assert_eq!(checksum(&p[14..34]), 0, "IPv4 header checksum");
-            assert_eq!(p[23], l4.proto());
-            assert_eq!(&p[26..30], &s.octets());
-            assert_eq!(&p[30..34], &d.octets());
-            if let L4::Port { port, .. } = l4 {
-                assert_eq!(u16::from_be_bytes([p[34], p[35]]), 50000);
-                assert_eq!(u16::from_be_bytes([p[36], p[37]]), port);
+            let what = l4.describe();
+            assert_eq!(p.len(), 14 + 20 + len, "{what}");
+            let (ip, seg) = (&p[14..34], &p[34..]);
+            assert_eq!(
+                ones_complement_sum(ip),
+                0xffff,
+                "{what}: IPv4 header checksum"
+            );
+            match l4 {
+                L4::Port { proto: 6 | 17, .. } => assert_eq!(
+                    ones_complement_sum(&with_pseudo_header(ip, seg)),
+                    0xffff,
+                    "{what}: L4 checksum"
+                ),
+                L4::Icmp { .. } => {
+                    assert_eq!(ones_complement_sum(seg), 0xffff, "{what}: ICMP checksum")
+                }
+                _ => {}
+            }
+
+            // An independent parser sees the headers where the programs read them.
+            let sliced = SlicedPacket::from_ethernet(&p).expect(&what);
+            let Some(NetSlice::Ipv4(v4)) = &sliced.net else {
+                panic!("{what}: not IPv4: {:?}", sliced.net)
+            };
+            let h = v4.header();
+            assert_eq!(h.protocol().0, l4.proto(), "{what}");
+            assert_eq!((h.source_addr(), h.destination_addr()), (s, d), "{what}");
+            assert_eq!(h.total_len() as usize, p.len() - 14, "{what}");
+            assert!(h.dont_fragment() && h.ttl() == 64, "{what}");
+            match (l4, &sliced.transport) {
+                (L4::Port { proto: 6, port }, Some(TransportSlice::Tcp(t))) => {
+                    assert_eq!((t.source_port(), t.destination_port()), (50000, port));
+                    assert!(t.syn() && !t.ack() && !t.rst() && !t.fin());
+                }
+                (L4::Port { proto: 17, port }, Some(TransportSlice::Udp(u))) => {
+                    assert_eq!((u.source_port(), u.destination_port()), (50000, port));
+                    assert_eq!(u.length(), 8);
+                }
+                (L4::Icmp { r#type, code }, Some(TransportSlice::Icmpv4(i))) => {
+                    assert_eq!((i.type_u8(), i.code_u8()), (r#type, code));
+                }
+                (L4::Port { proto: 132, port }, None) => {
+                    assert_eq!(u16::from_be_bytes([seg[0], seg[1]]), 50000);
+                    assert_eq!(u16::from_be_bytes([seg[2], seg[3]]), port);
+                    assert_eq!(&seg[12..16], &[1, 0, 0, 20], "INIT chunk of 20 bytes");
+                }
+                (L4::Proto { .. }, None) => assert_eq!(seg, &[0; 8]),
+                (_, t) => panic!("{what}: transport {t:?}"),
             }
         }
-        let p = build_packet(s, d, L4::Icmp { r#type: 3, code: 4 }, 0);
-        assert_eq!((p[34], p[35]), (3, 4));
-        assert_eq!(checksum(&p[34..]), 0, "ICMP checksum");
+    }
+
+    /// Whole frames, checksums included, as an independent implementation (Python's
+    /// struct and an RFC 1071 sum) built them.
+    #[test]
+    fn packets_match_known_good_bytes() {
+        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let hex = |p: Vec<u8>| p.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(build_packet(s, d, L4::Port { proto: 6, port: 80 }, 50000)),
+            "eeeeeeeeeeee020000000001080045000028c35040004006637d0a0000010a000002\
+             c350005000000001000000005002faf0dd4d0000"
+        );
+        assert_eq!(
+            hex(build_packet(s, d, L4::Icmp { r#type: 3, code: 4 }, 0)),
+            "eeeeeeeeeeee02000000000108004500001c00004000400126df0a0000010a000002\
+             0304fcf900010001"
+        );
     }
 
     #[test]
-    fn fresh_ports_are_ephemeral() {
-        for _ in 0..100 {
-            assert!(fresh_port() >= 49152);
-        }
+    fn fresh_ports_stay_ephemeral_and_differ_between_calls() {
+        assert_eq!(ephemeral_port(0), 49152);
+        assert_eq!(ephemeral_port(16383), 65535);
+        assert_eq!(
+            ephemeral_port(16384),
+            49152,
+            "wraps to the start of the range"
+        );
+        assert_eq!(ephemeral_port(u32::MAX), 49152 + (u32::MAX % 16384) as u16);
+        let ports: Vec<u16> = (0..1000).map(|_| fresh_port()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ports.len(),
+            "no port repeats within a process"
+        );
+    }
+
+    #[test]
+    fn targets_and_protocols_parse() {
         assert_eq!(
             Target::parse("10.1.2.3"),
             Target::Ip("10.1.2.3".parse().unwrap())

@@ -11,6 +11,7 @@ use sluice_compiler::bpf::{
     Asm, Cond, Helper, MapDef, MapRef, MapType, ObjectBuilder, ProgKind, Program, Reg::*, Size,
 };
 use sluice_loader::load::LoadedObject;
+use sluice_loader::sys::bpf::{BPF_ANY, LengthMismatch, MapElems, possible_cpus};
 
 mod common;
 use common::*;
@@ -534,4 +535,92 @@ fn tail_call_through_a_prog_array() {
     // `slots` keeps the map's user reference alive; the kernel clears a PROG_ARRAY without it.
     assert_eq!(obj.test_run("caller", &pkt, 1).unwrap().retval, 42);
     drop(slots);
+}
+
+/// The error a slice of the wrong length gives: refused before the kernel sees it.
+fn length_mismatch(e: std::io::Error) -> LengthMismatch {
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    e.into_inner()
+        .and_then(|e| e.downcast::<LengthMismatch>().ok())
+        .map(|b| *b)
+        .expect("a LengthMismatch")
+}
+
+#[test]
+fn map_calls_refuse_buffers_of_the_wrong_length() {
+    let obj = LoadedObject::load(&object()).unwrap();
+    let map = obj.map("verdicts").unwrap();
+    assert_eq!((map.key_len(), map.value_len()), (4, 4));
+    let mm = |what, got, want| LengthMismatch { what, got, want };
+
+    // A short value buffer on lookup is what would let the kernel write past a Vec.
+    let mut short = [0u8; 2];
+    let e = map.lookup(&[1, 2, 3, 4], &mut short).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("value", 2, 4));
+    let mut long = [0u8; 8];
+    let e = map.lookup(&[1, 2, 3, 4], &mut long).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("value", 8, 4));
+    let e = map.lookup(&[1, 2, 3], &mut [0u8; 4]).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("key", 3, 4));
+    let e = map.update(&[1, 2], &[0; 4], BPF_ANY).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("key", 2, 4));
+    let e = map.update(&[1, 2, 3, 4], &[0; 3], BPF_ANY).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("value", 3, 4));
+    let e = map.next_key(None, &mut [0u8; 3]).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("next key", 3, 4));
+    let e = map.next_key(Some(&[0; 5]), &mut [0u8; 4]).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("key", 5, 4));
+    let e = map.delete(&[0; 1]).unwrap_err();
+    assert_eq!(length_mismatch(e), mm("key", 1, 4));
+    assert!(
+        map.update(&[1, 2, 3, 4], &[0; 4], 1 << 2).is_err(),
+        "unknown flags"
+    );
+    assert!(obj.read_map("verdicts", &[0; 3]).is_err());
+    assert!(obj.write_map("verdicts", &[0; 4], &[0; 5]).is_err());
+    // None of the refused calls reached the map.
+    assert_eq!(map.keys().unwrap(), Vec::<Vec<u8>>::new());
+
+    // Right lengths work: write, read back, iterate, delete.
+    obj.write_map("verdicts", &[10, 0, 0, 2], &2u32.to_ne_bytes())
+        .unwrap();
+    assert_eq!(
+        obj.read_map("verdicts", &[10, 0, 0, 2]).unwrap(),
+        Some(2u32.to_ne_bytes().to_vec())
+    );
+    assert_eq!(obj.read_map("verdicts", &[10, 0, 0, 3]).unwrap(), None);
+    assert_eq!(map.keys().unwrap(), vec![vec![10, 0, 0, 2]]);
+    assert!(map.delete(&[10, 0, 0, 2]).unwrap());
+    assert!(!map.delete(&[10, 0, 0, 2]).unwrap());
+}
+
+#[test]
+fn per_cpu_values_take_one_slot_per_possible_cpu() {
+    use std::os::fd::AsFd;
+    // A value of 12 bytes is padded to 16 per CPU.
+    let obj = aya_obj::Map::new_from_params(
+        aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH as u32,
+        4,
+        12,
+        8,
+        0,
+    );
+    let data = aya::maps::MapData::create(obj, "sluice_pcpu_test", None).unwrap();
+    let map = MapElems::new(data.fd().as_fd()).unwrap();
+    let cpus = possible_cpus().unwrap();
+    assert!(map.info().is_per_cpu());
+    assert_eq!(map.value_len(), 16 * cpus);
+
+    // One value's worth is short: the kernel would write `cpus` values into it.
+    let e = map.lookup(&[0; 4], &mut [0u8; 12]).unwrap_err();
+    assert_eq!(length_mismatch(e).want, 16 * cpus);
+    let e = map.update(&[0; 4], &[0; 16], BPF_ANY).unwrap_err();
+    assert_eq!(length_mismatch(e).got, 16);
+
+    // A different value per CPU: the kernel reads every slot and hands each one back.
+    let value: Vec<u8> = (0..map.value_len())
+        .map(|i| (i / 16 + i % 16) as u8)
+        .collect();
+    map.update(&[7; 4], &value, BPF_ANY).unwrap();
+    assert_eq!(map.get(&[7; 4]).unwrap(), Some(value));
 }

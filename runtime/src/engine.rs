@@ -341,6 +341,7 @@ impl Runtime {
         })
     }
 
+    #[allow(unsafe_code)]
     pub fn load_precompiled(&self, p: &Precompiled) -> Result<CompiledModule, RuntimeError> {
         // SAFETY: `Precompiled` can only be built by `precompile` (its artifact field is
         // private), so these bytes came from `Engine::precompile_module`; wasmtime itself

@@ -20,6 +20,9 @@
 //! println!("{}", String::from_utf8_lossy(&out.json));
 //! ```
 
+// One audited exception: loading a precompiled module (Engine::load_precompiled).
+#![deny(unsafe_code)]
+
 pub mod abi;
 mod cache;
 mod digest;

@@ -1,7 +1,7 @@
 //! Kernel helper functions that generated programs call, by their stable ids.
 //!
-//! The ids are `enum bpf_func_id` from the kernel UAPI (checked against
-//! `/sys/kernel/btf/vmlinux` on kernel 6.18). They never change once released, so a typed
+//! The ids are `enum bpf_func_id` from the kernel UAPI (a test checks every id and name
+//! against aya-obj's bindings of that header). They never change once released, so a typed
 //! enum is safer than bare numbers in codegen.
 
 /// A helper that generated code may call.
@@ -194,5 +194,63 @@ mod tests {
             assert_eq!(Helper::from_id(h.id()), Some(h));
         }
         assert_eq!(Helper::from_id(4), None);
+    }
+
+    /// The kernel's own `enum bpf_func_id` (aya-obj's bindings of the uapi header) for each
+    /// helper, by the kernel's name for it.
+    fn kernel_id(h: Helper) -> aya_obj::generated::bpf_func_id {
+        use Helper::*;
+        use aya_obj::generated::bpf_func_id::*;
+        match h {
+            MapLookupElem => BPF_FUNC_map_lookup_elem,
+            MapUpdateElem => BPF_FUNC_map_update_elem,
+            MapDeleteElem => BPF_FUNC_map_delete_elem,
+            KtimeGetNs => BPF_FUNC_ktime_get_ns,
+            TracePrintk => BPF_FUNC_trace_printk,
+            GetPrandomU32 => BPF_FUNC_get_prandom_u32,
+            GetSmpProcessorId => BPF_FUNC_get_smp_processor_id,
+            SkbStoreBytes => BPF_FUNC_skb_store_bytes,
+            L3CsumReplace => BPF_FUNC_l3_csum_replace,
+            L4CsumReplace => BPF_FUNC_l4_csum_replace,
+            TailCall => BPF_FUNC_tail_call,
+            CloneRedirect => BPF_FUNC_clone_redirect,
+            SkbGetTunnelKey => BPF_FUNC_skb_get_tunnel_key,
+            SkbSetTunnelKey => BPF_FUNC_skb_set_tunnel_key,
+            Redirect => BPF_FUNC_redirect,
+            PerfEventOutput => BPF_FUNC_perf_event_output,
+            SkbLoadBytes => BPF_FUNC_skb_load_bytes,
+            CsumDiff => BPF_FUNC_csum_diff,
+            SkbChangeProto => BPF_FUNC_skb_change_proto,
+            GetHashRecalc => BPF_FUNC_get_hash_recalc,
+            CsumUpdate => BPF_FUNC_csum_update,
+            SkbChangeHead => BPF_FUNC_skb_change_head,
+            XdpAdjustHead => BPF_FUNC_xdp_adjust_head,
+            GetSocketCookie => BPF_FUNC_get_socket_cookie,
+            SkbAdjustRoom => BPF_FUNC_skb_adjust_room,
+            RedirectMap => BPF_FUNC_redirect_map,
+            FibLookup => BPF_FUNC_fib_lookup,
+            SkbCgroupId => BPF_FUNC_skb_cgroup_id,
+            KtimeGetBootNs => BPF_FUNC_ktime_get_boot_ns,
+            RingbufOutput => BPF_FUNC_ringbuf_output,
+            RingbufReserve => BPF_FUNC_ringbuf_reserve,
+            RingbufSubmit => BPF_FUNC_ringbuf_submit,
+            RingbufDiscard => BPF_FUNC_ringbuf_discard,
+            CsumLevel => BPF_FUNC_csum_level,
+            RedirectNeigh => BPF_FUNC_redirect_neigh,
+            RedirectPeer => BPF_FUNC_redirect_peer,
+        }
+    }
+
+    #[test]
+    fn ids_and_names_are_the_kernels() {
+        for h in Helper::ALL {
+            let k = kernel_id(h);
+            assert_eq!(h.id(), k as i32, "{h:?}: id");
+            assert_eq!(
+                format!("BPF_FUNC_{}", h.name()),
+                format!("{k:?}"),
+                "{h:?}: name"
+            );
+        }
     }
 }

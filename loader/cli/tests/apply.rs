@@ -250,7 +250,7 @@ fn ids(stdout: &str) -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn apply_enforces_replaces_and_unloads() {
-    if !Path::new("/sys/fs/bpf").exists() || unsafe { libc::geteuid() } != 0 {
+    if !Path::new("/sys/fs/bpf").exists() || !nix::unistd::geteuid().is_root() {
         panic!("this test needs root and bpffs (see PREAMBLE: kernel tests are not skipped)");
     }
     let mut rig = Rig::new();
@@ -348,7 +348,7 @@ fn apply_enforces_replaces_and_unloads() {
 /// IPv6 between pods no policy isolates still flows.
 #[test]
 fn isolated_pods_drop_ipv6_while_ipv4_and_arp_work() {
-    if !Path::new("/sys/fs/bpf").exists() || unsafe { libc::geteuid() } != 0 {
+    if !Path::new("/sys/fs/bpf").exists() || !nix::unistd::geteuid().is_root() {
         panic!("this test needs root and bpffs (see PREAMBLE: kernel tests are not skipped)");
     }
     let mut rig = Rig::new();

@@ -21,10 +21,8 @@ use sluice_compiler::ir::L4;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        nix::unistd::geteuid().is_root(),
         "kernel conformance needs root (BPF, tcx, netns); run the tests as root"
     );
 }

@@ -46,7 +46,7 @@ use sluice_compiler::resolve::InventoryFiles;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -303,70 +303,31 @@ impl Drop for Rig {
 
 // --- sockets --------------------------------------------------------------------------
 
-fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(ip.octets()),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: `v` points at a live T of the size given.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            opt,
-            (v as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
 /// One TCP connection attempt from source port `sport`: the moment it connected, or None
 /// when nothing answered within [`WAIT`]. The socket is closed with RST.
 fn tcp_attempt(sport: u16, to: Ipv4Addr, port: u16) -> io::Result<Option<Instant>> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = check(unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?;
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32)?;
+    use nix::errno::Errno;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
+    use std::os::fd::AsFd;
+    let fd = sock::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_LINGER, &linger)?;
-    let local = sockaddr(Ipv4Addr::UNSPECIFIED, sport);
-    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: `local` is a valid sockaddr_in of `len` bytes.
-    check(unsafe { libc::bind(fd.as_raw_fd(), (&raw const local).cast(), len) })?;
-    let remote = sockaddr(to, port);
-    // SAFETY: as above.
-    let rc = unsafe { libc::connect(fd.as_raw_fd(), (&raw const remote).cast(), len) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
+    sock::setsockopt(&fd, sockopt::Linger, &linger)?;
+    let local = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, sport));
+    sock::bind(fd.as_raw_fd(), &local)?;
+    let remote = SockaddrIn::from(SocketAddrV4::new(to, port));
+    match sock::connect(fd.as_raw_fd(), &remote) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
     }
     let deadline = Instant::now() + WAIT;
     loop {
@@ -374,52 +335,17 @@ fn tcp_attempt(sport: u16, to: Ipv4Addr, port: u16) -> io::Result<Option<Instant
         if left.is_zero() {
             return Ok(None);
         }
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = check(unsafe { libc::poll(&mut p, 1, left.as_millis().max(1) as libc::c_int) })?;
-        if n == 0 {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+        if poll(&mut p, PollTimeout::from(ms))? == 0 {
             continue;
         }
         let now = Instant::now();
-        let mut err: libc::c_int = 0;
-        let mut l = size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `err` is an int of `l` bytes.
-        check(unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut err).cast(),
-                &mut l,
-            )
-        })?;
-        return if err == 0 {
-            Ok(Some(now))
-        } else {
-            Err(io::Error::from_raw_os_error(err))
+        return match sock::getsockopt(&fd, sockopt::SocketError)? {
+            0 => Ok(Some(now)),
+            err => Err(io::Error::from_raw_os_error(err)),
         };
     }
-}
-
-fn tcp_info(s: &TcpStream) -> io::Result<libc::tcp_info> {
-    // SAFETY: tcp_info is plain data; zero is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut l = size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` is a tcp_info of `l` bytes.
-    check(unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut l,
-        )
-    })?;
-    Ok(info)
 }
 
 /// Source ports per source pod, each handed out once.
@@ -473,9 +399,7 @@ fn long_lived(mut s: TcpStream, stop: &AtomicBool) -> Out {
         seq += 1;
         std::thread::sleep(STREAM_PACE);
     }
-    out.retrans = tcp_info(&s)
-        .map(|i| i.tcpi_total_retrans)
-        .unwrap_or(u32::MAX);
+    out.retrans = sluice_loader::sys::socket::tcp_total_retrans(&s).unwrap_or(u32::MAX);
     out
 }
 

@@ -6,112 +6,61 @@
 //! update only happens if the link still runs the program we think it runs.
 //!
 //! Map elements are read and written here as plain byte slices (aya's typed maps need the
-//! key and value types at compile time; bundle maps have their sizes in data). Every call
-//! checks the slice lengths against the sizes the caller says the map has, so the kernel
-//! never reads or writes past a buffer.
+//! key and value types at compile time; bundle maps have their sizes in data). They go
+//! through a [`MapElems`], which asks the kernel for the map's key and value sizes once and
+//! checks every slice against them, so no safe call lets the kernel read or write past a
+//! buffer. The attribute and info structs are aya-obj's bindings of the kernel's uapi.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_LINK_UPDATE: libc::c_long = 29;
-const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
-const BPF_LINK_DETACH: libc::c_long = 34;
-const BPF_F_REPLACE: u32 = 1 << 2;
-const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+use aya_obj::generated::{
+    BPF_F_REPLACE, bpf_attach_type, bpf_attr, bpf_cmd, bpf_link_info, bpf_map_info, bpf_map_type,
+    bpf_prog_info,
+};
 
-/// `union bpf_attr` for the BPF_MAP_*_ELEM and GET_NEXT_KEY commands.
-#[repr(C)]
-#[derive(Default)]
-struct MapElem {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64, // next_key for GET_NEXT_KEY
-    flags: u64,
+/// A slice whose length is not what the map takes (the `io::Error`'s inner error, kind
+/// `InvalidInput`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {got} bytes, the map takes {want}")]
+pub struct LengthMismatch {
+    pub what: &'static str,
+    pub got: usize,
+    pub want: usize,
 }
 
-/// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
-#[repr(C)]
-#[derive(Default)]
-struct InfoByFd {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
-}
-
-/// `union bpf_attr` for the *_GET_FD_BY_ID commands.
-#[repr(C)]
-#[derive(Default)]
-struct GetFdById {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
-
-/// `map[key] = value` with raw bytes (for map contents the compiler wrote as data). The
-/// caller makes the lengths match the map's key and value sizes.
-pub fn map_update_elem(fd: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
-    let mut attr = MapElem {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        flags,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
-}
-
-/// Reads `map[key]` into `value` (for per-CPU maps: value size rounded up to 8, times the
-/// number of possible CPUs); `false` when the key is absent.
-pub fn map_lookup_elem(fd: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
-    let mut attr = MapElem {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
+fn check_len(what: &'static str, got: usize, want: usize) -> io::Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            LengthMismatch { what, got, want },
+        ))
     }
 }
 
-/// `union bpf_attr` for BPF_OBJ_PIN.
-#[repr(C)]
-#[derive(Default)]
-struct ObjPin {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-    path_fd: i32,
-}
-
-/// `union bpf_attr` for BPF_LINK_UPDATE.
-#[repr(C)]
-#[derive(Default)]
-struct LinkUpdate {
-    link_fd: u32,
-    new_prog_fd: u32,
-    flags: u32,
-    old_prog_fd: u32,
+/// An all-zero `union bpf_attr`, as the kernel wants the bytes a command does not use.
+fn attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a union of structs of integers and integer arrays; all-zero bytes
+    // are a valid value of every member.
+    unsafe { std::mem::zeroed() }
 }
 
 /// Calls bpf(cmd, attr, sizeof attr).
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: attr points to a live, initialised repr(C) struct of the given size, laid out
-    // as the kernel's union bpf_attr member for `cmd`; the kernel reads at most that size.
+///
+/// # Safety
+/// Every pointer the member of `attr` for `cmd` holds must point at a live buffer at least
+/// as long as the kernel reads or writes for that command (e.g. a map's key and value size).
+unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<libc::c_long> {
+    // SAFETY: attr is a live, initialised bpf_attr of the size given; the buffers it points
+    // at are the caller's promise.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>() as libc::c_uint,
+            cmd as libc::c_long,
+            attr as *mut bpf_attr as *mut libc::c_void,
+            std::mem::size_of::<bpf_attr>() as libc::c_uint,
         )
     };
     if rc < 0 {
@@ -121,41 +70,247 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     }
 }
 
-fn fd_by_id(cmd: libc::c_long, id: u32) -> io::Result<OwnedFd> {
-    let mut attr = GetFdById {
-        id,
-        ..Default::default()
-    };
-    let fd = bpf(cmd, &mut attr)?;
+/// Maps `ENOENT` to `Ok(false)`: the key (or a next key) is absent.
+fn found(r: io::Result<libc::c_long>) -> io::Result<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A slice's address for the kernel; null for an empty one (maps with no key, such as
+/// queues, demand a null key pointer).
+fn addr(b: &[u8]) -> u64 {
+    if b.is_empty() { 0 } else { b.as_ptr() as u64 }
+}
+
+/// Fills `info` (a uapi `bpf_*_info` struct, zeroed on entry) with BPF_OBJ_GET_INFO_BY_FD.
+///
+/// # Safety
+/// Pointers the caller put into `info` (e.g. `map_ids` with `nr_map_ids`) must point at live
+/// buffers of the sizes given.
+unsafe fn obj_info<T>(fd: BorrowedFd<'_>, info: &mut T) -> io::Result<()> {
+    let mut a = attr();
+    a.info.bpf_fd = fd.as_raw_fd() as u32;
+    a.info.info_len = std::mem::size_of::<T>() as u32;
+    a.info.info = info as *mut T as u64;
+    // SAFETY: the kernel writes at most info_len bytes into `info`; the buffers `info`
+    // points at are the caller's promise.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut a) }.map(|_| ())
+}
+
+/// `BPF_ANY`: create or update.
+pub const BPF_ANY: u64 = 0;
+/// `BPF_NOEXIST`: create only.
+pub const BPF_NOEXIST: u64 = 1;
+/// `BPF_EXIST`: update only.
+pub const BPF_EXIST: u64 = 2;
+
+/// What the kernel says about a map (`struct bpf_map_info`, the fields the loader needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+impl MapInfo {
+    /// Whether lookups and updates carry one value per possible CPU.
+    pub fn is_per_cpu(&self) -> bool {
+        use bpf_map_type::*;
+        [
+            BPF_MAP_TYPE_PERCPU_HASH,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            BPF_MAP_TYPE_LRU_PERCPU_HASH,
+            BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE_DEPRECATED,
+        ]
+        .iter()
+        .any(|t| *t as u32 == self.map_type)
+    }
+
+    /// The length of a value buffer for lookups and updates from user space: the value size,
+    /// or for per-CPU maps the value size rounded up to 8 times `possible_cpus`.
+    pub fn value_len(&self, possible_cpus: usize) -> usize {
+        if self.is_per_cpu() {
+            (self.value_size as usize).next_multiple_of(8) * possible_cpus
+        } else {
+            self.value_size as usize
+        }
+    }
+}
+
+/// Reads a map's info.
+pub fn map_info(map: BorrowedFd<'_>) -> io::Result<MapInfo> {
+    // SAFETY: all-zero is a valid bpf_map_info (integers only).
+    let mut info: bpf_map_info = unsafe { std::mem::zeroed() };
+    // SAFETY: the info holds no pointers.
+    unsafe { obj_info(map, &mut info) }?;
+    Ok(MapInfo {
+        map_type: info.type_,
+        id: info.id,
+        key_size: info.key_size,
+        value_size: info.value_size,
+        max_entries: info.max_entries,
+        flags: info.map_flags,
+    })
+}
+
+/// The number of possible CPUs (what per-CPU map values are multiplied by).
+pub fn possible_cpus() -> io::Result<usize> {
+    aya::util::nr_cpus().map_err(|(what, e)| io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// A borrowed map fd together with the key and value sizes the kernel reported for it. The
+/// element calls check every slice against these before the kernel sees it. Sizes cannot
+/// change for a map's lifetime, and the borrow keeps the fd (and so the map) alive.
+#[derive(Debug, Clone, Copy)]
+pub struct MapElems<'a> {
+    fd: BorrowedFd<'a>,
+    info: MapInfo,
+    value_len: usize,
+}
+
+impl<'a> MapElems<'a> {
+    /// Asks the kernel for the map's sizes (one BPF_OBJ_GET_INFO_BY_FD).
+    pub fn new(fd: BorrowedFd<'a>) -> io::Result<MapElems<'a>> {
+        let info = map_info(fd)?;
+        let cpus = if info.is_per_cpu() {
+            possible_cpus()?
+        } else {
+            1
+        };
+        Ok(MapElems {
+            fd,
+            info,
+            value_len: info.value_len(cpus),
+        })
+    }
+
+    pub fn info(&self) -> &MapInfo {
+        &self.info
+    }
+
+    /// Bytes in a key.
+    pub fn key_len(&self) -> usize {
+        self.info.key_size as usize
+    }
+
+    /// Bytes in a value buffer (per-CPU maps: all CPUs' values, see [`MapInfo::value_len`]).
+    pub fn value_len(&self) -> usize {
+        self.value_len
+    }
+
+    /// `map[key] = value`. `flags` is [`BPF_ANY`], [`BPF_NOEXIST`] or [`BPF_EXIST`].
+    pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+        check_len("key", key.len(), self.key_len())?;
+        check_len("value", value.len(), self.value_len)?;
+        if flags > BPF_EXIST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("map update flags {flags:#x} (only BPF_ANY, BPF_NOEXIST, BPF_EXIST)"),
+            ));
+        }
+        let mut a = attr();
+        a.__bindgen_anon_2.map_fd = self.fd.as_raw_fd() as u32;
+        a.__bindgen_anon_2.key = addr(key);
+        a.__bindgen_anon_2.__bindgen_anon_1.value = addr(value);
+        a.__bindgen_anon_2.flags = flags;
+        // SAFETY: key and value have the lengths the kernel reads for this map (checked above).
+        unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut a) }.map(|_| ())
+    }
+
+    /// Reads `map[key]` into `value` ([`MapElems::value_len`] bytes); `Ok(false)` when absent.
+    pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+        check_len("key", key.len(), self.key_len())?;
+        check_len("value", value.len(), self.value_len)?;
+        let mut a = attr();
+        a.__bindgen_anon_2.map_fd = self.fd.as_raw_fd() as u32;
+        a.__bindgen_anon_2.key = addr(key);
+        a.__bindgen_anon_2.__bindgen_anon_1.value = if value.is_empty() {
+            0
+        } else {
+            value.as_mut_ptr() as u64
+        };
+        // SAFETY: key and value have the lengths the kernel reads and writes for this map.
+        found(unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut a) })
+    }
+
+    /// `map[key]` as a new buffer; `None` when absent.
+    pub fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        let mut value = vec![0u8; self.value_len];
+        Ok(self.lookup(key, &mut value)?.then_some(value))
+    }
+
+    /// The key after `key` (the first key with `None`) into `next`; `Ok(false)` at the end.
+    pub fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+        if let Some(k) = key {
+            check_len("key", k.len(), self.key_len())?;
+        }
+        check_len("next key", next.len(), self.key_len())?;
+        let mut a = attr();
+        a.__bindgen_anon_2.map_fd = self.fd.as_raw_fd() as u32;
+        a.__bindgen_anon_2.key = key.map_or(0, addr);
+        a.__bindgen_anon_2.__bindgen_anon_1.next_key = next.as_mut_ptr() as u64;
+        // SAFETY: key and next are exactly the map's key size (checked above).
+        found(unsafe { bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &mut a) })
+    }
+
+    /// Every key, in the kernel's iteration order.
+    pub fn keys(&self) -> io::Result<Vec<Vec<u8>>> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let mut next = vec![0u8; self.key_len()];
+            if !self.next_key(keys.last().map(Vec::as_slice), &mut next)? {
+                return Ok(keys);
+            }
+            keys.push(next);
+        }
+    }
+
+    /// Deletes `map[key]`; `Ok(false)` if it was not there.
+    pub fn delete(&self, key: &[u8]) -> io::Result<bool> {
+        check_len("key", key.len(), self.key_len())?;
+        let mut a = attr();
+        a.__bindgen_anon_2.map_fd = self.fd.as_raw_fd() as u32;
+        a.__bindgen_anon_2.key = addr(key);
+        // SAFETY: key is exactly the map's key size (checked above).
+        found(unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_ELEM, &mut a) })
+    }
+}
+
+/// Opens a new fd by id with a `*_GET_FD_BY_ID` command.
+fn fd_by_id(cmd: bpf_cmd, id: u32) -> io::Result<OwnedFd> {
+    let mut a = attr();
+    // The id's member (prog_id, link_id, ...) shares its place with start_id.
+    a.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+    // SAFETY: the command takes only integers.
+    let fd = unsafe { bpf(cmd, &mut a) }?;
     // SAFETY: on success the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// A new fd for the link with this kernel id.
 pub fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    fd_by_id(BPF_LINK_GET_FD_BY_ID, id)
+    fd_by_id(bpf_cmd::BPF_LINK_GET_FD_BY_ID, id)
 }
 
 /// A new fd for the program with this kernel id.
 pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    fd_by_id(BPF_PROG_GET_FD_BY_ID, id)
-}
-
-/// `union bpf_attr` for BPF_LINK_DETACH.
-#[repr(C)]
-#[derive(Default)]
-struct LinkDetach {
-    link_fd: u32,
+    fd_by_id(bpf_cmd::BPF_PROG_GET_FD_BY_ID, id)
 }
 
 /// Detaches a link from its hook now. Dropping the last reference (fd or pin) detaches too,
 /// but the kernel does that from a workqueue, a moment later; an unload or a swap that
 /// removes a hook wants it gone when it returns.
 pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
-    let mut attr = LinkDetach {
-        link_fd: link.as_raw_fd() as u32,
-    };
-    bpf(BPF_LINK_DETACH, &mut attr).map(|_| ())
+    let mut a = attr();
+    a.link_detach.link_fd = link.as_raw_fd() as u32;
+    // SAFETY: the command takes only integers.
+    unsafe { bpf(bpf_cmd::BPF_LINK_DETACH, &mut a) }.map(|_| ())
 }
 
 /// Points `link` at `new_prog` in one BPF_LINK_UPDATE. With `old_prog`, the kernel only
@@ -166,13 +321,13 @@ pub fn link_update(
     new_prog: BorrowedFd<'_>,
     old_prog: Option<BorrowedFd<'_>>,
 ) -> io::Result<()> {
-    let mut attr = LinkUpdate {
-        link_fd: link.as_raw_fd() as u32,
-        new_prog_fd: new_prog.as_raw_fd() as u32,
-        flags: if old_prog.is_some() { BPF_F_REPLACE } else { 0 },
-        old_prog_fd: old_prog.map_or(0, |fd| fd.as_raw_fd() as u32),
-    };
-    bpf(BPF_LINK_UPDATE, &mut attr).map(|_| ())
+    let mut a = attr();
+    a.link_update.link_fd = link.as_raw_fd() as u32;
+    a.link_update.__bindgen_anon_1.new_prog_fd = new_prog.as_raw_fd() as u32;
+    a.link_update.flags = if old_prog.is_some() { BPF_F_REPLACE } else { 0 };
+    a.link_update.__bindgen_anon_2.old_prog_fd = old_prog.map_or(0, |fd| fd.as_raw_fd() as u32);
+    // SAFETY: the command takes only integers.
+    unsafe { bpf(bpf_cmd::BPF_LINK_UPDATE, &mut a) }.map(|_| ())
 }
 
 /// Pins the BPF object behind `fd` at `path` (on bpffs; the parent must exist). Unlike
@@ -181,76 +336,11 @@ pub fn obj_pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
-    let mut attr = ObjPin {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        ..Default::default()
-    };
-    bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
-}
-
-fn check_len(what: &str, got: usize, want: usize) -> io::Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{what} is {got} bytes, the map takes {want}"),
-        ))
-    }
-}
-
-/// `BPF_ANY`: create or update.
-pub const BPF_ANY: u64 = 0;
-
-/// Writes one element. `key_size`/`value_size` are the map's (from its info); a slice of
-/// another length is refused before the kernel sees it.
-pub fn map_update(
-    map: BorrowedFd<'_>,
-    (key_size, value_size): (u32, u32),
-    key: &[u8],
-    value: &[u8],
-    flags: u64,
-) -> io::Result<()> {
-    check_len("key", key.len(), key_size as usize)?;
-    check_len("value", value.len(), value_size as usize)?;
-    map_update_elem(map, key, value, flags)
-}
-
-/// Reads one element into `value` (exactly the map's value size); Ok(false) if absent.
-pub fn map_lookup(
-    map: BorrowedFd<'_>,
-    (key_size, value_size): (u32, u32),
-    key: &[u8],
-    value: &mut [u8],
-) -> io::Result<bool> {
-    check_len("key", key.len(), key_size as usize)?;
-    check_len("value", value.len(), value_size as usize)?;
-    map_lookup_elem(map, key, value)
-}
-
-/// The key after `key` (the first key with None) into `next`; Ok(false) at the end.
-pub fn map_next_key(
-    map: BorrowedFd<'_>,
-    key_size: u32,
-    key: Option<&[u8]>,
-    next: &mut [u8],
-) -> io::Result<bool> {
-    if let Some(k) = key {
-        check_len("key", k.len(), key_size as usize)?;
-    }
-    check_len("next key", next.len(), key_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.map_or(0, |k| k.as_ptr() as u64),
-        value: next.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
+    let mut a = attr();
+    a.__bindgen_anon_4.pathname = c.as_ptr() as u64;
+    a.__bindgen_anon_4.bpf_fd = fd.as_raw_fd() as u32;
+    // SAFETY: pathname is a NUL-terminated string that lives until the call returns.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_PIN, &mut a) }.map(|_| ())
 }
 
 /// What the kernel says about a tcx link (`struct bpf_link_info`, tcx member).
@@ -266,63 +356,20 @@ pub struct TcxLinkInfo {
 
 /// Reads a link's info; `ifindex`/`attach_type` are meaningful for tcx links.
 pub fn link_info(link: BorrowedFd<'_>) -> io::Result<TcxLinkInfo> {
-    // type, id, prog_id, pad, then the union (8-aligned) whose tcx member is
-    // { ifindex, attach_type }. The rest of the buffer stays zero, as the kernel demands.
-    let mut buf = [0u64; 16];
-    let mut attr = InfoByFd {
-        bpf_fd: link.as_raw_fd() as u32,
-        info_len: std::mem::size_of_val(&buf) as u32,
-        info: buf.as_mut_ptr() as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    let w = |i: usize| (buf[i / 2] >> (32 * (i % 2))) as u32;
+    // SAFETY: all-zero is a valid bpf_link_info (integers, and unions of them).
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    // SAFETY: the info holds no pointers (the members with name buffers stay null).
+    unsafe { obj_info(link, &mut info) }?;
+    // SAFETY: every member of the union is plain integers; the tcx one is what a tcx link
+    // fills, and for others it reads whatever integers are there.
+    let tcx = unsafe { info.__bindgen_anon_1.tcx };
     Ok(TcxLinkInfo {
-        link_type: w(0),
-        link_id: w(1),
-        prog_id: w(2),
-        ifindex: w(4),
-        attach_type: w(5),
+        link_type: info.type_,
+        link_id: info.id,
+        prog_id: info.prog_id,
+        ifindex: tcx.ifindex,
+        attach_type: tcx.attach_type,
     })
-}
-
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
-/// Deletes one element; Ok(false) if it was not there.
-pub fn map_delete(map: BorrowedFd<'_>, key_size: u32, key: &[u8]) -> io::Result<bool> {
-    check_len("key", key.len(), key_size as usize)?;
-    let mut attr = MapElem {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// `union bpf_attr` for BPF_PROG_TEST_RUN (the `test` member).
-#[repr(C)]
-#[derive(Default)]
-struct TestRun {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
 }
 
 /// Runs the program behind `prog` (any fd, e.g. one opened by id from a hook's link) on
@@ -330,15 +377,16 @@ struct TestRun {
 /// run. Unlike aya's test run this needs no aya `Program`, so it runs exactly the program a
 /// link runs, not a copy.
 pub fn prog_test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
-    let mut attr = TestRun {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: packet.len() as u32,
-        data_in: packet.as_ptr() as u64,
-        repeat: repeat.max(1),
-        ..Default::default()
-    };
-    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-    Ok((attr.retval, attr.duration))
+    let mut a = attr();
+    a.test.prog_fd = prog.as_raw_fd() as u32;
+    a.test.data_size_in = packet.len() as u32;
+    a.test.data_in = packet.as_ptr() as u64;
+    a.test.repeat = repeat.max(1);
+    // SAFETY: data_in points at `packet` of data_size_in bytes; there is no output buffer.
+    unsafe { bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut a) }?;
+    // SAFETY: the test member is what this command uses, and it holds integers only.
+    let t = unsafe { a.test };
+    Ok((t.retval, t.duration))
 }
 
 /// Size of `struct __sk_buff` (uapi, unchanged since 5.16): the context a tc program's
@@ -365,21 +413,23 @@ pub fn prog_test_run_skb(
     ctx_in: &[u8; SK_BUFF_SIZE],
 ) -> io::Result<SkbRun> {
     let mut ctx_out = [0u8; SK_BUFF_SIZE];
-    let mut attr = TestRun {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: packet.len() as u32,
-        data_in: packet.as_ptr() as u64,
-        repeat: 1,
-        ctx_size_in: SK_BUFF_SIZE as u32,
-        ctx_size_out: SK_BUFF_SIZE as u32,
-        ctx_in: ctx_in.as_ptr() as u64,
-        ctx_out: ctx_out.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    let mut a = attr();
+    a.test.prog_fd = prog.as_raw_fd() as u32;
+    a.test.data_size_in = packet.len() as u32;
+    a.test.data_in = packet.as_ptr() as u64;
+    a.test.repeat = 1;
+    a.test.ctx_size_in = SK_BUFF_SIZE as u32;
+    a.test.ctx_size_out = SK_BUFF_SIZE as u32;
+    a.test.ctx_in = ctx_in.as_ptr() as u64;
+    a.test.ctx_out = ctx_out.as_mut_ptr() as u64;
+    // SAFETY: data_in, ctx_in and ctx_out point at buffers of the sizes given; the kernel
+    // writes at most ctx_size_out bytes of context and no data (data_out is null).
+    unsafe { bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut a) }?;
+    // SAFETY: the test member is what this command uses, and it holds integers only.
+    let t = unsafe { a.test };
     Ok(SkbRun {
-        retval: attr.retval,
-        duration_ns: attr.duration,
+        retval: t.retval,
+        duration_ns: t.duration,
         ctx_out,
     })
 }
@@ -392,57 +442,33 @@ pub struct ProgInfo {
     pub map_ids: Vec<u32>,
 }
 
-/// Reads a program's id, name and the ids of the maps it uses.
+/// Reads a program's id, name and the ids of the maps it uses (up to 64).
 pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
-    // struct bpf_prog_info: type u32 @0, id u32 @4, tag [8] @8, jited_prog_len @16,
-    // xlated_prog_len @20, jited_prog_insns u64 @24, xlated_prog_insns u64 @32,
-    // load_time u64 @40, created_by_uid u32 @48, nr_map_ids u32 @52, map_ids u64 @56,
-    // name [16] @64.
     let mut ids = vec![0u32; 64];
-    let mut buf = [0u64; 32];
-    buf[52 / 8] = (ids.len() as u64) << 32; // nr_map_ids (in), high half of word 6
-    buf[56 / 8] = ids.as_mut_ptr() as u64;
-    let mut attr = InfoByFd {
-        bpf_fd: prog.as_raw_fd() as u32,
-        info_len: std::mem::size_of_val(&buf) as u32,
-        info: buf.as_mut_ptr() as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let n = (u32_at(52) as usize).min(ids.len());
-    ids.truncate(n);
-    let name = &bytes[64..80];
-    let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(16)])
-        .into_owned();
+    // SAFETY: all-zero is a valid bpf_prog_info (integers and arrays of them).
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    info.nr_map_ids = ids.len() as u32;
+    info.map_ids = ids.as_mut_ptr() as u64;
+    // SAFETY: map_ids points at nr_map_ids u32s, which is all the kernel writes there.
+    unsafe { obj_info(prog, &mut info) }?;
+    // The kernel reports how many maps there are, which may exceed what it copied.
+    ids.truncate((info.nr_map_ids as usize).min(ids.len()));
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .map(|c| *c as u8)
+        .take_while(|b| *b != 0)
+        .collect();
     Ok(ProgInfo {
-        id: u32_at(4),
-        name,
+        id: info.id,
+        name: String::from_utf8_lossy(&name).into_owned(),
         map_ids: ids,
     })
 }
 
-const BPF_PROG_QUERY: libc::c_long = 16;
 /// `enum bpf_attach_type`: the tcx hooks.
-pub const BPF_TCX_INGRESS: u32 = 46;
-pub const BPF_TCX_EGRESS: u32 = 47;
-
-/// `union bpf_attr` for BPF_PROG_QUERY (the `query` member).
-#[repr(C)]
-#[derive(Default)]
-struct ProgQuery {
-    target_ifindex: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    count: u32,
-    _pad: u32,
-    prog_attach_flags: u64,
-    link_ids: u64,
-    link_attach_flags: u64,
-    revision: u64,
-}
+pub const BPF_TCX_INGRESS: u32 = bpf_attach_type::BPF_TCX_INGRESS as u32;
+pub const BPF_TCX_EGRESS: u32 = bpf_attach_type::BPF_TCX_EGRESS as u32;
 
 /// A tcx hook's chain as BPF_PROG_QUERY reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -459,31 +485,74 @@ pub fn tcx_query(ifindex: u32, attach_type: u32) -> io::Result<TcxChain> {
     loop {
         let mut progs = vec![0u32; cap];
         let mut links = vec![0u32; cap];
-        let mut attr = ProgQuery {
-            target_ifindex: ifindex,
-            attach_type,
-            prog_ids: progs.as_mut_ptr() as u64,
-            link_ids: links.as_mut_ptr() as u64,
-            count: cap as u32,
-            ..Default::default()
-        };
-        match bpf(BPF_PROG_QUERY, &mut attr) {
+        let mut a = attr();
+        a.query.__bindgen_anon_1.target_ifindex = ifindex;
+        a.query.attach_type = attach_type;
+        a.query.prog_ids = progs.as_mut_ptr() as u64;
+        a.query.link_ids = links.as_mut_ptr() as u64;
+        a.query.__bindgen_anon_2.count = cap as u32;
+        // SAFETY: prog_ids and link_ids point at `count` u32s each, all the kernel writes.
+        let r = unsafe { bpf(bpf_cmd::BPF_PROG_QUERY, &mut a) };
+        // SAFETY: the query member is what this command uses; `count` is an integer.
+        let count = unsafe { a.query.__bindgen_anon_2.count } as usize;
+        match r {
             // ENOSPC: more entries than room; `count` says how many.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && attr.count as usize > cap => {
-                cap = attr.count as usize;
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && count > cap => {
+                cap = count;
                 continue;
             }
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        let n = (attr.count as usize).min(cap);
+        let n = count.min(cap);
+        // SAFETY: as above, integers only.
+        let revision = unsafe { a.query.revision };
         return Ok(TcxChain {
-            revision: attr.revision,
+            revision,
             entries: links[..n]
                 .iter()
                 .copied()
                 .zip(progs[..n].iter().copied())
                 .collect(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(map_type: bpf_map_type, value_size: u32) -> MapInfo {
+        MapInfo {
+            map_type: map_type as u32,
+            id: 1,
+            key_size: 4,
+            value_size,
+            max_entries: 1,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn per_cpu_values_are_rounded_to_8_and_multiplied() {
+        use bpf_map_type::*;
+        assert_eq!(info(BPF_MAP_TYPE_HASH, 12).value_len(4), 12);
+        assert_eq!(info(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4).value_len(4), 4);
+        assert_eq!(info(BPF_MAP_TYPE_PERCPU_HASH, 12).value_len(4), 64);
+        assert_eq!(info(BPF_MAP_TYPE_PERCPU_ARRAY, 8).value_len(3), 24);
+        assert_eq!(info(BPF_MAP_TYPE_LRU_PERCPU_HASH, 1).value_len(2), 16);
+    }
+
+    #[test]
+    fn lengths_are_checked_exactly() {
+        assert!(check_len("key", 4, 4).is_ok());
+        for got in [0, 3, 5] {
+            let e = check_len("key", got, 4).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(
+                e.to_string(),
+                format!("key is {got} bytes, the map takes 4")
+            );
+        }
     }
 }

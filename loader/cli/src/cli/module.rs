@@ -48,14 +48,16 @@ pub struct LimitArgs {
     /// Fuel per run (about one unit per Wasm instruction).
     #[arg(long, value_name = "UNITS", default_value_t = Limits::DEFAULT_FUEL)]
     pub wasm_fuel: u64,
-    /// Linear memory per module, e.g. 256M, 1G or a byte count.
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    /// Linear memory per module, e.g. 256MiB, 1GiB or a byte count (MB = 10^6 bytes,
+    /// MiB = 2^20 bytes).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub wasm_memory: usize,
     /// Wall-clock time per run, e.g. 1s or 500ms.
     #[arg(long, value_name = "TIME", default_value = "1s", value_parser = parse_duration)]
     pub wasm_timeout: Duration,
-    /// Largest policy document a module may return, e.g. 16M.
-    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    /// Largest policy document a module may return, e.g. 16MiB or 500KB (MB = 10^6 bytes,
+    /// MiB = 2^20 bytes).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub wasm_output: usize,
 }
 
@@ -71,18 +73,11 @@ impl LimitArgs {
     }
 }
 
+/// A byte count with an optional unit: K/KB, M/MB, G/GB are powers of 10 (1 MB = 10^6
+/// bytes), KiB, MiB, GiB powers of 2 (1 MiB = 2^20 bytes).
 fn parse_size(s: &str) -> Result<usize, String> {
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: usize = digits.parse().map_err(|_| format!("`{s}` is not a size"))?;
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use K, M or G)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    let n = ::parse_size::parse_size(s).map_err(|e| format!("`{s}` is not a size ({e})"))?;
+    usize::try_from(n).map_err(|_| format!("`{s}` is too large"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -208,11 +203,27 @@ mod tests {
 
     #[test]
     fn sizes_and_durations() {
-        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("256MB"), Ok(256_000_000));
+        assert_eq!(parse_size("256M"), Ok(256_000_000), "M is the SI prefix");
         assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert_eq!(parse_size("1 GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("64kb"), Ok(64_000));
         assert!(parse_size("12X").is_err());
         assert!(parse_size("M").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("100EiB").is_err(), "more than 2^64 bytes");
+        // The defaults keep the limits they always had.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        let limits = <Cli as clap::Parser>::parse_from(["x"]).limits.limits();
+        assert_eq!(limits.memory_bytes, 256 << 20);
+        assert_eq!(limits.output_bytes, 16 << 20);
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("2h").is_err());

@@ -415,24 +415,11 @@ fn clear_map(map: Option<&MapData>) -> Result<(), String> {
     let Some(map) = map else {
         return Ok(());
     };
-    let info = map.info().map_err(|e| format!("conntrack info: {e}"))?;
-    let ks = info.key_size();
-    let fd = map.fd().as_fd();
-    let mut keys = Vec::new();
-    let mut key: Option<Vec<u8>> = None;
-    loop {
-        let mut next = vec![0u8; ks as usize];
-        match sysbpf::map_next_key(fd, ks, key.as_deref(), &mut next) {
-            Ok(true) => {
-                keys.push(next.clone());
-                key = Some(next);
-            }
-            Ok(false) => break,
-            Err(e) => return Err(format!("conntrack keys: {e}")),
-        }
-    }
-    for k in keys {
-        sysbpf::map_delete(fd, ks, &k).map_err(|e| format!("conntrack delete: {e}"))?;
+    let map =
+        sysbpf::MapElems::new(map.fd().as_fd()).map_err(|e| format!("conntrack info: {e}"))?;
+    for k in map.keys().map_err(|e| format!("conntrack keys: {e}"))? {
+        map.delete(&k)
+            .map_err(|e| format!("conntrack delete: {e}"))?;
     }
     Ok(())
 }

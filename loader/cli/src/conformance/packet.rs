@@ -10,78 +10,20 @@ use std::net::Ipv4Addr;
 
 use sluice_compiler::ir::L4;
 
-/// The MACs of the frames (the programs do not look at them).
-const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
-const NODE_MAC: [u8; 6] = [0xee; 6];
+use sluice_loader::trace;
 
-/// One cell's packet, from `src:sport` to `dst:dport`. ICMP is an echo request (the port
-/// is ignored); TCP a SYN; SCTP a packet with an INIT chunk; UDP an empty datagram.
+/// One cell's packet, from `src:sport` to `dst:dport`, built as `sluice trace` builds its
+/// probes: ICMP is an echo request (the port is ignored); TCP a SYN; SCTP a packet with an
+/// INIT chunk; UDP an empty datagram.
 pub fn craft(src: Ipv4Addr, dst: Ipv4Addr, proto: L4, sport: u16, dport: u16) -> Vec<u8> {
-    let l4: Vec<u8> = match proto {
-        L4::Tcp => {
-            let mut t = Vec::with_capacity(20);
-            t.extend_from_slice(&sport.to_be_bytes());
-            t.extend_from_slice(&dport.to_be_bytes());
-            t.extend_from_slice(&1u32.to_be_bytes()); // seq
-            t.extend_from_slice(&0u32.to_be_bytes()); // ack
-            t.extend_from_slice(&[0x50, 0x02]); // data offset 5, SYN
-            t.extend_from_slice(&0xffffu16.to_be_bytes()); // window
-            t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
-            t
-        }
-        L4::Udp => {
-            let mut u = Vec::with_capacity(8);
-            u.extend_from_slice(&sport.to_be_bytes());
-            u.extend_from_slice(&dport.to_be_bytes());
-            u.extend_from_slice(&8u16.to_be_bytes());
-            u.extend_from_slice(&[0, 0]);
-            u
-        }
-        L4::Sctp => {
-            let mut s = Vec::with_capacity(32);
-            s.extend_from_slice(&sport.to_be_bytes());
-            s.extend_from_slice(&dport.to_be_bytes());
-            s.extend_from_slice(&[0, 0, 0, 0]); // verification tag: 0 in an INIT
-            s.extend_from_slice(&[0, 0, 0, 0]); // checksum
-            // INIT chunk: type 1, flags 0, length 20, tag, a_rwnd, streams, initial TSN.
-            s.extend_from_slice(&[1, 0, 0, 20]);
-            s.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-            s.extend_from_slice(&65535u32.to_be_bytes());
-            s.extend_from_slice(&[0, 1, 0, 1]);
-            s.extend_from_slice(&1u32.to_be_bytes());
-            s
-        }
-        L4::Icmp => vec![8, 0, 0, 0, 0, 1, 0, 1],
+    let l4 = match proto {
+        L4::Icmp => trace::L4::Icmp { r#type: 8, code: 0 },
+        L4::Tcp | L4::Udp | L4::Sctp => trace::L4::Port {
+            proto: proto.number(),
+            port: dport,
+        },
     };
-    let total = 20 + l4.len();
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&(total as u16).to_be_bytes());
-    ip.extend_from_slice(&[0, 1, 0x40, 0]); // id 1, don't fragment
-    ip.extend_from_slice(&[64, proto.number(), 0, 0]);
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let sum = checksum(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-
-    let mut frame = Vec::with_capacity(14 + total);
-    frame.extend_from_slice(&NODE_MAC);
-    frame.extend_from_slice(&POD_MAC);
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-    frame.extend_from_slice(&ip);
-    frame.extend_from_slice(&l4);
-    frame
-}
-
-/// The Internet checksum of an IPv4 header.
-fn checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    trace::build_packet(src, dst, l4, sport)
 }
 
 /// Source ports for crafted packets: unique within a run, never a probe port, and below the
@@ -136,7 +78,6 @@ mod tests {
             assert_eq!(f[23], num);
             assert_eq!(&f[26..30], &a.octets());
             assert_eq!(&f[30..34], &b.octets());
-            assert_eq!(checksum(&f[14..34]), 0, "header checksum verifies");
             if proto != L4::Icmp {
                 assert_eq!(u16::from_be_bytes([f[34], f[35]]), 4000);
                 assert_eq!(u16::from_be_bytes([f[36], f[37]]), 80);

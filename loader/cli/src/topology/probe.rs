@@ -6,7 +6,7 @@
 //! a hundred probes that mostly time out still finish in a few seconds.
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn};
 
 use sluice_loader::sys::netns::Netns;
 use sluice_loader::sys::poll;
@@ -387,21 +389,7 @@ fn serve(netns: &str, socks: &[Sock], wake: &UnixStream) {
 /// Asks for each datagram's destination address (`IP_PKTINFO`), so [`echo_udp`] can answer
 /// from it.
 fn want_pktinfo(u: &UdpSocket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            u.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_PKTINFO,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    socket::setsockopt(u, socket::sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)
 }
 
 /// Echoes one datagram from the address it was sent to. A socket bound to 0.0.0.0 on a
@@ -409,75 +397,27 @@ fn want_pktinfo(u: &UdpSocket) -> io::Result<()> {
 /// the interface's first address, and the prober's connected socket ignores that reply.
 fn echo_udp(u: &UdpSocket, buf: &mut [u8]) -> io::Result<()> {
     let fd = u.as_raw_fd();
-    // u64 words keep the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: zeroed sockaddr_in and msghdr are valid ("no address", "no fields").
-    let mut from: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: as above.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut from).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control) as _;
-    // SAFETY: every pointer in `msg` points at live buffers of the lengths given.
-    let n = unsafe { libc::recvmsg(fd, &raw mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut local = None;
-    // SAFETY: `msg` was filled by recvmsg; the CMSG_* walk stays inside `control`.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                let info: libc::in_pktinfo =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
-                local = Some(info.ipi_addr);
-            }
-            c = libc::CMSG_NXTHDR(&raw const msg, c);
-        }
-    }
-
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: n as usize,
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: as above.
-    let mut out: libc::msghdr = unsafe { std::mem::zeroed() };
-    out.msg_name = (&raw mut from).cast();
-    out.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    out.msg_iov = &raw mut iov;
-    out.msg_iovlen = 1;
-    if let Some(addr) = local {
-        let info = libc::in_pktinfo {
-            ipi_ifindex: 0,
-            ipi_spec_dst: addr,
-            ipi_addr: libc::in_addr { s_addr: 0 },
-        };
-        out.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        out.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) } as _;
-        // SAFETY: `control` (64 bytes) holds one header and an in_pktinfo (32 bytes).
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&raw const out);
-            (*c).cmsg_level = libc::IPPROTO_IP;
-            (*c).cmsg_type = libc::IP_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
-        }
-    }
-    // SAFETY: every pointer in `out` points at live buffers of the lengths given.
-    let sent = unsafe { libc::sendmsg(fd, &raw const out, 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut control = nix::cmsg_space!(libc::in_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = socket::recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut control), MsgFlags::empty())?;
+    let (n, from) = (msg.bytes, msg.address);
+    let local = msg.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::Ipv4PacketInfo(info) => Some(info.ipi_addr),
+        _ => None,
+    });
+    let reply = local.map(|addr| libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: addr,
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    });
+    let cmsgs: Vec<ControlMessage<'_>> = reply.iter().map(ControlMessage::Ipv4PacketInfo).collect();
+    socket::sendmsg(
+        fd,
+        &[IoSlice::new(&buf[..n])],
+        &cmsgs,
+        MsgFlags::empty(),
+        from.as_ref(),
+    )?;
     Ok(())
 }
 
