@@ -9,7 +9,6 @@
 
 use crate::bundle::{
     Attachment, Bundle, BundleBuilder, BundleError, Digest as BundleDigest, EndpointRef,
-    Hook as BundleHook,
 };
 use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
 use crate::diag::{Diag, Diagnostics, Severity};
@@ -361,7 +360,7 @@ pub fn compile(
             .into_iter()
             .enumerate()
         {
-            let hook = BundleHook::from(art.attach);
+            let hook = art.hook;
             let id = match artifact_ids.get(&(d, side)) {
                 Some(id) => *id,
                 None => {

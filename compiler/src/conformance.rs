@@ -248,10 +248,7 @@ impl Prepared {
                     format!("{}{at}", self.ir.describe_rule(*r))
                 })
                 .collect();
-            let dir = match d.direction {
-                crate::source::ast::Direction::Ingress => "ingress",
-                crate::source::ast::Direction::Egress => "egress",
-            };
+            let dir = d.direction.as_str();
             let verdict = if d.allow { "allow" } else { "deny" };
             let detail = match d.reason {
                 eval::Reason::Isolated => {

@@ -7,7 +7,7 @@
 
 use crate::ir::{EndpointView, Ir, L4Match, PeerKind, PolicyId, RuleId, Tier};
 use crate::resolve::Inventory;
-use crate::source::ast::{Action, Direction, Entity};
+use crate::source::ast::{Action, Entity, PolicyDirection};
 use std::net::IpAddr;
 
 /// One end of a flow.
@@ -47,7 +47,7 @@ pub enum Reason {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirectionVerdict {
-    pub direction: Direction,
+    pub direction: PolicyDirection,
     pub allow: bool,
     pub audited: bool,
     pub reason: Reason,
@@ -87,10 +87,10 @@ pub fn evaluate(ir: &Ir, inv: &Inventory, flow: &Flow) -> Result<Verdict, EvalEr
     let dst = end(inv, &flow.dst)?;
     let egress = src
         .endpoint
-        .map(|s| direction(ir, inv, s, dst, Direction::Egress, flow.l4));
+        .map(|s| direction(ir, inv, s, dst, PolicyDirection::Egress, flow.l4));
     let ingress = dst
         .endpoint
-        .map(|d| direction(ir, inv, d, src, Direction::Ingress, flow.l4));
+        .map(|d| direction(ir, inv, d, src, PolicyDirection::Ingress, flow.l4));
     let all = [&egress, &ingress];
     let allow = all.iter().all(|v| v.as_ref().is_none_or(|v| v.allow));
     let audited = all.iter().any(|v| v.as_ref().is_some_and(|v| v.audited));
@@ -124,7 +124,7 @@ fn direction(
     inv: &Inventory,
     subject: usize,
     remote: End,
-    dir: Direction,
+    dir: PolicyDirection,
     l4: L4Match,
 ) -> DirectionVerdict {
     let view = inv.view(subject);
@@ -215,7 +215,7 @@ fn rule_matches(
     rule: RuleId,
     subject: usize,
     remote: End,
-    dir: Direction,
+    dir: PolicyDirection,
     l4: L4Match,
 ) -> bool {
     let r = &ir.rules[rule];
@@ -228,8 +228,8 @@ fn rule_matches(
     }
     // Named ports name the destination's container ports.
     let dst = match dir {
-        Direction::Ingress => Some(subject),
-        Direction::Egress => remote.endpoint,
+        PolicyDirection::Ingress => Some(subject),
+        PolicyDirection::Egress => remote.endpoint,
     };
     let named = |proto, name: &str| -> Vec<u16> {
         dst.map(|d| inv.endpoints[d].named_port(proto, name))

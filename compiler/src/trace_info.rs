@@ -17,15 +17,8 @@ use cranelift_entity::EntityRef;
 use crate::ir::{Ir, RuleId};
 use crate::resolve::Inventory;
 use crate::source::SourceMap;
-use crate::source::ast::{Action, Direction};
+use crate::source::ast::Action;
 pub use sluice_bundle::trace_info::*;
-
-fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Ingress => "ingress",
-        Direction::Egress => "egress",
-    }
-}
 
 fn action_name(a: Action) -> &'static str {
     match a {
@@ -53,7 +46,7 @@ pub fn rule_table(ir: &Ir, sources: &SourceMap) -> RuleTable {
                     policy: policy.name.clone(),
                     name: r.name.clone(),
                     index: r.index + 1,
-                    direction: direction_name(r.direction).to_owned(),
+                    direction: r.direction.as_str().to_owned(),
                     action: action_name(r.action).to_owned(),
                     tier: policy.tier.name(),
                     location,

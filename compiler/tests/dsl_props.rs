@@ -140,7 +140,10 @@ fn rule(admin: bool) -> impl Strategy<Value = Rule> {
     };
     (
         prop::option::of(text()),
-        prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
+        prop_oneof![
+            Just(PolicyDirection::Ingress),
+            Just(PolicyDirection::Egress)
+        ],
         action,
         prop::collection::vec(peer(), 0..3),
         prop::collection::vec(port_spec(), 0..4),
@@ -163,10 +166,10 @@ fn policy() -> impl Strategy<Value = Policy> {
     ];
     let isolate = prop::option::of(prop::sample::select(vec![
         vec![],
-        vec![Direction::Ingress],
-        vec![Direction::Egress],
-        vec![Direction::Ingress, Direction::Egress],
-        vec![Direction::Egress, Direction::Ingress],
+        vec![PolicyDirection::Ingress],
+        vec![PolicyDirection::Egress],
+        vec![PolicyDirection::Ingress, PolicyDirection::Egress],
+        vec![PolicyDirection::Egress, PolicyDirection::Ingress],
     ]));
     (
         tier,

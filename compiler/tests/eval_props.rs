@@ -148,7 +148,10 @@ fn rule(tier: Tier) -> impl Strategy<Value = Rule> {
         actions.push(Action::Pass);
     }
     (
-        prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
+        prop_oneof![
+            Just(PolicyDirection::Ingress),
+            Just(PolicyDirection::Egress)
+        ],
         prop::sample::select(actions),
         prop::collection::vec(peer(), 0..3),
         prop::collection::vec(port(), 0..3),
@@ -176,9 +179,9 @@ fn policy() -> impl Strategy<Value = Policy> {
             selector(),
             prop::option::of(selector()),
             prop::option::of(prop_oneof![
-                Just(vec![Direction::Ingress]),
-                Just(vec![Direction::Egress]),
-                Just(vec![Direction::Ingress, Direction::Egress]),
+                Just(vec![PolicyDirection::Ingress]),
+                Just(vec![PolicyDirection::Egress]),
+                Just(vec![PolicyDirection::Ingress, PolicyDirection::Egress]),
             ]),
             prop::collection::vec(rule(tier), 0..3),
         )
@@ -230,12 +233,12 @@ fn brute_rule(
     inv: &Inventory,
     subject: usize,
     remote: (Option<usize>, IpAddr),
-    dir: Direction,
+    dir: PolicyDirection,
     l4: L4Match,
 ) -> bool {
     let dst = match dir {
-        Direction::Ingress => Some(subject),
-        Direction::Egress => remote.0,
+        PolicyDirection::Ingress => Some(subject),
+        PolicyDirection::Egress => remote.0,
     };
     let peer_ok = r.peers.is_empty()
         || r.peers.iter().any(|peer| match peer {
@@ -300,7 +303,7 @@ fn brute_direction(
     inv: &Inventory,
     subject: usize,
     remote: (Option<usize>, IpAddr),
-    dir: Direction,
+    dir: PolicyDirection,
     l4: L4Match,
 ) -> (bool, bool) {
     let s = &inv.endpoints[subject];
@@ -359,7 +362,7 @@ fn brute_direction(
         // The AST's documented default (the k8s reader always writes policyTypes out).
         None => {
             let has = |d| p.rules.iter().any(|r| r.direction == d);
-            has(dir) || (dir == Direction::Ingress && p.rules.is_empty())
+            has(dir) || (dir == PolicyDirection::Ingress && p.rules.is_empty())
         }
     };
     if default.iter().any(|p| isolates(p)) {
@@ -417,9 +420,9 @@ proptest! {
                     let v = eval::evaluate(&ir, &inv, &flow).unwrap();
                     let ctx = format!("{src:?} -> {dst:?} {l4:?}\n{v:?}");
                     // 1. Brute force.
-                    let eg = brute_direction(&pols, &inv, s, dst, Direction::Egress, l4);
+                    let eg = brute_direction(&pols, &inv, s, dst, PolicyDirection::Egress, l4);
                     let ing = dst.0.map_or((true, false), |d| {
-                        brute_direction(&pols, &inv, d, src, Direction::Ingress, l4)
+                        brute_direction(&pols, &inv, d, src, PolicyDirection::Ingress, l4)
                     });
                     prop_assert_eq!((v.allow, v.audited), (eg.0 && ing.0, eg.1 || ing.1), "brute force: {}", ctx);
                     // 2. Resolved tables.

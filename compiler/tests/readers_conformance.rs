@@ -78,12 +78,12 @@ fn every_conformance_policy_reads() {
 fn conformance_semantics_spot_checks() {
     // Updated to an empty ingress list: isolated for ingress, nothing allowed.
     let p = &read_case("case-022-enforce-updated-policy-step2.yaml")[0];
-    assert_eq!(p.isolate, Some(vec![Direction::Ingress]));
+    assert_eq!(p.isolate, Some(vec![PolicyDirection::Ingress]));
     assert!(p.rules.is_empty());
 
     // ipBlock with except, egress only.
     let p = &read_case("case-043-enforce-except-clause-while-egress-access-to-server-in.yaml")[0];
-    assert_eq!(p.isolate, Some(vec![Direction::Egress]));
+    assert_eq!(p.isolate, Some(vec![PolicyDirection::Egress]));
     let Peer::Cidr { cidr, except, .. } = &p.rules[0].peers[0] else {
         panic!("{p:?}")
     };

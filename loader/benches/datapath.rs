@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sluice_compiler::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg};
 use sluice_compiler::datapath::{
-    CodegenOptions, EndpointArtifacts, Hook, Mode, ProgramArtifact, compile_endpoint, parse,
+    CodegenOptions, CtxLayout, EndpointArtifacts, Mode, ProgramArtifact, compile_endpoint, parse,
 };
 use sluice_compiler::plan::{Classes, DecisionTable};
 use sluice_compiler::resolve::{self, Inventory};
@@ -355,7 +355,7 @@ fn linear_chain(rules: usize) -> (Vec<u8>, usize) {
     let mut a = Asm::new();
     let malformed = a.label();
     let parsed = a.label();
-    parse::emit_parse(&mut a, Hook::Tc, malformed);
+    parse::emit_parse(&mut a, CtxLayout::Tc, malformed);
     a.ja(parsed).bind(malformed).ret(TC_ACT_SHOT).bind(parsed);
     // The source address as the packet has it (network order), in a scratch register.
     a.ldx(

@@ -20,44 +20,30 @@ use aya::programs::{LinkOrder, ProgramError};
 
 use crate::sys::{bpf as sysbpf, netns::Netns};
 
-/// Which tcx hook of an interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
+pub use sluice_bundle::TcxHook;
 
-impl Direction {
-    fn aya(self) -> TcAttachType {
-        match self {
-            Direction::Ingress => TcAttachType::Ingress,
-            Direction::Egress => TcAttachType::Egress,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
+fn aya_attach_type(hook: TcxHook) -> TcAttachType {
+    match hook {
+        TcxHook::Ingress => TcAttachType::Ingress,
+        TcxHook::Egress => TcAttachType::Egress,
     }
 }
 
-/// A hook: an interface (in a named network namespace, or the caller's) and a direction.
+/// A hook: an interface (in a named network namespace, or the caller's) and its tcx hook.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TcxTarget {
     /// Namespace under /run/netns; None means the calling thread's own.
     pub netns: Option<String>,
     pub iface: String,
-    pub direction: Direction,
+    pub hook: TcxHook,
 }
 
 impl TcxTarget {
-    pub fn new(netns: Option<&str>, iface: &str, direction: Direction) -> Self {
+    pub fn new(netns: Option<&str>, iface: &str, hook: TcxHook) -> Self {
         Self {
             netns: netns.map(str::to_owned),
             iface: iface.to_owned(),
-            direction,
+            hook,
         }
     }
 
@@ -79,8 +65,8 @@ impl TcxTarget {
 impl std::fmt::Display for TcxTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.netns {
-            Some(ns) => write!(f, "{}:{} {}", ns, self.iface, self.direction.as_str()),
-            None => write!(f, "{} {}", self.iface, self.direction.as_str()),
+            Some(ns) => write!(f, "{}:{} {}", ns, self.iface, self.hook.as_str()),
+            None => write!(f, "{} {}", self.iface, self.hook.as_str()),
         }
     }
 }
@@ -169,7 +155,7 @@ pub fn attach_here(prog: &mut SchedClassifier, target: &TcxTarget) -> Result<Tcx
     let link = prog
         .attach_with_options(
             &target.iface,
-            target.direction.aya(),
+            aya_attach_type(target.hook),
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
         // The program would detach its links when dropped; the TcxLink owns this one.
@@ -333,7 +319,7 @@ pub struct TcxQuery {
 /// Asks the kernel which programs run on `target`.
 pub fn query_tcx(target: &TcxTarget) -> Result<TcxQuery, AttachError> {
     let (revision, progs) = target
-        .run_in(|| SchedClassifier::query_tcx(&target.iface, target.direction.aya()))?
+        .run_in(|| SchedClassifier::query_tcx(&target.iface, aya_attach_type(target.hook)))?
         .map_err(|source| AttachError::Query {
             target: target.clone(),
             source: Box::new(source),

@@ -34,9 +34,9 @@ use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use serde::{Deserialize, Serialize};
 use sluice_bundle::MapDef;
-use sluice_bundle::{Attachment, Bundle, Digest, EndpointRef, Hook, MapScope};
+use sluice_bundle::{Attachment, Bundle, Digest, EndpointRef, MapScope, TcxHook};
 
-use crate::attach::{self, AttachError, Direction, TcxLink, TcxTarget};
+use crate::attach::{self, AttachError, TcxLink, TcxTarget};
 use crate::netlink::Netlink;
 use crate::pin;
 use crate::sys::{bpf as sysbpf, fs as sysfs, netns};
@@ -250,7 +250,7 @@ pub struct HookState {
     /// interface's identity is (namespace, ifindex), never its name.
     #[serde(default)]
     pub netns_cookie: u64,
-    pub hook: Hook,
+    pub hook: TcxHook,
     pub pin: PathBuf,
     pub artifact: Digest,
     pub link_id: u32,
@@ -334,7 +334,7 @@ impl Lock {
 
 /// The pin file name of a hook: `<iface>-<ingress|egress>`, the name hex-encoded when it has
 /// characters a pin name should not (bpffs refuses dots: they are reserved for the kernel).
-pub fn hook_pin_name(iface: &str, hook: Hook) -> String {
+pub fn hook_pin_name(iface: &str, hook: TcxHook) -> String {
     let plain = iface
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
@@ -343,13 +343,6 @@ pub fn hook_pin_name(iface: &str, hook: Hook) -> String {
     } else {
         let hex: String = iface.bytes().map(|b| format!("{b:02x}")).collect();
         format!("x{hex}-{}", hook.as_str())
-    }
-}
-
-fn direction(h: Hook) -> Direction {
-    match h {
-        Hook::Ingress => Direction::Ingress,
-        Hook::Egress => Direction::Egress,
     }
 }
 
@@ -456,10 +449,10 @@ fn peer_of_eth0(netns: &str) -> Result<u32, String> {
     }
 }
 
-fn attach_type(h: Hook) -> u32 {
+fn attach_type(h: TcxHook) -> u32 {
     match h {
-        Hook::Ingress => sysbpf::BPF_TCX_INGRESS,
-        Hook::Egress => sysbpf::BPF_TCX_EGRESS,
+        TcxHook::Ingress => sysbpf::BPF_TCX_INGRESS,
+        TcxHook::Egress => sysbpf::BPF_TCX_EGRESS,
     }
 }
 
@@ -877,7 +870,7 @@ fn build_and_flip(
     };
     for att in &bundle.attachments {
         let (iface, ifindex) = resolve_iface(att, opts, &view, &peers)?;
-        let target = TcxTarget::new(opts.node_netns.as_deref(), &iface, direction(att.hook));
+        let target = TcxTarget::new(opts.node_netns.as_deref(), &iface, att.hook);
         let pin = links_dir(&opts.root).join(hook_pin_name(&iface, att.hook));
         plans.push(HookPlan {
             att,

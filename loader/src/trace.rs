@@ -26,7 +26,7 @@ use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use serde::Serialize;
 use sluice_bundle::abi::{self as keys, Decoded, Stage};
 use sluice_bundle::trace_info::{EndpointEntry, RuleEntry, SourceLocation, TraceInfo};
-use sluice_bundle::{Bundle, Digest, EndpointRef, Hook};
+use sluice_bundle::{Bundle, Digest, EndpointRef, TcxHook};
 
 use crate::generation::{self, HookState, LoadOptions, State};
 use crate::sys::bpf as sysbpf;
@@ -229,7 +229,7 @@ pub struct HookTrace {
     /// Whose policy this is: `egress` of the source or `ingress` of the destination.
     pub policy_direction: &'static str,
     /// The tcx hook on the host veth: `ingress` or `egress`.
-    pub hook: Hook,
+    pub hook: TcxHook,
     pub interface: String,
     pub program: String,
     pub program_id: u32,
@@ -493,7 +493,7 @@ fn decision(d: &Decoded, info: &TraceInfo, endpoint: &EndpointRef, dir: &str) ->
 fn hook_of<'s>(
     state: &'s State,
     ep: &EndpointRef,
-    hook: Hook,
+    hook: TcxHook,
 ) -> Result<&'s HookState, TraceError> {
     state
         .hooks
@@ -512,7 +512,7 @@ fn run_hook(
     state: &State,
     info: &TraceInfo,
     ep: &EndpointRef,
-    hook: Hook,
+    hook: TcxHook,
     packet: &[u8],
 ) -> Result<HookTrace, TraceError> {
     let h = hook_of(state, ep, hook)?;
@@ -558,10 +558,7 @@ fn run_hook(
         hook: hook.as_str(),
         program_id: link.prog_id,
     })?;
-    let dir = match hook {
-        Hook::Ingress => "egress",
-        Hook::Egress => "ingress",
-    };
+    let dir = hook.policy_direction().as_str();
     Ok(HookTrace {
         endpoint: ep.clone(),
         policy_direction: dir,
@@ -639,9 +636,9 @@ pub fn trace_in(
     };
     let packet = build_packet(src_addr, dst_addr, req.l4, sport);
 
-    let mut hooks = vec![run_hook(state, info, &src_ref, Hook::Ingress, &packet)?];
+    let mut hooks = vec![run_hook(state, info, &src_ref, TcxHook::Ingress, &packet)?];
     if let Some(d) = &dst_ref {
-        let mut t = run_hook(state, info, d, Hook::Egress, &packet)?;
+        let mut t = run_hook(state, info, d, TcxHook::Egress, &packet)?;
         t.reached = hooks[0].allow;
         hooks.push(t);
     }

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use sluice_compiler::bpf::{Asm, ObjectBuilder, ProgKind, Program, Reg, Size};
-use sluice_compiler::datapath::Hook;
+use sluice_compiler::datapath::CtxLayout;
 use sluice_compiler::datapath::frame::Var;
 use sluice_compiler::datapath::parse::{self, emit_parse};
 use sluice_loader::load::LoadedObject;
@@ -44,15 +44,15 @@ const FIELDS: [Field; 9] = [
 ];
 
 impl Field {
-    fn prog_name(self, hook: Hook) -> String {
+    fn prog_name(self, hook: CtxLayout) -> String {
         let h = match hook {
-            Hook::Tc => "tc",
-            Hook::Xdp => "xdp",
+            CtxLayout::Tc => "tc",
+            CtxLayout::Xdp => "xdp",
         };
         format!("{h}_{self:?}").to_lowercase()
     }
 
-    fn program(self, hook: Hook) -> Program {
+    fn program(self, hook: CtxLayout) -> Program {
         let mut a = Asm::new();
         let bad = a.label();
         emit_parse(&mut a, hook, bad);
@@ -158,10 +158,10 @@ fn reference(p: &[u8]) -> Option<Fields> {
 
 fn object() -> Vec<u8> {
     let mut b = ObjectBuilder::new();
-    for hook in [Hook::Tc, Hook::Xdp] {
+    for hook in [CtxLayout::Tc, CtxLayout::Xdp] {
         let kind = match hook {
-            Hook::Tc => ProgKind::Classifier,
-            Hook::Xdp => ProgKind::Xdp,
+            CtxLayout::Tc => ProgKind::Classifier,
+            CtxLayout::Xdp => ProgKind::Xdp,
         };
         for f in FIELDS {
             b.program(f.prog_name(hook), kind, f.program(hook)).unwrap();
@@ -180,10 +180,10 @@ fn tc_test_run_refuses(pkt: &[u8]) -> bool {
 /// Runs every field program on `pkt` and compares with the reference parser.
 fn check(obj: &LoadedObject, what: &str, pkt: &[u8]) {
     let want = reference(pkt);
-    for hook in [Hook::Tc, Hook::Xdp] {
+    for hook in [CtxLayout::Tc, CtxLayout::Xdp] {
         for f in FIELDS {
             let run = obj.test_run(&f.prog_name(hook), pkt, 1);
-            if hook == Hook::Tc && tc_test_run_refuses(pkt) {
+            if hook == CtxLayout::Tc && tc_test_run_refuses(pkt) {
                 let err = run.expect_err("the kernel refuses a short IPv4 skb");
                 assert!(format!("{err:?}").contains("code: 22"), "{what}: {err:?}");
                 continue;

@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use sluice_compiler::datapath::keys::{self, Stage};
 use sluice_compiler::datapath::{
-    CodegenOptions, EndpointArtifacts, Mode, ProgramArtifact, Side, compile_endpoint, cost,
+    CodegenOptions, EndpointArtifacts, Mode, ProgramArtifact, TcxHook, compile_endpoint, cost,
 };
 use sluice_compiler::eval::{self, Flow, FlowEnd};
 use sluice_compiler::ir::{Ir, L4, L4Match};
@@ -210,16 +210,16 @@ fn fresh_sport() -> u16 {
 fn expected(
     w: &World,
     e: usize,
-    side: Side,
+    hook: TcxHook,
     peer: Ipv4Addr,
     probe: Probe,
 ) -> (bool, bool, Vec<u32>) {
     let Some(l4) = probe.l4() else {
         // The evaluator has no port-less protocols: the plan's own `other` verdict.
         let (ing, egr) = &w.tables[e];
-        let table = match side {
-            Side::FromEp => egr,
-            Side::ToEp => ing,
+        let table = match hook {
+            TcxHook::Ingress => egr,
+            TcxHook::Egress => ing,
         };
         return match table {
             None => (true, false, vec![]),
@@ -233,14 +233,14 @@ fn expected(
             }
         };
     };
-    let (src, dst) = match side {
-        Side::FromEp => (FlowEnd::Endpoint(e), FlowEnd::Ip(IpAddr::V4(peer))),
-        Side::ToEp => (FlowEnd::Ip(IpAddr::V4(peer)), FlowEnd::Endpoint(e)),
+    let (src, dst) = match hook {
+        TcxHook::Ingress => (FlowEnd::Endpoint(e), FlowEnd::Ip(IpAddr::V4(peer))),
+        TcxHook::Egress => (FlowEnd::Ip(IpAddr::V4(peer)), FlowEnd::Endpoint(e)),
     };
     let v = eval::evaluate(&w.ir, &w.inv, &Flow { src, dst, l4 }).expect("eval");
-    let d = match side {
-        Side::FromEp => v.egress,
-        Side::ToEp => v.ingress,
+    let d = match hook {
+        TcxHook::Ingress => v.egress,
+        TcxHook::Egress => v.ingress,
     }
     .expect("a managed endpoint has a verdict");
     let rules = d
@@ -256,21 +256,21 @@ fn check(
     w: &World,
     e: usize,
     progs: &EndpointProgs,
-    side: Side,
+    hook: TcxHook,
     peer: Ipv4Addr,
     probe: Probe,
     what: &str,
 ) -> bool {
     let me = ep_ip(w, e);
-    let (src, dst, prog) = match side {
-        Side::FromEp => (me, peer, &progs.from),
-        Side::ToEp => (peer, me, &progs.to),
+    let (src, dst, prog) = match hook {
+        TcxHook::Ingress => (me, peer, &progs.from),
+        TcxHook::Egress => (peer, me, &progs.to),
     };
     let pkt = probe.packet(src, dst, fresh_sport());
     let (ret, trace) = run(prog, &pkt);
-    let (allow, audited, rules) = expected(w, e, side, peer, probe);
+    let (allow, audited, rules) = expected(w, e, hook, peer, probe);
     let ctx = format!(
-        "{what}: endpoint {} {side:?} peer {peer} {probe:?}",
+        "{what}: endpoint {} {hook:?} peer {peer} {probe:?}",
         w.inv.endpoints[e].name
     );
     assert_eq!(
@@ -377,10 +377,10 @@ fn demo_in_mode(mode: Mode, limits: cost::Limits) {
     let (mut allowed, mut denied) = (0, 0);
     for e in 0..w.inv.endpoints.len() {
         let progs = load_endpoint(&compile(&w, e, &opts), false);
-        for side in [Side::FromEp, Side::ToEp] {
+        for hook in [TcxHook::Ingress, TcxHook::Egress] {
             for &peer in peers.iter().filter(|p| **p != ep_ip(&w, e)) {
                 for &probe in &probes {
-                    if check(&w, e, &progs, side, peer, probe, &format!("{mode:?}")) {
+                    if check(&w, e, &progs, hook, peer, probe, &format!("{mode:?}")) {
                         allowed += 1;
                     } else {
                         denied += 1;
@@ -433,7 +433,7 @@ fn without_rule_recording_nothing_is_recorded_and_verdicts_hold() {
     assert!(!progs.from.traced && !progs.to.traced);
     for peer in demo_peers(&w) {
         for probe in demo_probes() {
-            check(&w, e, &progs, Side::FromEp, peer, probe, "untraced");
+            check(&w, e, &progs, TcxHook::Ingress, peer, probe, "untraced");
         }
     }
 }
@@ -793,7 +793,7 @@ policy "tiny" in namespace x {
         let mut verdicts = Vec::new();
         for &peer in &peers {
             for &probe in &probes {
-                let allow = check(&w, 0, &progs, Side::FromEp, peer, probe, &what);
+                let allow = check(&w, 0, &progs, TcxHook::Ingress, peer, probe, &what);
                 verdicts.push((peer.to_string(), format!("{probe:?}"), allow));
             }
         }
@@ -979,10 +979,10 @@ fn specialized_generic_and_evaluator_agree_on_random_policies() {
             let sp = load_endpoint(&compile(&w, e, &spec), false);
             let ge = load_endpoint(&compile(&w, e, &generic), false);
             for _ in 0..25 {
-                let side = if r.below(2) == 0 {
-                    Side::FromEp
+                let hook = if r.below(2) == 0 {
+                    TcxHook::Ingress
                 } else {
-                    Side::ToEp
+                    TcxHook::Egress
                 };
                 let peer = r.pick(&peers);
                 if peer == ep_ip(&w, e) {
@@ -994,12 +994,12 @@ fn specialized_generic_and_evaluator_agree_on_random_policies() {
                     &w,
                     e,
                     &sp,
-                    side,
+                    hook,
                     peer,
                     probe,
                     &format!("specialized {what}"),
                 );
-                let b = check(&w, e, &ge, side, peer, probe, &format!("generic {what}"));
+                let b = check(&w, e, &ge, hook, peer, probe, &format!("generic {what}"));
                 assert_eq!(a, b);
                 compared += 1;
             }
@@ -1061,7 +1061,7 @@ fn a_100k_rule_policy_loads_and_decides() {
                 &w,
                 0,
                 &progs,
-                Side::ToEp,
+                TcxHook::Egress,
                 peer(i),
                 Probe::Tcp(p),
                 &format!("{mode:?} 100k"),
@@ -1070,7 +1070,7 @@ fn a_100k_rule_policy_loads_and_decides() {
                 &w,
                 0,
                 &progs,
-                Side::ToEp,
+                TcxHook::Egress,
                 peer(i),
                 Probe::Udp(p),
                 &format!("{mode:?} 100k"),
@@ -1080,7 +1080,7 @@ fn a_100k_rule_policy_loads_and_decides() {
             &w,
             0,
             &progs,
-            Side::ToEp,
+            TcxHook::Egress,
             "9.9.9.9".parse().unwrap(),
             Probe::Tcp(1),
             "100k world",

@@ -13,7 +13,7 @@ use sluice_compiler::eval::{Flow, FlowEnd, evaluate};
 use sluice_compiler::ir::{L4, L4Match, lower};
 use sluice_compiler::resolve::Inventory;
 use sluice_compiler::resolve::InventoryFiles;
-use sluice_compiler::source::ast::{self, Direction, Item, LabelOp, Peer};
+use sluice_compiler::source::ast::{self, Item, LabelOp, Peer, PolicyDirection};
 use sluice_runtime::{Input, Limits, Runtime};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,7 +149,7 @@ fn namespace_isolation_closes_pci_namespaces() {
     for p in ps {
         assert_eq!(
             p.isolate.as_deref(),
-            Some(&[Direction::Ingress, Direction::Egress][..])
+            Some(&[PolicyDirection::Ingress, PolicyDirection::Egress][..])
         );
         let cidrs: Vec<String> = p
             .rules

@@ -5,7 +5,7 @@
 //! property the schema declares.
 
 use serde_json::Value;
-use sluice_policy::ast::{self, Action, Direction, Entity, LabelOp};
+use sluice_policy::ast::{self, Action, Entity, LabelOp, PolicyDirection};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -53,7 +53,7 @@ fn enums_match_the_ast() {
     );
     assert_eq!(
         enum_of(def(&s, "direction")),
-        names(&[Direction::Ingress, Direction::Egress])
+        names(&[PolicyDirection::Ingress, PolicyDirection::Egress])
     );
     assert_eq!(
         enum_of(def(&s, "action")),

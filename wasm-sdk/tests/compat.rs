@@ -40,7 +40,7 @@ fn every_shape() -> Document {
                         .not_in("x", ["y"]),
                 )
                 .pods(Selector::all().not_eq("a", "b").does_not_exist("debug"))
-                .isolate(&[Direction::Egress])
+                .isolate(&[PolicyDirection::Egress])
                 .rule(
                     Rule::egress()
                         .pass()
@@ -117,7 +117,7 @@ fn builder_meaning_matches_the_ast() {
     let r = &p.rules[0];
     assert_eq!(
         (r.direction, r.action),
-        (ast::Direction::Egress, ast::Action::Allow)
+        (ast::PolicyDirection::Egress, ast::Action::Allow)
     );
     assert!(matches!(
         &r.peers[0],

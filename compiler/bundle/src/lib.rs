@@ -40,8 +40,7 @@ pub mod trace_info;
 
 pub use sluice_policy::Digest;
 
-use crate::artifact::Attach;
-pub use crate::artifact::ProgramArtifact;
+pub use crate::artifact::{ProgramArtifact, TcxHook};
 pub use crate::map::{MapContents, MapDef, MapScope, MapType, Pinning};
 pub use crate::trace_info::TraceInfo;
 
@@ -55,34 +54,6 @@ pub const MAP_FILE_MAGIC: [u8; 8] = *b"SLUICEMP";
 pub const MAP_FILE_VERSION: u32 = 1;
 /// Length of a map entry file's header: magic, version, key size, value size, count.
 pub const MAP_HEADER_LEN: usize = 24;
-
-/// A tcx hook on the host side of an endpoint's veth.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Hook {
-    /// Packets leaving the pod (host-side ingress): the endpoint's egress policy.
-    Ingress,
-    /// Packets going to the pod (host-side egress): the endpoint's ingress policy.
-    Egress,
-}
-
-impl From<Attach> for Hook {
-    fn from(a: Attach) -> Hook {
-        match a {
-            Attach::TcxIngress => Hook::Ingress,
-            Attach::TcxEgress => Hook::Egress,
-        }
-    }
-}
-
-impl Hook {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hook::Ingress => "ingress",
-            Hook::Egress => "egress",
-        }
-    }
-}
 
 /// An endpoint by Kubernetes namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -105,7 +76,7 @@ pub struct Attachment {
     pub interface: Option<String>,
     /// The endpoint's network namespace (inventory `netns`): its eth0's peer is the host side.
     pub netns: Option<String>,
-    pub hook: Hook,
+    pub hook: TcxHook,
     pub artifact: Digest,
 }
 
@@ -155,7 +126,7 @@ pub struct Artifact {
     /// Name of the classifier program inside the object.
     pub program: String,
     /// The hook it is built for.
-    pub hook: Hook,
+    pub hook: TcxHook,
     pub elf: Vec<u8>,
     /// Per-program maps to fill, sorted by name, entries sorted by key.
     pub maps: Vec<MapContents>,
@@ -280,7 +251,7 @@ struct ArtifactRecord {
     id: Digest,
     object: FileRef,
     program: String,
-    hook: Hook,
+    hook: TcxHook,
     maps: Vec<MapRecord>,
 }
 
@@ -289,11 +260,11 @@ struct ArtifactRecord {
 struct ArtifactIdentity<'a> {
     object: &'a Digest,
     program: &'a str,
-    hook: Hook,
+    hook: TcxHook,
     maps: &'a [MapRecord],
 }
 
-fn artifact_id(object: &Digest, program: &str, hook: Hook, maps: &[MapRecord]) -> Digest {
+fn artifact_id(object: &Digest, program: &str, hook: TcxHook, maps: &[MapRecord]) -> Digest {
     let bytes = serde_json::to_vec(&ArtifactIdentity {
         object,
         program,
@@ -476,7 +447,7 @@ pub struct BundleBuilder {
     inputs: BTreeMap<String, Digest>,
     shared: BTreeMap<String, SharedMap>,
     artifacts: BTreeMap<Digest, Artifact>,
-    attachments: BTreeMap<(EndpointRef, Hook), Attachment>,
+    attachments: BTreeMap<(EndpointRef, TcxHook), Attachment>,
     trace: Option<TraceInfo>,
 }
 
@@ -591,7 +562,7 @@ impl BundleBuilder {
         maps.sort_by(|a, b| a.name.cmp(&b.name));
         let artifact = Artifact {
             program: artifact.name,
-            hook: artifact.attach.into(),
+            hook: artifact.hook,
             elf: artifact.elf,
             maps,
         };
@@ -997,7 +968,6 @@ impl Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::Side;
 
     /// Object bytes: the bundle hashes objects and never parses them (the loader does).
     fn elf(ret: i32) -> Vec<u8> {
@@ -1007,8 +977,7 @@ mod tests {
     fn policy(elf: Vec<u8>, ports: &[u32]) -> ProgramArtifact {
         ProgramArtifact {
             name: "policy".into(),
-            side: Side::ToEp,
-            attach: Attach::TcxEgress,
+            hook: TcxHook::Egress,
             elf,
             maps: vec![MapContents {
                 name: "deny".into(),
@@ -1051,10 +1020,10 @@ mod tests {
         assert_eq!(a, same, "identical artifacts share an id");
         assert_ne!(a, other_maps, "map contents are part of the identity");
         let mut from = policy(elf(0), &[]);
-        from.attach = Attach::TcxIngress;
+        from.hook = TcxHook::Ingress;
         let open = b.program(from).unwrap();
         for (name, id) in [("x", a), ("y", same), ("z", other_maps)] {
-            for (hook, id) in [(Hook::Egress, id), (Hook::Ingress, open)] {
+            for (hook, id) in [(TcxHook::Egress, id), (TcxHook::Ingress, open)] {
                 b.attach(Attachment {
                     endpoint: ep(name),
                     interface: Some(format!("veth{name}")),
@@ -1243,11 +1212,11 @@ mod tests {
             endpoint: ep("a"),
             interface: Some("v".into()),
             netns: None,
-            hook: Hook::Egress,
+            hook: TcxHook::Egress,
             artifact: id,
         };
         let wrong_hook = Attachment {
-            hook: Hook::Ingress,
+            hook: TcxHook::Ingress,
             ..at.clone()
         };
         let err = b.attach(wrong_hook).unwrap_err();

@@ -112,7 +112,7 @@ pub struct Policy {
     /// Directions this policy isolates (Kubernetes `policyTypes`). `None` means: the
     /// directions it has rules for (and ingress when it has none at all), as in Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub isolate: Option<Vec<Direction>>,
+    pub isolate: Option<Vec<PolicyDirection>>,
     #[serde(default)]
     pub rules: Vec<Rule>,
     #[serde(skip, default = "none_span")]
@@ -182,11 +182,23 @@ pub enum LabelOp {
     DoesNotExist,
 }
 
+/// The direction of a policy rule, from the endpoint's side: ingress is traffic to it. (The
+/// tcx hook that enforces it is the opposite one on the host-side veth; see the bundle crate's
+/// `TcxHook`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub enum PolicyDirection {
     Ingress,
     Egress,
+}
+
+impl PolicyDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyDirection::Ingress => "ingress",
+            PolicyDirection::Egress => "egress",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -206,7 +218,7 @@ pub enum Action {
 pub struct Rule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub direction: Direction,
+    pub direction: PolicyDirection,
     pub action: Action,
     /// Empty = every peer, inside and outside the cluster.
     #[serde(default)]

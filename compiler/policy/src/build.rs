@@ -77,14 +77,14 @@ impl Policy {
         self
     }
 
-    pub fn isolate(mut self, directions: &[Direction]) -> Policy {
+    pub fn isolate(mut self, directions: &[PolicyDirection]) -> Policy {
         self.isolate = Some(directions.to_vec());
         self
     }
 
     /// Isolates ingress and egress: only what the rules allow gets through.
     pub fn isolate_both(self) -> Policy {
-        self.isolate(&[Direction::Ingress, Direction::Egress])
+        self.isolate(&[PolicyDirection::Ingress, PolicyDirection::Egress])
     }
 
     pub fn rule(mut self, rule: Rule) -> Policy {
@@ -160,15 +160,15 @@ impl Selector {
 impl Rule {
     /// An ingress allow rule with no peers and no ports yet (everything, until narrowed).
     pub fn ingress() -> Rule {
-        Rule::towards(Direction::Ingress)
+        Rule::towards(PolicyDirection::Ingress)
     }
 
     /// An egress allow rule with no peers and no ports yet.
     pub fn egress() -> Rule {
-        Rule::towards(Direction::Egress)
+        Rule::towards(PolicyDirection::Egress)
     }
 
-    fn towards(direction: Direction) -> Rule {
+    fn towards(direction: PolicyDirection) -> Rule {
         Rule {
             name: None,
             direction,

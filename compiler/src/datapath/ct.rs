@@ -12,7 +12,7 @@
 use super::frame::{CODE, CT_VALUE, L4_KEY, L4_PROTO, Var};
 use super::keys::{self, Stage};
 use super::parse::ICMP_REPLIES;
-use super::{MapContents, MapScope, Side};
+use super::{MapContents, MapScope, TcxHook};
 use crate::bpf::{AluOp, Asm, Cond, Helper, Label, MapDef, MapRef, MapType, Reg, Size};
 
 /// Entries the shared table holds (LRU: the oldest flows go first when full).
@@ -24,10 +24,10 @@ pub const VALUE_SIZE: u32 = 8;
 pub const SCOPE_EGRESS: u8 = 1;
 pub const SCOPE_INGRESS: u8 = 2;
 
-pub fn scope(side: Side) -> u8 {
-    match side {
-        Side::FromEp => SCOPE_EGRESS,
-        Side::ToEp => SCOPE_INGRESS,
+pub fn scope(hook: TcxHook) -> u8 {
+    match hook {
+        TcxHook::Ingress => SCOPE_EGRESS,
+        TcxHook::Egress => SCOPE_INGRESS,
     }
 }
 
@@ -86,7 +86,7 @@ fn lookup(a: &mut Asm, key: i16) {
 
 /// The lookups before policy. A hit sets the verdict code and goes to `tail`; a miss falls
 /// through. `reverse`: also look for replies (only worth it when the direction can deny).
-pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
+pub fn emit_lookup(a: &mut Asm, hook: TcxHook, reverse: bool, tail: Label) {
     use Reg::*;
     let f = Var::CtKey.off();
     a.ldx(Size::W, R1, R10, Var::Saddr.off())
@@ -97,7 +97,7 @@ pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
         .stx(Size::H, R10, f + 8, R1)
         .stx(Size::H, R10, f + 10, L4_KEY)
         .stx(Size::B, R10, f + 12, L4_PROTO)
-        .st(Size::B, R10, f + 13, i32::from(scope(side)))
+        .st(Size::B, R10, f + 13, i32::from(scope(hook)))
         .st(Size::H, R10, f + 14, 0);
     let miss = a.label();
     lookup(a, f);
@@ -115,9 +115,9 @@ pub fn emit_lookup(a: &mut Asm, side: Side, reverse: bool, tail: Label) {
     let ports = a.label();
     let icmp_key = a.label();
     let rev_lookup = a.label();
-    let other = match side {
-        Side::FromEp => SCOPE_INGRESS,
-        Side::ToEp => SCOPE_EGRESS,
+    let other = match hook {
+        TcxHook::Ingress => SCOPE_INGRESS,
+        TcxHook::Egress => SCOPE_EGRESS,
     };
     a.ldx(Size::W, R1, R10, f + 4)
         .stx(Size::W, R10, r, R1)

@@ -18,16 +18,16 @@ pub use super::frame::{CODE, ID};
 use super::cost::{self, Interval, ListPlan, PeerPlan, Plan, ProfilePlan};
 use super::frame::{L4_KEY, L4_PROTO, Var};
 use super::keys::{self, PORT_KEY_FIXED_BITS, PORT_KEY_SIZE};
-use super::{MapContents, MapScope, Side};
+use super::{MapContents, MapScope, TcxHook};
 use crate::bpf::{Asm, Cond, Helper, Label, MapDef, MapRef, MapType, Reg, Size};
 use crate::plan::table::Profile;
 use crate::plan::{Classes, DecisionTable, ProfileId, Proto, Segment, Verdict};
 
 /// The slot of the remote address: the destination for `from_ep`, the source for `to_ep`.
-pub fn peer_slot(side: Side) -> i16 {
-    match side {
-        Side::FromEp => Var::Daddr.off(),
-        Side::ToEp => Var::Saddr.off(),
+pub fn peer_slot(hook: TcxHook) -> i16 {
+    match hook {
+        TcxHook::Ingress => Var::Daddr.off(),
+        TcxHook::Egress => Var::Saddr.off(),
     }
 }
 
@@ -61,10 +61,10 @@ fn interval_items(iv: &[Interval]) -> Vec<(u32, ProfileId)> {
 
 /// `R6 = class of the remote address` (the ipcache). A miss cannot happen (the ipcache has
 /// `0.0.0.0/0`) but goes to `fail`.
-fn emit_ipcache(a: &mut Asm, side: Side, fail: Label) {
+fn emit_ipcache(a: &mut Asm, hook: TcxHook, fail: Label) {
     use Reg::*;
     a.st(Size::W, R10, Var::IpcacheKey.off(), 32)
-        .ldx(Size::W, R1, R10, peer_slot(side))
+        .ldx(Size::W, R1, R10, peer_slot(hook))
         .stx(Size::W, R10, Var::IpcacheKey.off() + 4, R1)
         .ld_map(R1, MapRef::new(keys::IPCACHE))
         .mov64(R2, R10)
@@ -175,7 +175,7 @@ fn emit_block(
 /// Emits the specialized decision of `table` as `plan` says; returns its per-program maps.
 pub fn emit_specialized(
     a: &mut Asm,
-    side: Side,
+    hook: TcxHook,
     table: &DecisionTable,
     plan: &Plan,
     tail: Label,
@@ -201,20 +201,20 @@ pub fn emit_specialized(
     match &plan.peer {
         PeerPlan::Single(p) => goto_profile(a, p),
         PeerPlan::InlineAddr(iv) => {
-            a.ldx(Size::W, Reg::R1, Reg::R10, peer_slot(side))
+            a.ldx(Size::W, Reg::R1, Reg::R10, peer_slot(hook))
                 .be32(Reg::R1);
             tree(a, Reg::R1, &interval_items(iv), &mut goto_profile);
         }
         PeerPlan::IpcacheInline(runs) => {
-            emit_ipcache(a, side, fail);
+            emit_ipcache(a, hook, fail);
             tree(a, ID, &interval_items(runs), &mut goto_profile);
         }
         PeerPlan::IpcacheDirect => {
-            emit_ipcache(a, side, fail);
+            emit_ipcache(a, hook, fail);
             a.ja(port_lookup);
         }
         PeerPlan::IpcacheArray => {
-            emit_ipcache(a, side, fail);
+            emit_ipcache(a, hook, fail);
             emit_profile_lookup(a, fail);
             let mut entries = Vec::with_capacity(table.class_profile.len());
             for (i, p) in table.class_profile.iter().enumerate() {
@@ -289,12 +289,12 @@ pub fn emit_specialized(
 /// Emits the generic decision: ipcache → class, then `sluice_policy`. Returns its map.
 pub fn emit_generic(
     a: &mut Asm,
-    side: Side,
+    hook: TcxHook,
     table: &DecisionTable,
     tail: Label,
     fail: Label,
 ) -> Vec<MapContents> {
-    emit_ipcache(a, side, fail);
+    emit_ipcache(a, hook, fail);
     emit_port_lookup(a, keys::POLICY, fail, tail);
     let mut entries = Vec::new();
     for (i, p) in table.class_profile.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! shows exactly what the bundle holds): a header naming the program, its hook and its maps,
 //! then one line per instruction in bpftool's syntax.
 
-use super::{Attach, MapScope, ProgramArtifact};
+use super::{MapScope, ProgramArtifact};
 use crate::bpf::disasm::disasm_insns;
 use crate::bpf::insn::decode_all;
 use crate::bpf::{MapRef, MapReloc, MapType, Pinning};
@@ -58,10 +58,7 @@ pub fn emit_asm(artifact: &ProgramArtifact) -> Result<String, AsmTextError> {
     }
 
     let mut out = String::new();
-    let hook = match artifact.attach {
-        Attach::TcxIngress => "tcx ingress",
-        Attach::TcxEgress => "tcx egress",
-    };
+    let hook = format!("tcx {}", artifact.hook.as_str());
     let _ = writeln!(
         out,
         "; program {} ({hook}), {} instructions",

@@ -20,34 +20,35 @@ pub mod verdict;
 pub use disasm::emit_asm;
 pub use program::{CodegenOptions, EndpointArtifacts, Mode, compile_endpoint, compile_program};
 
-/// Where a hook's context keeps the packet pointers.
+/// Where a program type's context keeps the packet pointers (not a tcx hook: see
+/// [`TcxHook`] for those).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Hook {
+pub enum CtxLayout {
     /// tc/tcx: `struct __sk_buff`, `data` at 76 and `data_end` at 80.
     Tc,
     /// XDP: `struct xdp_md`, `data` at 0 and `data_end` at 4.
     Xdp,
 }
 
-impl Hook {
+impl CtxLayout {
     /// Offset of the u32 `data` field in the context.
     pub fn data_off(self) -> i16 {
         match self {
-            Hook::Tc => 76,
-            Hook::Xdp => 0,
+            CtxLayout::Tc => 76,
+            CtxLayout::Xdp => 0,
         }
     }
 
     /// Offset of the u32 `data_end` field in the context.
     pub fn data_end_off(self) -> i16 {
         match self {
-            Hook::Tc => 80,
-            Hook::Xdp => 4,
+            CtxLayout::Tc => 80,
+            CtxLayout::Xdp => 4,
         }
     }
 }
 
-pub use sluice_bundle::artifact::{Attach, ProgramArtifact, Side};
+pub use sluice_bundle::artifact::{ProgramArtifact, TcxHook};
 pub use sluice_bundle::map::{MapContents, MapScope};
 
 /// Errors from generating a program.

@@ -28,7 +28,7 @@
 
 pub use super::frame::{CTX, L3_PROTO, L4_KEY, L4_PROTO};
 
-use super::Hook;
+use super::CtxLayout;
 use super::frame::{PARSE_FRAME, Var};
 use crate::bpf::{AluOp, Asm, Cond, Label, Reg, Size};
 
@@ -59,7 +59,7 @@ pub const ICMP_QUERY_MASK: u32 = {
 const ICMP_QUERY_MAX: i32 = 31 - ICMP_QUERY_MASK.leading_zeros() as i32;
 
 /// Emits the parser. Expects the context in `R1`; clobbers `R0`–`R5`.
-pub fn emit_parse(a: &mut Asm, hook: Hook, malformed: Label) {
+pub fn emit_parse(a: &mut Asm, hook: CtxLayout, malformed: Label) {
     use Reg::*;
     let (data, end) = (R2, R3);
     let done = a.label();
@@ -155,7 +155,7 @@ mod tests {
     fn golden_tc_parser() {
         let mut a = Asm::new();
         let bad = a.label();
-        emit_parse(&mut a, Hook::Tc, bad);
+        emit_parse(&mut a, CtxLayout::Tc, bad);
         a.mov64(Reg::R0, L4_KEY).exit().bind(bad).ret(-1);
         let text = disasm(&a.finish().unwrap());
         let want = "   0: r6 = r1
@@ -241,7 +241,7 @@ mod tests {
     fn xdp_parser_reads_xdp_md() {
         let mut a = Asm::new();
         let bad = a.label();
-        emit_parse(&mut a, Hook::Xdp, bad);
+        emit_parse(&mut a, CtxLayout::Xdp, bad);
         a.exit().bind(bad).exit();
         let p = a.finish().unwrap();
         let text = disasm(&p);

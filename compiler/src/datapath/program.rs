@@ -1,6 +1,6 @@
 //! The per-endpoint programs, composed from the emitters, and their artifacts.
 //!
-//! `from_ep` (tcx ingress of the host-side veth: packets from the pod) enforces the
+//! `from_ep` (tcx ingress of the host-hook veth: packets from the pod) enforces the
 //! endpoint's egress policy against the destination address; `to_ep` (tcx egress: packets to
 //! the pod) enforces its ingress policy against the source address. Each is
 //!
@@ -23,7 +23,7 @@ use super::frame::{CODE, L3_PROTO};
 use super::keys::{self, Stage};
 use super::parse;
 use super::verdict::{self, TC_ACT_OK};
-use super::{Attach, DatapathError, Hook, MapContents, ProgramArtifact, Side, ct};
+use super::{CtxLayout, DatapathError, MapContents, ProgramArtifact, TcxHook, ct};
 use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
 use crate::plan::{Classes, DecisionTable, Verdict};
 
@@ -85,20 +85,20 @@ pub fn compile_endpoint(
 ) -> Result<EndpointArtifacts, DatapathError> {
     let conntrack = needs_conntrack(ingress, egress);
     Ok(EndpointArtifacts {
-        from_ep: compile_program(Side::FromEp, egress, classes, opts, conntrack)?,
-        to_ep: compile_program(Side::ToEp, ingress, classes, opts, conntrack)?,
+        from_ep: compile_program(TcxHook::Ingress, egress, classes, opts, conntrack)?,
+        to_ep: compile_program(TcxHook::Egress, ingress, classes, opts, conntrack)?,
     })
 }
 
-/// Compiles one program. `table` is the policy of the direction `side` enforces.
+/// Compiles one program. `table` is the policy of the direction `hook` enforces.
 pub fn compile_program(
-    side: Side,
+    hook: TcxHook,
     table: Option<&DecisionTable>,
     classes: &Classes,
     opts: &CodegenOptions,
     conntrack: bool,
 ) -> Result<ProgramArtifact, DatapathError> {
-    let name = side.program_name();
+    let name = hook.program_name();
     let deny = can_deny(table);
     let enforced = enforced(table);
     let mut a = Asm::new();
@@ -125,7 +125,7 @@ pub fn compile_program(
         let malformed = a.label();
         let fail = a.label();
         verdict::emit_save_ctx(&mut a, opts.trace);
-        parse::emit_parse(&mut a, Hook::Tc, malformed);
+        parse::emit_parse(&mut a, CtxLayout::Tc, malformed);
         // Not IPv4: ARP passes; anything else (IPv6) only where the direction is not enforced.
         // CODE and L3_PROTO share a register: every compare comes before the code is set.
         let ipv4 = a.label();
@@ -141,18 +141,18 @@ pub fn compile_program(
             .ja(tail)
             .bind(ipv4);
         if conntrack {
-            ct::emit_lookup(&mut a, side, deny, tail);
+            ct::emit_lookup(&mut a, hook, deny, tail);
             ct_map = Some(ct::map());
         }
         match (table, opts.mode) {
             (Some(t), Mode::Generic) => {
-                decision_maps = decide::emit_generic(&mut a, side, t, tail, fail);
+                decision_maps = decide::emit_generic(&mut a, hook, t, tail, fail);
                 ipcache = Some(decide::ipcache_contents(classes));
             }
             (Some(t), Mode::Specialized) if deny || opts.trace => {
                 let plan = cost::plan(t, classes, &opts.limits);
                 tracing::debug!(program = name, ?plan.peer, insns = plan.insns, "decision plan");
-                decision_maps = decide::emit_specialized(&mut a, side, t, &plan, tail, fail);
+                decision_maps = decide::emit_specialized(&mut a, hook, t, &plan, tail, fail);
                 if plan.uses_ipcache() {
                     ipcache = Some(decide::ipcache_contents(classes));
                 }
@@ -205,11 +205,7 @@ pub fn compile_program(
     })?;
     Ok(ProgramArtifact {
         name: name.to_string(),
-        side,
-        attach: match side {
-            Side::FromEp => Attach::TcxIngress,
-            Side::ToEp => Attach::TcxEgress,
-        },
+        hook,
         elf,
         maps,
     })
@@ -340,7 +336,7 @@ endpoints:
                 trace,
                 ..Default::default()
             };
-            let art = compile_program(Side::FromEp, None, &c, &opts, false).unwrap();
+            let art = compile_program(TcxHook::Ingress, None, &c, &opts, false).unwrap();
             let i = insns(&art);
             assert_eq!(i.len(), want, "trace {trace}");
             assert_eq!(i.iter().filter(|i| is_trace(i)).count(), usize::from(trace));
@@ -359,15 +355,27 @@ endpoints:
         let t = i.unwrap();
         assert!(t.isolated && !can_deny(Some(&t)) && enforced(Some(&t)));
         assert!(e.is_none() && !enforced(None));
-        let art =
-            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), false).unwrap();
+        let art = compile_program(
+            TcxHook::Egress,
+            Some(&t),
+            &c,
+            &CodegenOptions::default(),
+            false,
+        )
+        .unwrap();
         assert!(art.maps.is_empty(), "{:?}", art.maps);
         let text = crate::datapath::emit_asm(&art).unwrap();
         let arp = format!("if r7 == {} goto", parse::ETH_P_ARP);
         assert!(text.contains(&arp) && text.contains("r0 <<= 1"), "{text}");
         // The other direction has no policy and nothing to track: `return TC_ACT_OK`.
-        let art =
-            compile_program(Side::FromEp, None, &c, &CodegenOptions::default(), false).unwrap();
+        let art = compile_program(
+            TcxHook::Ingress,
+            None,
+            &c,
+            &CodegenOptions::default(),
+            false,
+        )
+        .unwrap();
         assert!(
             crate::datapath::emit_asm(&art)
                 .unwrap()
@@ -381,8 +389,14 @@ endpoints:
         let t = i.unwrap();
         let plan = cost::plan(&t, &c, &Limits::default());
         assert_eq!(plan.peer, PeerPlan::Single(0));
-        let art =
-            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), true).unwrap();
+        let art = compile_program(
+            TcxHook::Egress,
+            Some(&t),
+            &c,
+            &CodegenOptions::default(),
+            true,
+        )
+        .unwrap();
         let names: Vec<&str> = art.maps.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["sluice_ct"]);
         let text = crate::datapath::emit_asm(&art).unwrap();
@@ -454,8 +468,14 @@ endpoints:
         let plan = cost::plan(&t, &c, &Limits::default());
         assert!(plan.uses_port_map(), "{:?}", plan.profiles);
         assert!(plan.insns <= Limits::default().inline_budget);
-        let art =
-            compile_program(Side::ToEp, Some(&t), &c, &CodegenOptions::default(), true).unwrap();
+        let art = compile_program(
+            TcxHook::Egress,
+            Some(&t),
+            &c,
+            &CodegenOptions::default(),
+            true,
+        )
+        .unwrap();
         let ports = art.maps.iter().find(|m| m.name == "sluice_ports").unwrap();
         assert!(ports.entries.len() >= 3000);
         // Without limits the same table would be one inline tree: the limits decided.

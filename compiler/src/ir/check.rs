@@ -15,7 +15,7 @@
 
 use super::*;
 use crate::diag::{Diag, Diagnostics};
-use crate::source::ast::{Action, Cidr, Direction, Entity};
+use crate::source::ast::{Action, Cidr, Entity, PolicyDirection};
 use std::collections::HashMap;
 
 /// Runs every check. `named_ports` lists the (protocol, name) pairs the inventory declares,
@@ -285,7 +285,7 @@ struct PairIndex<'a> {
     /// Per policy, the policies (itself included) it may conflict with.
     overlapping: SecondaryMap<PolicyId, Vec<PolicyId>>,
     /// (policy, direction, allows, peer kind) → positions, for conflicts.
-    kinds: HashMap<(PolicyId, Direction, bool, KindKey), Vec<usize>>,
+    kinds: HashMap<(PolicyId, PolicyDirection, bool, KindKey), Vec<usize>>,
     /// Ignore the index: every rule is a candidate (the reference the index is tested against).
     all_pairs: bool,
     len: usize,
@@ -499,7 +499,7 @@ impl<'a> PairIndex<'a> {
     fn new(ir: &'a Ir, order: &[RuleId], all_pairs: bool) -> PairIndex<'a> {
         type SubjectKey<'a> = (
             Tier,
-            Direction,
+            PolicyDirection,
             Option<&'a str>,
             Option<SelectorId>,
             SelectorId,
@@ -507,7 +507,8 @@ impl<'a> PairIndex<'a> {
         let mut buckets: HashMap<SubjectKey<'_>, usize> = HashMap::new();
         let mut bucket_of = Vec::with_capacity(order.len());
         let mut cover: HashMap<(usize, CoverKey<'a>), Vec<usize>> = HashMap::new();
-        let mut kinds: HashMap<(PolicyId, Direction, bool, KindKey), Vec<usize>> = HashMap::new();
+        let mut kinds: HashMap<(PolicyId, PolicyDirection, bool, KindKey), Vec<usize>> =
+            HashMap::new();
         for (i, &r) in order.iter().enumerate() {
             let pid = ir.policy_of(r);
             let p = &ir.policies[pid];

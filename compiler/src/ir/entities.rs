@@ -5,7 +5,7 @@
 //! borrowing the IR. Selectors and port sets are interned: two rules that wrote the same thing
 //! (after normalisation) share one id, which makes "same peers / same ports" a cheap compare.
 
-use crate::source::ast::{Action, Cidr, Direction, Entity, Span};
+use crate::source::ast::{Action, Cidr, Entity, PolicyDirection, Span};
 use cranelift_entity::entity_impl;
 use std::collections::BTreeMap;
 
@@ -61,10 +61,10 @@ pub struct Isolation {
 }
 
 impl Isolation {
-    pub fn get(&self, d: Direction) -> bool {
+    pub fn get(&self, d: PolicyDirection) -> bool {
         match d {
-            Direction::Ingress => self.ingress,
-            Direction::Egress => self.egress,
+            PolicyDirection::Ingress => self.ingress,
+            PolicyDirection::Egress => self.egress,
         }
     }
 }
@@ -89,7 +89,7 @@ pub struct PolicyData {
 #[derive(Clone, Debug)]
 pub struct RuleData {
     pub name: Option<String>,
-    pub direction: Direction,
+    pub direction: PolicyDirection,
     pub action: Action,
     /// Empty = every peer, inside and outside the cluster.
     pub peers: Vec<PeerId>,

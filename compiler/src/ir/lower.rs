@@ -50,13 +50,19 @@ impl Lower {
         let subject_pods = self.selector(&p.subject.pods);
         let isolates = match &p.isolate {
             Some(dirs) => Isolation {
-                ingress: dirs.contains(&Direction::Ingress),
-                egress: dirs.contains(&Direction::Egress),
+                ingress: dirs.contains(&PolicyDirection::Ingress),
+                egress: dirs.contains(&PolicyDirection::Egress),
             },
             // Kubernetes: the directions it has rules for, ingress when none.
             None => {
-                let ingress = p.rules.iter().any(|r| r.direction == Direction::Ingress);
-                let egress = p.rules.iter().any(|r| r.direction == Direction::Egress);
+                let ingress = p
+                    .rules
+                    .iter()
+                    .any(|r| r.direction == PolicyDirection::Ingress);
+                let egress = p
+                    .rules
+                    .iter()
+                    .any(|r| r.direction == PolicyDirection::Egress);
                 Isolation {
                     ingress: ingress || !egress,
                     egress,

@@ -22,7 +22,7 @@ pub mod lower;
 pub use entities::*;
 pub use lower::lower;
 
-use crate::source::ast::{Direction, Span};
+use crate::source::ast::{PolicyDirection, Span};
 use cranelift_entity::packed_option::PackedOption;
 use cranelift_entity::{PrimaryMap, SecondaryMap};
 use std::collections::HashMap;
@@ -79,7 +79,7 @@ impl Ir {
     }
 
     /// Rules of one direction in evaluation order (tiers, priorities, policies, rule order).
-    pub fn rules_in_order(&self, direction: Direction) -> Vec<RuleId> {
+    pub fn rules_in_order(&self, direction: PolicyDirection) -> Vec<RuleId> {
         self.evaluation_order()
             .into_iter()
             .flat_map(|p| self.policies[p].rules.iter().copied())

@@ -14,7 +14,7 @@
 use super::classes::{ClassId, Classes};
 use crate::ir::{L4, L4Match, RuleId, Tier};
 use crate::resolve::{Decision, DirectionPolicy, ResolvedPort, ResolvedRule};
-use crate::source::ast::{Action, Direction};
+use crate::source::ast::{Action, PolicyDirection};
 use std::collections::{BTreeMap, HashMap};
 
 /// The protocols a table distinguishes. `Other` is every protocol without ports.
@@ -113,7 +113,7 @@ pub type ProfileId = u32;
 /// One endpoint direction, flattened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionTable {
-    pub direction: Direction,
+    pub direction: PolicyDirection,
     /// A default-tier policy isolates the endpoint in this direction (NetworkPolicy's
     /// isolation): what no rule allows is denied, including what the table cannot describe
     /// (IPv6, see `spec/datapath.md`).
@@ -447,7 +447,7 @@ mod tests {
                 // Evaluation order: admin by priority, default, baseline (stable within a tier).
                 rules.sort_by_key(|r| r.tier);
                 DirectionPolicy {
-                    direction: Direction::Ingress,
+                    direction: PolicyDirection::Ingress,
                     isolated,
                     rules,
                 }
@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn segments_cover_the_port_space_in_order() {
         let policy = DirectionPolicy {
-            direction: Direction::Egress,
+            direction: PolicyDirection::Egress,
             isolated: true,
             rules: vec![ResolvedRule {
                 tier: Tier::Default,

@@ -13,7 +13,7 @@ pub use identity::Identities;
 pub use inventory::{Inventory, InventoryFiles};
 
 use crate::ir::{Ir, L4, L4Match, PeerKind, PortEntry, RuleId, Tier};
-use crate::source::ast::{Action, Cidr, Direction, Entity};
+use crate::source::ast::{Action, Cidr, Entity, PolicyDirection};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything one endpoint's programs need. `None` for a direction: no rule of any tier
@@ -37,7 +37,7 @@ pub struct EndpointPolicy {
 /// 4. Allow.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DirectionPolicy {
-    pub direction: Direction,
+    pub direction: PolicyDirection,
     /// Some default-tier policy selecting the endpoint isolates this direction.
     pub isolated: bool,
     pub rules: Vec<ResolvedRule>,
@@ -192,8 +192,8 @@ pub fn policy_for(ir: &Ir, inv: &Inventory, ids: &Identities, endpoint: usize) -
     EndpointPolicy {
         endpoint,
         identity: ids.of_endpoint[endpoint],
-        ingress: direction_policy(ir, inv, ids, endpoint, Direction::Ingress),
-        egress: direction_policy(ir, inv, ids, endpoint, Direction::Egress),
+        ingress: direction_policy(ir, inv, ids, endpoint, PolicyDirection::Ingress),
+        egress: direction_policy(ir, inv, ids, endpoint, PolicyDirection::Egress),
     }
 }
 
@@ -202,7 +202,7 @@ fn direction_policy(
     inv: &Inventory,
     ids: &Identities,
     endpoint: usize,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> Option<DirectionPolicy> {
     let view = inv.view(endpoint);
     let selecting: Vec<_> = ir
@@ -288,14 +288,14 @@ fn resolve_rule(
         s
     };
     match r.direction {
-        Direction::Ingress => {
+        PolicyDirection::Ingress => {
             let mut ports = fixed;
             ports.extend(resolve_named(&mut std::iter::once(endpoint)));
             if !ports.is_empty() {
                 push(out, peers, ports);
             }
         }
-        Direction::Egress => {
+        PolicyDirection::Egress => {
             // Group destinations by what the names resolve to on their endpoints. Endpoints
             // named by identity (or reached through `any`) group by identity; endpoints
             // reached only through a CIDR peer group by (identity, CIDR identity), so the

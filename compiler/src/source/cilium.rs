@@ -345,18 +345,28 @@ impl Cx {
 
         let mut rules = Vec::new();
         let dirs = [
-            ("ingress", &spec.ingress, Direction::Ingress, Action::Allow),
+            (
+                "ingress",
+                &spec.ingress,
+                PolicyDirection::Ingress,
+                Action::Allow,
+            ),
             (
                 "ingressDeny",
                 &spec.ingress_deny,
-                Direction::Ingress,
+                PolicyDirection::Ingress,
                 Action::Deny,
             ),
-            ("egress", &spec.egress, Direction::Egress, Action::Allow),
+            (
+                "egress",
+                &spec.egress,
+                PolicyDirection::Egress,
+                Action::Allow,
+            ),
             (
                 "egressDeny",
                 &spec.egress_deny,
-                Direction::Egress,
+                PolicyDirection::Egress,
                 Action::Deny,
             ),
         ];
@@ -373,10 +383,10 @@ impl Cx {
         let dd = spec.enable_default_deny.clone().unwrap_or_default();
         let mut isolate = Vec::new();
         if has[0] && dd.ingress != Some(false) {
-            isolate.push(Direction::Ingress);
+            isolate.push(PolicyDirection::Ingress);
         }
         if has[1] && dd.egress != Some(false) {
-            isolate.push(Direction::Egress);
+            isolate.push(PolicyDirection::Egress);
         }
         Some(Policy {
             name,
@@ -518,13 +528,13 @@ impl Cx {
         &mut self,
         r: &CiliumRule,
         node: Option<&Node>,
-        direction: Direction,
+        direction: PolicyDirection,
         action: Action,
         key: &str,
         fallback: Span,
     ) -> Option<Rule> {
         let span = node.map_or(fallback, |n| n.span);
-        let ingress = direction == Direction::Ingress;
+        let ingress = direction == PolicyDirection::Ingress;
         if let Some(n) = node {
             check(
                 self,

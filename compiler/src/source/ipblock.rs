@@ -220,7 +220,7 @@ pub fn overlapping_pairs(blocks: &[(Cidr, &[Cidr])]) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::ast::{Action, Direction};
+    use crate::source::ast::{Action, PolicyDirection};
     use proptest::prelude::*;
 
     /// The one-pass overlap search finds exactly the pairs an all-pairs comparison finds.
@@ -282,7 +282,7 @@ mod tests {
         proptest!(|(peers in proptest::collection::vec(peer(), 1..7))| {
             let rule = Rule {
                 name: None,
-                direction: Direction::Egress,
+                direction: PolicyDirection::Egress,
                 action: Action::Allow,
                 peers: peers.clone(),
                 ports: Vec::new(),

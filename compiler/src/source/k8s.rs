@@ -107,8 +107,8 @@ pub fn convert(np: &NetworkPolicy, node: &Node, diags: &mut Diagnostics) -> Opti
                     .and_then(|n| n.at(i))
                     .map_or(spec_node.span, |n| n.span);
                 let dir = match t.as_str() {
-                    "Ingress" => Direction::Ingress,
-                    "Egress" => Direction::Egress,
+                    "Ingress" => PolicyDirection::Ingress,
+                    "Egress" => PolicyDirection::Egress,
                     other => {
                         cx.diags.push(
                             Diag::error(
@@ -129,9 +129,9 @@ pub fn convert(np: &NetworkPolicy, node: &Node, diags: &mut Diagnostics) -> Opti
         }
         // Kubernetes' documented default: ingress always, egress when there are egress rules.
         None => {
-            let mut out = vec![Direction::Ingress];
+            let mut out = vec![PolicyDirection::Ingress];
             if spec.egress.as_ref().is_some_and(|e| !e.is_empty()) {
-                out.push(Direction::Egress);
+                out.push(PolicyDirection::Egress);
             }
             out
         }
@@ -141,7 +141,7 @@ pub fn convert(np: &NetworkPolicy, node: &Node, diags: &mut Diagnostics) -> Opti
     for (i, r) in spec.ingress.iter().flatten().enumerate() {
         let rn = spec_node.get("ingress").and_then(|n| n.at(i));
         let rule = cx.rule(
-            Direction::Ingress,
+            PolicyDirection::Ingress,
             r.from.as_deref(),
             r.ports.as_deref(),
             rn,
@@ -153,7 +153,7 @@ pub fn convert(np: &NetworkPolicy, node: &Node, diags: &mut Diagnostics) -> Opti
     for (i, r) in spec.egress.iter().flatten().enumerate() {
         let rn = spec_node.get("egress").and_then(|n| n.at(i));
         let rule = cx.rule(
-            Direction::Egress,
+            PolicyDirection::Egress,
             r.to.as_deref(),
             r.ports.as_deref(),
             rn,
@@ -335,7 +335,7 @@ impl Cx {
 
     fn rule(
         &mut self,
-        direction: Direction,
+        direction: PolicyDirection,
         peers: Option<&[NetworkPolicyPeer]>,
         ports: Option<&[NetworkPolicyPort]>,
         node: Option<&Node>,

@@ -15,11 +15,10 @@ use sluice_compiler::bpf::{
     Asm, Cond, Helper, MapDef, MapRef, MapType, ObjectBuilder, ProgKind, Reg::*, Size,
 };
 use sluice_compiler::bundle::{
-    Attachment, Bundle, BundleBuilder, EndpointRef, Hook, MapContents, MapScope, ProgramArtifact,
-    SharedMap,
+    Attachment, Bundle, BundleBuilder, EndpointRef, MapContents, MapScope, ProgramArtifact,
+    SharedMap, TcxHook,
 };
-use sluice_compiler::datapath::{Attach, Side};
-use sluice_loader::attach::{Direction, TcxTarget, query_tcx};
+use sluice_loader::attach::{TcxTarget, query_tcx};
 use sluice_loader::generation::{self, GenerationReport, HookAction, LoadOptions, Step, SwapError};
 
 #[path = "support/leftovers.rs"]
@@ -116,21 +115,16 @@ fn deny_ports(def: MapDef, ports: &[u32]) -> MapContents {
 }
 
 /// A test program for `hook` with its own deny map and ELF.
-fn program(hook: Hook, elf: Vec<u8>, deny: MapContents) -> ProgramArtifact {
-    let (side, attach) = match hook {
-        Hook::Ingress => (Side::FromEp, Attach::TcxIngress),
-        Hook::Egress => (Side::ToEp, Attach::TcxEgress),
-    };
+fn program(hook: TcxHook, elf: Vec<u8>, deny: MapContents) -> ProgramArtifact {
     ProgramArtifact {
         name: "policy".into(),
-        side,
-        attach,
+        hook,
         elf,
         maps: vec![deny],
     }
 }
 
-fn artifact(hook: Hook, ports: &[u32]) -> ProgramArtifact {
+fn artifact(hook: TcxHook, ports: &[u32]) -> ProgramArtifact {
     program(
         hook,
         policy_object(deny_def(), |_| {}),
@@ -196,7 +190,7 @@ impl Box_ {
     fn attachment(
         &self,
         pod: &str,
-        hook: Hook,
+        hook: TcxHook,
         by: By,
         artifact: sluice_compiler::bundle::Digest,
     ) -> Attachment {
@@ -213,13 +207,9 @@ impl Box_ {
         }
     }
 
-    fn target(&self, pod: &str, hook: Hook) -> TcxTarget {
+    fn target(&self, pod: &str, hook: TcxHook) -> TcxTarget {
         let p = self.topo().pod("default", pod).unwrap();
-        let dir = match hook {
-            Hook::Ingress => Direction::Ingress,
-            Hook::Egress => Direction::Egress,
-        };
-        TcxTarget::new(Some(self.topo().node_netns()), &p.host_if, dir)
+        TcxTarget::new(Some(self.topo().node_netns()), &p.host_if, hook)
     }
 
     fn tcp(&self, from: &str, to: &str, port: u16) -> ProbeOutcome {
@@ -236,17 +226,17 @@ impl Box_ {
     /// `with_a_ingress` adds a's from-endpoint hook.
     fn bundle(&self, b_denies: &[u32], with_a_ingress: bool) -> Bundle {
         let mut bb = base_builder(self);
-        let open_in = bb.program(artifact(Hook::Ingress, &[])).unwrap();
-        let open_eg = bb.program(artifact(Hook::Egress, &[])).unwrap();
-        let b_pol = bb.program(artifact(Hook::Egress, b_denies)).unwrap();
-        bb.attach(self.attachment("b", Hook::Egress, By::Iface, b_pol))
+        let open_in = bb.program(artifact(TcxHook::Ingress, &[])).unwrap();
+        let open_eg = bb.program(artifact(TcxHook::Egress, &[])).unwrap();
+        let b_pol = bb.program(artifact(TcxHook::Egress, b_denies)).unwrap();
+        bb.attach(self.attachment("b", TcxHook::Egress, By::Iface, b_pol))
             .unwrap();
-        bb.attach(self.attachment("b", Hook::Ingress, By::Iface, open_in))
+        bb.attach(self.attachment("b", TcxHook::Ingress, By::Iface, open_in))
             .unwrap();
-        bb.attach(self.attachment("a", Hook::Egress, By::Netns, open_eg))
+        bb.attach(self.attachment("a", TcxHook::Egress, By::Netns, open_eg))
             .unwrap();
         if with_a_ingress {
-            bb.attach(self.attachment("a", Hook::Ingress, By::Netns, open_in))
+            bb.attach(self.attachment("a", TcxHook::Ingress, By::Netns, open_in))
                 .unwrap();
         }
         bb.finish()
@@ -258,7 +248,7 @@ impl Box_ {
         let mut hooks = BTreeMap::new();
         let mut maps = BTreeMap::new();
         for pod in ["a", "b"] {
-            for hook in [Hook::Ingress, Hook::Egress] {
+            for hook in [TcxHook::Ingress, TcxHook::Egress] {
                 let q = query_tcx(&self.target(pod, hook)).unwrap();
                 for &prog in &q.program_ids {
                     for m in generation::program_map_ids(prog).unwrap() {
@@ -359,7 +349,7 @@ fn hook_ids(r: &GenerationReport) -> BTreeMap<String, (u32, u32)> {
         .iter()
         .map(|h| {
             (
-                format!("{}/{}", h.endpoint.name, h.target.direction.as_str()),
+                format!("{}/{}", h.endpoint.name, h.target.hook.as_str()),
                 (h.link_id, h.program_id),
             )
         })
@@ -394,9 +384,9 @@ fn generation_a_then_b_flips_every_hook_and_unload_leaves_nothing() {
     for (hook, (_, prog)) in &ids_a {
         let (pod, dir) = hook.split_once('/').unwrap();
         let h = if dir == "ingress" {
-            Hook::Ingress
+            TcxHook::Ingress
         } else {
-            Hook::Egress
+            TcxHook::Egress
         };
         assert_eq!(
             query_tcx(&bx.target(pod, h)).unwrap().program_ids,
@@ -485,7 +475,7 @@ fn generation_a_then_b_flips_every_hook_and_unload_leaves_nothing() {
     assert!(!bx.opts.root.exists(), "{:?}", pins(&bx.opts));
     assert!(!bx.opts.state_dir.exists());
     for pod in ["a", "b"] {
-        for hook in [Hook::Ingress, Hook::Egress] {
+        for hook in [TcxHook::Ingress, TcxHook::Egress] {
             assert!(
                 query_tcx(&bx.target(pod, hook))
                     .unwrap()
@@ -509,7 +499,7 @@ fn generation_a_then_b_flips_every_hook_and_unload_leaves_nothing() {
 }
 
 fn hook_ids_key(h: &generation::HookReport) -> String {
-    format!("{}/{}", h.endpoint.name, h.target.direction.as_str())
+    format!("{}/{}", h.endpoint.name, h.target.hook.as_str())
 }
 
 /// Kernel objects are freed by deferred work; ids vanish soon, not necessarily at once.
@@ -575,19 +565,19 @@ fn verifier_rejection_changes_nothing() {
         2,
         |bx| {
             let mut bb = base_builder(bx);
-            let ok = bb.program(artifact(Hook::Egress, &[80])).unwrap();
+            let ok = bb.program(artifact(TcxHook::Egress, &[80])).unwrap();
             // Reads the stack below r10 - 512: the verifier refuses.
             let broken = program(
-                Hook::Egress,
+                TcxHook::Egress,
                 policy_object(deny_def(), |a| {
                     a.ldx(Size::DW, R0, R10, -520);
                 }),
                 deny_ports(deny_def(), &[]),
             );
             let bad = bb.program(broken).unwrap();
-            bb.attach(bx.attachment("b", Hook::Egress, By::Iface, ok))
+            bb.attach(bx.attachment("b", TcxHook::Egress, By::Iface, ok))
                 .unwrap();
-            bb.attach(bx.attachment("a", Hook::Egress, By::Iface, bad))
+            bb.attach(bx.attachment("a", TcxHook::Egress, By::Iface, bad))
                 .unwrap();
             bb.finish()
         },
@@ -605,12 +595,12 @@ fn map_creation_failure_changes_nothing() {
             // A hash map of 2^31 entries of 64 KiB values: the kernel cannot create it.
             let huge = MapDef::new("deny", MapType::Hash, 4, 65536, 1 << 31);
             let art = program(
-                Hook::Egress,
+                TcxHook::Egress,
                 policy_object(huge.clone(), |_| {}),
                 deny_ports(huge, &[]),
             );
             let id = bb.program(art).unwrap();
-            bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
+            bb.attach(bx.attachment("b", TcxHook::Egress, By::Iface, id))
                 .unwrap();
             bb.finish()
         },
@@ -628,7 +618,7 @@ fn map_fill_failure_bad_key_size_changes_nothing() {
             // The object's map takes 4-byte keys; the bundle's entries have 8.
             let wide = MapDef::new("deny", MapType::Hash, 8, 4, 64);
             let art = program(
-                Hook::Egress,
+                TcxHook::Egress,
                 policy_object(deny_def(), |_| {}),
                 MapContents {
                     name: "deny".into(),
@@ -638,7 +628,7 @@ fn map_fill_failure_bad_key_size_changes_nothing() {
                 },
             );
             let id = bb.program(art).unwrap();
-            bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
+            bb.attach(bx.attachment("b", TcxHook::Egress, By::Iface, id))
                 .unwrap();
             bb.finish()
         },
@@ -655,8 +645,8 @@ fn map_fill_failure_in_the_kernel_changes_nothing() {
             let mut bb = base_builder(bx);
             // 65 entries into a 64-entry hash map: the kernel refuses the 65th (E2BIG).
             let ports: Vec<u32> = (1000..1065).collect();
-            let id = bb.program(artifact(Hook::Egress, &ports)).unwrap();
-            bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
+            let id = bb.program(artifact(TcxHook::Egress, &ports)).unwrap();
+            bb.attach(bx.attachment("b", TcxHook::Egress, By::Iface, id))
                 .unwrap();
             bb.finish()
         },
@@ -671,8 +661,8 @@ fn missing_interface_changes_nothing() {
         6,
         |bx| {
             let mut bb = base_builder(bx);
-            let id = bb.program(artifact(Hook::Egress, &[80])).unwrap();
-            bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
+            let id = bb.program(artifact(TcxHook::Egress, &[80])).unwrap();
+            bb.attach(bx.attachment("b", TcxHook::Egress, By::Iface, id))
                 .unwrap();
             bb.attach(Attachment {
                 endpoint: EndpointRef {
@@ -681,7 +671,7 @@ fn missing_interface_changes_nothing() {
                 },
                 interface: Some("slnosuchif0".into()),
                 netns: None,
-                hook: Hook::Egress,
+                hook: TcxHook::Egress,
                 artifact: id,
             })
             .unwrap();
@@ -700,21 +690,21 @@ fn first_load_failure_leaves_no_trace() {
     let bx = Box_::new(7);
     let mut bb = base_builder(&bx);
     let broken = program(
-        Hook::Egress,
+        TcxHook::Egress,
         policy_object(deny_def(), |a| {
             a.ldx(Size::DW, R0, R10, -520);
         }),
         deny_ports(deny_def(), &[]),
     );
     let id = bb.program(broken).unwrap();
-    bb.attach(bx.attachment("b", Hook::Egress, By::Iface, id))
+    bb.attach(bx.attachment("b", TcxHook::Egress, By::Iface, id))
         .unwrap();
     let err = generation::apply_bundle(&bb.finish(), &bx.opts).unwrap_err();
     assert_eq!(err.step(), Step::ProgramLoad, "{err}");
     assert!(!bx.opts.root.exists(), "{:?}", pins(&bx.opts));
     assert_eq!(generation::read_state(&bx.opts.state_dir).unwrap(), None);
     assert!(
-        query_tcx(&bx.target("b", Hook::Egress))
+        query_tcx(&bx.target("b", TcxHook::Egress))
             .unwrap()
             .program_ids
             .is_empty()

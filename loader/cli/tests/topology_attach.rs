@@ -9,7 +9,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::programs::SchedClassifier;
 use sluice_cli::topology::{ProbeOutcome, Proto, Topology, TopologySpec};
 use sluice_compiler::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
-use sluice_loader::attach::{self, Direction, TcxTarget};
+use sluice_loader::attach::{self, TcxHook, TcxTarget};
 use sluice_loader::load::LoadedObject;
 use sluice_loader::pin::PinDir;
 use sluice_loader::sys::bpf::{link_fd_by_id, prog_fd_by_id};
@@ -104,7 +104,7 @@ fn gone(check: impl Fn() -> bool) -> bool {
 fn tcx_drop_then_atomic_replace_then_detach() {
     let (topo, _servers) = box_with_servers();
     let b = topo.pod("default", "b").unwrap().clone();
-    let target = TcxTarget::new(Some(topo.node_netns()), &b.host_if, Direction::Egress);
+    let target = TcxTarget::new(Some(topo.node_netns()), &b.host_if, TcxHook::Egress);
     assert_eq!(tcp(&topo, "a", "b", 81), ProbeOutcome::Connected);
     let before = attach::query_tcx(&target).unwrap();
     assert!(before.program_ids.is_empty());
@@ -163,7 +163,7 @@ fn tcx_drop_then_atomic_replace_then_detach() {
 fn ingress_hook_of_one_pod_only_filters_that_pod() {
     let (topo, _servers) = box_with_servers();
     let a = topo.pod("default", "a").unwrap().clone();
-    let target = TcxTarget::new(Some(topo.node_netns()), &a.host_if, Direction::Ingress);
+    let target = TcxTarget::new(Some(topo.node_netns()), &a.host_if, TcxHook::Ingress);
     let mut obj = LoadedObject::load(&drop_tcp_port(81)).unwrap();
     let link = attach::attach(classifier(&mut obj, "drop_port"), &target).unwrap();
     assert_eq!(tcp(&topo, "a", "b", 81), ProbeOutcome::TimedOut);
@@ -179,7 +179,7 @@ fn ingress_hook_of_one_pod_only_filters_that_pod() {
 fn pinned_link_outlives_its_handles_until_the_pins_are_removed() {
     let (topo, _servers) = box_with_servers();
     let b = topo.pod("default", "b").unwrap().clone();
-    let target = TcxTarget::new(Some(topo.node_netns()), &b.host_if, Direction::Egress);
+    let target = TcxTarget::new(Some(topo.node_netns()), &b.host_if, TcxHook::Egress);
     let pins = PinDir::open(topo.prefix()).expect("pin dir");
     // Remove the pins even if an assertion below fails (a pinned link outlives the test).
     struct Unpin(PinDir);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use cranelift_entity::EntityRef;
 use sluice_cli::topology::{Topology, TopologySpec};
-use sluice_compiler::bundle::{Bundle, Hook};
+use sluice_compiler::bundle::{Bundle, TcxHook};
 use sluice_compiler::compile::{self, CompileOptions};
 use sluice_compiler::datapath::{CodegenOptions, Mode};
 use sluice_compiler::eval::{self, Flow, FlowEnd};
@@ -304,7 +304,7 @@ fn traces_match_the_evaluator_name_the_rule_and_change_no_map() {
     );
     assert_eq!(
         (r.hooks[0].hook, r.hooks[1].hook),
-        (Hook::Ingress, Hook::Egress)
+        (TcxHook::Ingress, TcxHook::Egress)
     );
     let r = &reports[1];
     assert!(!r.allow && r.denied_by == Some(1));
@@ -393,7 +393,7 @@ fn traces_match_the_evaluator_name_the_rule_and_change_no_map() {
     let h = state
         .hooks
         .iter()
-        .find(|h| h.endpoint.name == "client" && h.hook == Hook::Ingress)
+        .find(|h| h.endpoint.name == "client" && h.hook == TcxHook::Ingress)
         .unwrap();
     let prog = generation::pinned_link_info(&h.pin).unwrap().prog_id;
     let fd = sluice_loader::sys::bpf::prog_fd_by_id(prog).unwrap();
@@ -466,7 +466,7 @@ fn missing_pieces_are_named() {
     let info = trace::in_force(&topts).unwrap().info;
     let mut cut = state.clone();
     cut.hooks
-        .retain(|h| !(h.endpoint.name == "web" && h.hook == Hook::Egress));
+        .retain(|h| !(h.endpoint.name == "web" && h.hook == TcxHook::Egress));
     let e = err(trace::trace_in(&req, &cut, &info));
     assert!(
         e.contains("pod x/web has no sluice program attached to its egress hook in generation 2"),

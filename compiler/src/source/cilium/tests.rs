@@ -132,7 +132,7 @@ specs:
     assert_eq!(a.name, "lockdown-1");
     assert_eq!(a.namespace, None);
     // `ingress: [{}]` isolates and allows nothing.
-    assert_eq!(a.isolate, Some(vec![Direction::Ingress]));
+    assert_eq!(a.isolate, Some(vec![PolicyDirection::Ingress]));
     assert!(a.rules.is_empty());
     let ns = a.subject.namespaces.as_ref().unwrap();
     assert_eq!(ns.exprs[0].values, vec!["payments".to_string()]);
@@ -156,7 +156,7 @@ fn json_list_of_cilium_policies() {
         panic!()
     };
     assert_eq!(p.namespace.as_deref(), Some("default"));
-    assert_eq!(p.isolate, Some(vec![Direction::Egress]));
+    assert_eq!(p.isolate, Some(vec![PolicyDirection::Egress]));
     // An empty peer list is no peer list: the L4-only rule applies to every peer.
     assert!(p.rules[0].peers.is_empty());
     assert_eq!(p.rules[0].ports[0].port, Some(PortMatch::Number(53)));

@@ -305,7 +305,7 @@ fn policy<'a>(cx: &Cx, start: &'a str) -> R<'a, Policy> {
 
     let mut tier: Option<(Tier, &str)> = None;
     let mut subject: Option<(Subject, &str)> = None;
-    let mut isolate: Option<(Vec<Direction>, &str)> = None;
+    let mut isolate: Option<(Vec<PolicyDirection>, &str)> = None;
     let mut rules = Vec::new();
     let mut passes = Vec::new();
     loop {
@@ -439,7 +439,7 @@ fn tier_stmt<'a>(cx: &Cx, i: &'a str) -> R<'a, Tier> {
     }
 }
 
-fn isolate_stmt<'a>(cx: &Cx, i: &'a str) -> R<'a, Vec<Direction>> {
+fn isolate_stmt<'a>(cx: &Cx, i: &'a str) -> R<'a, Vec<PolicyDirection>> {
     let (i, ()) = expect_kw(i, "isolate")?;
     let (i, none) = opt_kw(i, "none")?;
     if none {
@@ -450,8 +450,8 @@ fn isolate_stmt<'a>(cx: &Cx, i: &'a str) -> R<'a, Vec<Direction>> {
     loop {
         let (rest, w) = peek_word(i)?;
         let d = match w {
-            Some("ingress") => Direction::Ingress,
-            Some("egress") => Direction::Egress,
+            Some("ingress") => PolicyDirection::Ingress,
+            Some("egress") => PolicyDirection::Egress,
             _ => return expected(rest, "`ingress`, `egress` or `none`"),
         };
         if dirs.contains(&d) {
@@ -793,8 +793,8 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
     };
     let (i, w) = peek_word(i)?;
     let direction = match w {
-        Some("ingress") => Direction::Ingress,
-        Some("egress") => Direction::Egress,
+        Some("ingress") => PolicyDirection::Ingress,
+        Some("egress") => PolicyDirection::Egress,
         _ => return expected(i, "`ingress` or `egress`"),
     };
     let i = &i[w.unwrap().len()..];
@@ -823,8 +823,8 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
     let mut peers = Vec::new();
     let (rest, w) = peek_word(i)?;
     let (right, wrong) = match direction {
-        Direction::Ingress => ("from", "to"),
-        Direction::Egress => ("to", "from"),
+        PolicyDirection::Ingress => ("from", "to"),
+        PolicyDirection::Egress => ("to", "from"),
     };
     if w == Some(wrong) {
         return fail(
@@ -832,12 +832,12 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
                 rest,
                 wrong.len(),
                 EXPECTED,
-                format!("{} rules name peers with `{right}`", dir_word(direction)),
+                format!("{} rules name peers with `{right}`", direction.as_str()),
             )
             .label(format!("expected `{right}`"))
             .help(format!(
                 "write `{} {} {right} ...`",
-                dir_word(direction),
+                direction.as_str(),
                 action_word(action)
             )),
         );
@@ -879,13 +879,6 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
             action_at,
         ),
     ))
-}
-
-pub(crate) fn dir_word(d: Direction) -> &'static str {
-    match d {
-        Direction::Ingress => "ingress",
-        Direction::Egress => "egress",
-    }
 }
 
 pub(crate) fn action_word(a: Action) -> &'static str {

@@ -8,7 +8,7 @@
 //! trailed).
 
 use super::lex::{is_bare, quote};
-use super::parser::{KEYWORDS, action_word, dir_word};
+use super::parser::{KEYWORDS, action_word};
 use crate::diag::Diagnostics;
 use crate::source::ast::*;
 
@@ -214,7 +214,7 @@ impl Printer<'_> {
                 "none".to_string()
             } else {
                 dirs.iter()
-                    .map(|d| dir_word(*d))
+                    .map(|d| d.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -476,14 +476,14 @@ fn rule(r: &Rule) -> Vec<String> {
     if let Some(n) = &r.name {
         s.push_str(&format!("rule {} ", quote(n)));
     }
-    s.push_str(dir_word(r.direction));
+    s.push_str(r.direction.as_str());
     s.push(' ');
     s.push_str(action_word(r.action));
     parts.push(std::mem::take(&mut s));
     if !r.peers.is_empty() {
         s.push_str(match r.direction {
-            Direction::Ingress => " from ",
-            Direction::Egress => " to ",
+            PolicyDirection::Ingress => " from ",
+            PolicyDirection::Egress => " to ",
         });
         s.push_str(&r.peers.iter().map(peer).collect::<Vec<_>>().join(", "));
         parts.push(std::mem::take(&mut s));

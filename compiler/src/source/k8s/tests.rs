@@ -172,12 +172,15 @@ spec:
     let (_, doc) = read_ok(text);
     assert_eq!(
         policy(&doc, 0).isolate,
-        Some(vec![Direction::Ingress, Direction::Egress])
+        Some(vec![PolicyDirection::Ingress, PolicyDirection::Egress])
     );
-    assert_eq!(policy(&doc, 1).isolate, Some(vec![Direction::Ingress]));
+    assert_eq!(
+        policy(&doc, 1).isolate,
+        Some(vec![PolicyDirection::Ingress])
+    );
     // Missing podSelector is the empty selector; no rules means nothing is allowed.
     let c = policy(&doc, 2);
-    assert_eq!(c.isolate, Some(vec![Direction::Egress]));
+    assert_eq!(c.isolate, Some(vec![PolicyDirection::Egress]));
     assert!(c.subject.pods.exprs.is_empty());
     assert!(c.rules.is_empty());
 }

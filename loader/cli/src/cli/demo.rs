@@ -23,7 +23,6 @@ use sluice_compiler::diag::{Diagnostics, Severity, render_plain};
 use sluice_compiler::eval::{self, DirectionVerdict, Flow, FlowEnd, Reason, Verdict};
 use sluice_compiler::ir::{self, Ir, L4, L4Match, RuleId};
 use sluice_compiler::resolve::Inventory;
-use sluice_compiler::source::ast::Direction;
 use sluice_compiler::source::{SourceMap, load};
 
 use sluice_compiler::compile::{self, CompileOptions};
@@ -683,10 +682,7 @@ fn why(ir: &Ir, sources: &SourceMap, v: &Verdict) -> String {
         if d.allow || d.reason != Reason::Isolated {
             continue;
         }
-        let dir = match d.direction {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        };
+        let dir = d.direction.as_str();
         // The first isolating policy with its place; the others by name.
         let mut by = String::new();
         for (i, p) in d.isolated_by.iter().enumerate() {

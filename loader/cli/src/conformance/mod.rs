@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aya::maps::MapData;
-use sluice_compiler::bundle::{EndpointRef, Hook};
+use sluice_compiler::bundle::{EndpointRef, TcxHook};
 use sluice_compiler::compile::{self, CompileOptions};
 use sluice_compiler::conformance::{Answer, Case, Engine, Probe};
 use sluice_compiler::datapath::{CodegenOptions, Mode, keys};
@@ -367,7 +367,7 @@ fn prefix_pid(name: &str) -> Option<u32> {
 fn hook_programs(
     load: &LoadOptions,
     report: &generation::GenerationReport,
-) -> Result<BTreeMap<(EndpointRef, Hook), OwnedFd>, String> {
+) -> Result<BTreeMap<(EndpointRef, TcxHook), OwnedFd>, String> {
     let state = generation::read_state(&load.state_dir)
         .map_err(|e| e.to_string())?
         .ok_or("no generation recorded after apply")?;
@@ -466,7 +466,7 @@ fn verdict(retval: u32) -> Result<bool, String> {
 /// destination) the destination's `to_ep`.
 fn test_run_cell(
     topo: &Topology,
-    hooks: &BTreeMap<(EndpointRef, Hook), OwnedFd>,
+    hooks: &BTreeMap<(EndpointRef, TcxHook), OwnedFd>,
     p: &Probe,
     sport: u16,
 ) -> Answer {
@@ -474,7 +474,7 @@ fn test_run_cell(
     let src = src.ok_or_else(|| format!("probe source {} is not a pod", p.from))?;
     let (dst_ip, dst) = resolve_end(topo, &p.to)?;
     let pkt = packet::craft(src_ip, dst_ip, p.protocol, sport, p.port);
-    let run = |ep: &EndpointRef, hook: Hook| -> Result<bool, String> {
+    let run = |ep: &EndpointRef, hook: TcxHook| -> Result<bool, String> {
         let fd = hooks
             .get(&(ep.clone(), hook))
             .ok_or_else(|| format!("no program on {ep} {}", hook.as_str()))?;
@@ -483,10 +483,10 @@ fn test_run_cell(
         verdict(ret)
     };
     let word = |b: bool| if b { "allow" } else { "deny" };
-    let egress = run(&src, Hook::Ingress)?;
+    let egress = run(&src, TcxHook::Ingress)?;
     match dst {
         Some(dst) => {
-            let ingress = run(&dst, Hook::Egress)?;
+            let ingress = run(&dst, TcxHook::Egress)?;
             Ok((
                 egress && ingress,
                 format!(

@@ -70,7 +70,7 @@ pub fn generate(input: &Input) -> Result<Document, String> {
         let mut policy = Policy::new(format!("egress-{client}"))
             .namespace(ns)
             .pods(Selector::label(&params.app_label, client))
-            .isolate(&[Direction::Egress]);
+            .isolate(&[PolicyDirection::Egress]);
         for r in rules {
             policy = policy.rule(r);
         }
