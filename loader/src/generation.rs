@@ -202,7 +202,7 @@ pub struct GenerationReport {
     pub timings: Timings,
 }
 
-/// Wall time per step of one [`apply_bundle`] (what `loader/benches/swap.rs` reports), and
+/// Wall time per step of one [`apply_bundle`] (what `loader/cli/benches/swap.rs` reports), and
 /// the window in which hooks flipped: before `flip_started` every hook ran the old
 /// generation, after `flip_finished` every hook runs the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

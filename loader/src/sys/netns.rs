@@ -248,9 +248,9 @@ pub fn pid_max() -> u32 {
 
 /// The index of each of `names` in the calling thread's namespace, through one socket and
 /// one `SIOCGIFINDEX` ioctl per name (a hash look-up in the kernel, a microsecond or two).
-/// Everything else about links goes through `crate::netlink`; this stays because a netlink
-/// link dump fills every device's whole record: about 30 ms of kernel time at 2,000
-/// devices, where these ioctls take 2 ms.
+/// Everything else about links goes through `crate::netlink`; this stays because netlink
+/// answers with each device's whole record. Measured in release on 2,000 veths: these
+/// ioctls take 2.3 ms, one RTM_GETLINK per name 33-35 ms, a dump about 30 ms.
 pub fn if_indexes<'n>(
     names: impl IntoIterator<Item = &'n str>,
 ) -> io::Result<Vec<io::Result<u32>>> {
