@@ -220,6 +220,16 @@ mod tests {
     use crate::source::{SourceMap, dsl};
     use std::net::{IpAddr, Ipv4Addr};
 
+    /// One program with the default options (`conntrack`: whether the generation tracks).
+    fn build(
+        hook: TcxHook,
+        table: Option<&DecisionTable>,
+        c: &Classes,
+        conntrack: bool,
+    ) -> ProgramArtifact {
+        compile_program(hook, table, c, &CodegenOptions::default(), conntrack).unwrap()
+    }
+
     const INV: &str = "
 endpoints:
 - {name: a, namespace: x, labels: {app: a}, ips: [10.0.0.1]}
@@ -355,27 +365,13 @@ endpoints:
         let t = i.unwrap();
         assert!(t.isolated && !can_deny(Some(&t)) && enforced(Some(&t)));
         assert!(e.is_none() && !enforced(None));
-        let art = compile_program(
-            TcxHook::Egress,
-            Some(&t),
-            &c,
-            &CodegenOptions::default(),
-            false,
-        )
-        .unwrap();
+        let art = build(TcxHook::Egress, Some(&t), &c, false);
         assert!(art.maps.is_empty(), "{:?}", art.maps);
         let text = crate::datapath::emit_asm(&art).unwrap();
         let arp = format!("if r7 == {} goto", parse::ETH_P_ARP);
         assert!(text.contains(&arp) && text.contains("r0 <<= 1"), "{text}");
         // The other direction has no policy and nothing to track: `return TC_ACT_OK`.
-        let art = compile_program(
-            TcxHook::Ingress,
-            None,
-            &c,
-            &CodegenOptions::default(),
-            false,
-        )
-        .unwrap();
+        let art = build(TcxHook::Ingress, None, &c, false);
         assert!(
             crate::datapath::emit_asm(&art)
                 .unwrap()
@@ -389,14 +385,7 @@ endpoints:
         let t = i.unwrap();
         let plan = cost::plan(&t, &c, &Limits::default());
         assert_eq!(plan.peer, PeerPlan::Single(0));
-        let art = compile_program(
-            TcxHook::Egress,
-            Some(&t),
-            &c,
-            &CodegenOptions::default(),
-            true,
-        )
-        .unwrap();
+        let art = build(TcxHook::Egress, Some(&t), &c, true);
         let names: Vec<&str> = art.maps.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["sluice_ct"]);
         let text = crate::datapath::emit_asm(&art).unwrap();
@@ -468,14 +457,7 @@ endpoints:
         let plan = cost::plan(&t, &c, &Limits::default());
         assert!(plan.uses_port_map(), "{:?}", plan.profiles);
         assert!(plan.insns <= Limits::default().inline_budget);
-        let art = compile_program(
-            TcxHook::Egress,
-            Some(&t),
-            &c,
-            &CodegenOptions::default(),
-            true,
-        )
-        .unwrap();
+        let art = build(TcxHook::Egress, Some(&t), &c, true);
         let ports = art.maps.iter().find(|m| m.name == "sluice_ports").unwrap();
         assert!(ports.entries.len() >= 3000);
         // Without limits the same table would be one inline tree: the limits decided.
