@@ -25,6 +25,8 @@
 //! The reader checks every file against the sha256 the manifest gives and names the file
 //! that does not match.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;

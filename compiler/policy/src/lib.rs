@@ -10,6 +10,7 @@
 //! compiler, the runtime and the SDK cannot disagree on the wire format.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -6,6 +6,8 @@
 //! the kernel library (`sluice-loader`) on the other. The two sides meet only through the
 //! bundle.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod conformance;
 pub mod topology;
