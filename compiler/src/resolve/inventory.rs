@@ -48,11 +48,14 @@ impl InventoryFiles for Inventory {
         if let Some(path) = unknown.first() {
             let field = path.last().map_or("", String::as_str);
             let (line, column) = locate(text, path).unwrap_or((0, 0));
-            return Err(syntax(
-                line,
-                column,
-                format!("unknown field `{field}` (at `{}`)", path.join(".")),
-            ));
+            let mut message = format!("unknown field `{field}` (at `{}`)", path.join("."));
+            let expected = expected_fields(&path[..path.len().saturating_sub(1)]);
+            if let Some(near) = crate::diag::suggest(field, expected) {
+                message.push_str(&format!(": did you mean `{near}`?"));
+            } else if !expected.is_empty() {
+                message.push_str(&format!(", expected one of `{}`", expected.join("`, `")));
+            }
+            return Err(syntax(line, column, message));
         }
         inv.validate().map_err(|message| InventoryError::Invalid {
             name: name.into(),
@@ -66,6 +69,68 @@ impl InventoryFiles for Inventory {
             .map_err(|e| InventoryError::Io(format!("{}: {e}", path.display())))?;
         Inventory::parse(&path.display().to_string(), &text)
     }
+}
+
+/// The fields of the inventory type found at `path` (keys and indices from the root), as the
+/// type's own `Deserialize` names them.
+fn expected_fields(path: &[String]) -> &'static [&'static str] {
+    let keys: Vec<&str> = path
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.parse::<usize>().is_err())
+        .collect();
+    match keys.as_slice() {
+        [] => fields_of::<Inventory>(),
+        ["namespaces"] => fields_of::<Namespace>(),
+        ["nodes"] => fields_of::<Node>(),
+        ["endpoints"] => fields_of::<Endpoint>(),
+        ["endpoints", "ports"] => fields_of::<ContainerPort>(),
+        ["services"] => fields_of::<Service>(),
+        ["services", "ports"] => fields_of::<ServicePort>(),
+        _ => &[],
+    }
+}
+
+/// A struct's field names, read from its derived `Deserialize`: it hands them to
+/// `deserialize_struct`, which this deserializer records and then refuses.
+fn fields_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Stop {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Probe {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut probe = Probe(&[]);
+    let _ = T::deserialize(&mut probe);
+    probe.0
 }
 
 /// The keys and indices of a path serde ignored, outermost first.
@@ -131,6 +196,25 @@ mod tests {
         );
         assert_eq!(inv.endpoints[0].named_port(L4::Tcp, "http"), vec![80]);
         assert_eq!(inv.endpoint_by_ip("10.0.0.1".parse().unwrap()), Some(0));
+    }
+
+    #[test]
+    fn unknown_fields_say_what_was_meant_or_expected() {
+        let err = Inventory::parse("inv.yaml", "endpoints:\n- name: a\n  interfce: v1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("inv.yaml:3:3: "), "{err}");
+        assert!(err.ends_with("did you mean `interface`?"), "{err}");
+        let err = Inventory::parse(
+            "inv.yaml",
+            "services:\n- name: s\n  ports:\n  - {port: 80, zz: 1}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`services.0.ports.0.zz`), expected one of `name`, `port`, `target_port`, `protocol`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -176,7 +176,8 @@ fn inventory_errors_are_positioned() {
         r.stderr,
         r#"sluice::inventory::syntax
 
-  × invalid inventory: unknown field `colour` (at `endpoints.0.colour`)
+  × invalid inventory: unknown field `colour` (at `endpoints.0.colour`), expected one of `name`,
+  │ `namespace`, `labels`, `ips`, `ports`, `node`, `interface`, `netns`
    ╭─[inv.yaml:3:3]
  2 │ - name: a
  3 │   colour: red
