@@ -22,16 +22,6 @@ pub enum TcxHook {
 }
 
 impl TcxHook {
-    pub const BOTH: [TcxHook; 2] = [TcxHook::Ingress, TcxHook::Egress];
-
-    /// The hook that enforces the endpoint's policy in `direction`.
-    pub fn enforcing(direction: PolicyDirection) -> TcxHook {
-        match direction {
-            PolicyDirection::Egress => TcxHook::Ingress,
-            PolicyDirection::Ingress => TcxHook::Egress,
-        }
-    }
-
     /// The endpoint's policy direction this hook enforces.
     pub fn policy_direction(self) -> PolicyDirection {
         match self {

@@ -319,11 +319,9 @@ impl PortSpec {
 impl Protocol {
     /// Kubernetes spelling (`TCP`, `udp`, ...): the port-carrying protocols only.
     pub fn from_k8s(name: &str) -> Option<Protocol> {
-        [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
-            .into_iter()
-            .zip(["tcp", "udp", "sctp"])
-            .find(|(_, n)| n.eq_ignore_ascii_case(name))
-            .map(|(p, _)| p)
+        L4::parse(name)
+            .filter(|l4| *l4 != L4::Icmp)
+            .map(Protocol::from)
     }
 }
 

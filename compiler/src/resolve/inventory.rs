@@ -154,28 +154,29 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
 
 /// Line and column (1-based) of the key at `path`, found in the text's YAML tree.
 fn locate(text: &str, path: &[String]) -> Option<(usize, usize)> {
-    use crate::source::ast::SourceId;
+    use crate::source::SourceMap;
     use crate::source::yaml::{Value, parse_tree};
-    let tree = parse_tree(SourceId(0), text, &|o| o).ok()?;
+    let mut sources = SourceMap::new();
+    let id = sources.add("inventory", text);
+    let tree = parse_tree(id, text, &|o| o).ok()?;
     let mut node = tree.first()?;
-    let mut start = node.span.start;
+    let mut at = node.span;
     for seg in path {
         match &node.value {
-            Value::Seq(_) => node = node.at(seg.parse().ok()?)?,
+            Value::Seq(_) => {
+                node = node.at(seg.parse().ok()?)?;
+                at = node.span;
+            }
             Value::Map(_) => {
                 let (key, value) = node.entry(seg)?;
-                start = key.span.start;
+                at = key.span;
                 node = value;
-                continue;
             }
             Value::Scalar { .. } => return None,
         }
-        start = node.span.start;
     }
-    let before = text.get(..start as usize)?;
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    Some((line, column))
+    let l = sources.location(at)?;
+    Some((l.line, l.column))
 }
 
 #[cfg(test)]
