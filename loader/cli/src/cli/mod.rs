@@ -11,6 +11,7 @@ pub mod fmt;
 pub mod inputs;
 pub mod load;
 pub mod module;
+pub mod node;
 pub mod status;
 pub mod trace;
 pub mod unload;
@@ -62,6 +63,8 @@ pub enum Command {
     Trace(trace::Args),
     /// Build a cluster in a box, apply policies/demo.sluice and show real connections.
     Demo(demo::DemoArgs),
+    /// Check a node configuration (spec/node.md).
+    Node(node::NodeArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Module(args) => module::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Node(args) => node::run(args),
     };
     match result {
         Ok(code) => code,
