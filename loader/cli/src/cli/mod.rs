@@ -9,6 +9,7 @@ pub mod convert;
 pub mod demo;
 pub mod fmt;
 pub mod inputs;
+pub mod lab;
 pub mod load;
 pub mod module;
 pub mod node;
@@ -65,6 +66,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Check a node configuration (spec/node.md).
     Node(node::NodeArgs),
+    /// The study's network in namespaces: LAN, router, VM, nodes and pods (spec/lab.md).
+    Lab(lab::LabArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -105,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Trace(args) => trace::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
+        Command::Lab(args) => lab::run(args),
     };
     match result {
         Ok(code) => code,
