@@ -155,6 +155,29 @@ fn two_node_native_lab_carries_real_traffic_and_goes_away() {
     let again = g.lab(&["up"]);
     assert_ne!(again.code, 0, "a second up with the same prefix is refused");
     assert!(again.stderr.contains("already up"), "{}", again.stderr);
+    // Without the state file, the namespaces are still not taken over (nor removed).
+    let other_state = Scratch::new("lab-native-other");
+    let dir = other_state.path().to_str().unwrap();
+    let taken = sluice(
+        Path::new("."),
+        &[
+            "lab",
+            "--prefix",
+            &g.prefix,
+            "--state-dir",
+            dir,
+            "up",
+            "--routing",
+            "native",
+        ],
+    );
+    assert_ne!(taken.code, 0);
+    assert!(taken.stderr.contains("exists already"), "{}", taken.stderr);
+    assert_eq!(
+        probe(&fe, api_ip, 7000, Proto::Tcp),
+        ProbeOutcome::Connected,
+        "untouched"
+    );
 
     // Down removes exactly what up made; a second down is not an error.
     let down = g.lab(&["down"]);

@@ -45,6 +45,41 @@ fn node_check_accepts_refuses_and_prints_the_masquerade_data() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["masquerade"]["excluded"].as_array().unwrap().len(), 12);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    // The DSL's masquerade block adds to the list; a policy file without one is an error.
+    std::fs::write(
+        &node,
+        NODE.replace(
+            "{ip_masq_agent: masq.yaml}",
+            "{ip_masq_agent: masq.yaml, policy: masq.sluice}",
+        ),
+    )
+    .unwrap();
+    scratch
+        .write("masq.yaml", "nonMasqueradeCIDRs: [10.0.0.0/16]\n")
+        .write(
+            "masq.sluice",
+            "masquerade {\n  except 8.8.8.0/24\n  link-local on\n}\n",
+        );
+    let r = sluice(
+        dir,
+        &["node", "check", node.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v["masquerade"]["excluded"],
+        serde_json::json!(["8.8.8.0/24", "10.0.0.0/16", "169.254.0.0/16"]),
+        "union; link-local stays excluded: the ip-masq-agent file does not masquerade it"
+    );
+    scratch.write("masq.sluice", "# nothing\n");
+    let r = sluice(dir, &["node", "check", node.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("has no `masquerade` block"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&node, NODE).unwrap();
     // A bad ip-masq-agent file fails the check.
     std::fs::write(dir.join("masq.yaml"), "nonMasqueradeCIDRs: [10.0.0.0/33]\n").unwrap();
     let r = sluice(dir, &["node", "check", node.to_str().unwrap()]);

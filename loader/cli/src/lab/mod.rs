@@ -427,6 +427,14 @@ pub fn up(o: &LabOptions) -> Result<Lab, LabError> {
             state.display().to_string(),
         ));
     }
+    // A namespace of ours that exists already belongs to someone else (or to a lab whose state
+    // was lost): refuse, so that a rollback never removes what this run did not make.
+    let existing = sluice_loader::sys::netns::list_named().map_err(io("list namespaces"))?;
+    if let Some(taken) = lab.namespaces.iter().find(|n| existing.contains(n)) {
+        return Err(LabError::Invalid(format!(
+            "namespace {taken} exists already and no lab state says it is ours; remove it (ip netns del {taken}) or use another --prefix"
+        )));
+    }
     std::fs::create_dir_all(&lab.dir).map_err(io(format!("create {}", lab.dir.display())))?;
     let json = serde_json::to_string_pretty(&lab).expect("the lab serializes");
     std::fs::write(&state, json).map_err(io(format!("write {}", state.display())))?;
