@@ -299,10 +299,15 @@ pub fn convert(
             }
         }
         None => {
+            let what = if c.masq_link_local == Some(true) {
+                "every destination is masqueraded"
+            } else {
+                "every destination but link-local ones is masqueraded"
+            };
             diags.push(
                 Diag::note(
                     "sluice::ipmasq::no-cidrs",
-                    "no nonMasqueradeCIDRs in a non-empty config: every destination is masqueraded but link-local ones (as Cilium; only an absent or empty file means the defaults)",
+                    format!("no nonMasqueradeCIDRs in a non-empty config: {what} (as in Cilium, only an absent or empty file means the default CIDRs)"),
                 )
                 .with_label(span, "this config"),
             );
