@@ -191,7 +191,18 @@ fn two_node_native_lab_carries_real_traffic_and_goes_away() {
 #[test]
 fn vxlan_lab_has_a_collect_md_device_per_node_and_the_router_needs_pod_routes() {
     let g = Guard::new("lab-vxlan");
-    let up = g.lab(&["up", "--nodes", "2", "--routing", "vxlan"]);
+    g.state
+        .write("masq.yaml", "nonMasqueradeCIDRs: [10.0.0.0/16]\n");
+    let masq = g.state.path().join("masq.yaml");
+    let up = g.lab(&[
+        "up",
+        "--nodes",
+        "2",
+        "--routing",
+        "vxlan",
+        "--ip-masq-agent",
+        masq.to_str().unwrap(),
+    ]);
     assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
     let lab = lab::Lab::load(g.state.path(), &g.prefix).unwrap().unwrap();
     for n in &lab.nodes {
@@ -232,6 +243,25 @@ fn vxlan_lab_has_a_collect_md_device_per_node_and_the_router_needs_pod_routes() 
         probe(&fe, ROUTER_LOOPS[0], 7002, Proto::Tcp),
         ProbeOutcome::TimedOut
     );
+    // Each node's configuration names the ip-masq-agent file written beside it.
+    let cfg = g.state.path().join(&g.prefix).join("node-1.yaml");
+    let check = sluice(
+        Path::new("."),
+        &["node", "check", cfg.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let v: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(
+        v["masquerade"]["excluded"],
+        serde_json::json!(["10.0.0.0/16", "169.254.0.0/16"])
+    );
     assert_eq!(g.lab(&["down"]).code, 0);
+    support::assert_clean(&g.made());
+    // A bad ip-masq-agent file is refused before anything is built.
+    g.state
+        .write("masq.yaml", "nonMasqueradeCIDRs: [10.0.0.0/40]\n");
+    let bad = g.lab(&["up", "--ip-masq-agent", masq.to_str().unwrap()]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("invalid CIDR"), "{}", bad.stderr);
     support::assert_clean(&g.made());
 }

@@ -50,6 +50,10 @@ pub struct UpArgs {
     /// "without masquerade").
     #[arg(long)]
     pub router_pod_routes: bool,
+    /// An ip-masq-agent config for every node (copied into the state directory, named by
+    /// each node configuration's `masquerade.ip_masq_agent`).
+    #[arg(long, value_name = "FILE")]
+    pub ip_masq_agent: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,6 +120,11 @@ fn up(prefix: &str, state_dir: PathBuf, a: UpArgs) -> miette::Result<ExitCode> {
     o.prefix = prefix.into();
     o.state_dir = state_dir;
     o.router_pod_routes = a.router_pod_routes;
+    if let Some(path) = &a.ip_masq_agent {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| miette!("cannot read {}: {e}", path.display()))?;
+        o.ip_masq_agent = Some(text);
+    }
     if let Some(path) = &a.inventory {
         o.inventory = Inventory::load(path).into_diagnostic()?;
     }

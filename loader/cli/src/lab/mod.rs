@@ -48,6 +48,8 @@ pub const UPLINK: &str = "eth0";
 pub const BRIDGE: &str = "br0";
 /// The VXLAN device of each node in vxlan mode (external / collect_md).
 pub const VXLAN_DEV: &str = "sluice_vxlan";
+/// The ip-masq-agent config's name in the state directory (node configurations point at it).
+pub const IP_MASQ_AGENT_FILE: &str = "ip-masq-agent";
 
 /// What went wrong with the lab.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,9 @@ pub struct LabOptions {
     /// Give the router a route to each pod CIDR via its node (the study's "without masquerade"
     /// fix). Off by default: the study starts without them.
     pub router_pod_routes: bool,
+    /// An ip-masq-agent config (its text) every node's configuration points at; it is checked
+    /// before anything is built and written to the state directory as `ip-masq-agent`.
+    pub ip_masq_agent: Option<String>,
     pub state_dir: PathBuf,
 }
 
@@ -119,6 +124,7 @@ impl LabOptions {
             inventory: Inventory::parse("examples/lab/inventory.yaml", DEFAULT_INVENTORY)
                 .expect("the built-in inventory is valid"),
             router_pod_routes: false,
+            ip_masq_agent: None,
             state_dir: DEFAULT_STATE_DIR.into(),
         }
     }
@@ -162,6 +168,8 @@ pub struct Lab {
     pub prefix: String,
     pub routing: Routing,
     pub router_pod_routes: bool,
+    /// The ip-masq-agent config the nodes use, if any (written as `ip-masq-agent`).
+    pub ip_masq_agent: Option<String>,
     pub lan_netns: String,
     pub router_netns: String,
     pub vm_netns: String,
@@ -192,6 +200,17 @@ pub fn plan(o: &LabOptions) -> Result<Lab, LabError> {
             "--nodes {} is out of range (1..={MAX_NODES})",
             o.nodes
         )));
+    }
+    if let Some(text) = &o.ip_masq_agent {
+        let mut sources = sluice_compiler::source::SourceMap::new();
+        let id = sources.add(IP_MASQ_AGENT_FILE, text.clone());
+        let (_, diags) = sluice_compiler::source::ipmasq::read_with_diags(id, text);
+        if diags.has_errors() {
+            return Err(LabError::Invalid(format!(
+                "the ip-masq-agent config is refused:\n{}",
+                sluice_compiler::diag::render_plain(&diags, &sources)
+            )));
+        }
     }
     let network = Cidr {
         addr: LAN.into(),
@@ -289,7 +308,10 @@ pub fn plan(o: &LabOptions) -> Result<Lab, LabError> {
             vxlan_port: sluice_compiler::node::DEFAULT_VXLAN_PORT,
             mtu: sluice_compiler::node::DEFAULT_MTU,
             peers,
-            masquerade: MasqueradeSources::default(),
+            masquerade: MasqueradeSources {
+                ip_masq_agent: o.ip_masq_agent.as_ref().map(|_| IP_MASQ_AGENT_FILE.into()),
+                ..MasqueradeSources::default()
+            },
         };
         nodes.push(LabNode {
             config,
@@ -336,6 +358,7 @@ pub fn plan(o: &LabOptions) -> Result<Lab, LabError> {
         prefix: prefix.clone(),
         routing: o.routing,
         router_pod_routes: o.router_pod_routes,
+        ip_masq_agent: o.ip_masq_agent.clone(),
         lan_netns,
         router_netns,
         vm_netns,
@@ -620,10 +643,15 @@ fn build(lab: &Lab) -> Result<(), LabError> {
     Ok(())
 }
 
-/// Writes each node's configuration and the completed inventory next to the state file.
+/// Writes each node's configuration, the ip-masq-agent config they name, and the completed
+/// inventory next to the state file.
 /// Each configuration is read back through the checker (`sluice node check`'s), so the lab
 /// never hands out a file the node would refuse.
 fn write_files(lab: &Lab) -> Result<(), LabError> {
+    if let Some(text) = &lab.ip_masq_agent {
+        let path = lab.dir.join(IP_MASQ_AGENT_FILE);
+        std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
+    }
     for n in &lab.nodes {
         let path = lab.dir.join(format!("{}.yaml", n.config.name));
         let text = serde_norway::to_string(&n.config).expect("a node config serializes");
