@@ -75,11 +75,7 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
+use super::Output;
 
 pub fn run(args: LabArgs) -> miette::Result<ExitCode> {
     match args.command {

@@ -18,6 +18,15 @@ pub mod trace;
 pub mod unload;
 
 use clap::{Parser, Subcommand};
+
+/// `--output`: for people, or JSON for scripts. Every command that reports takes it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
 use sluice_compiler::diag::{Diagnostics, Severity};
 use sluice_compiler::source::SourceMap;
 use std::io::IsTerminal;

@@ -6,7 +6,7 @@
 //! masquerade data the datapath gets (`masq::MasqPlan`).
 
 use super::print_diagnostics;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use sluice_compiler::masq::{self, MasqPlan};
 use sluice_compiler::node;
 use sluice_compiler::source::SourceMap;
@@ -33,11 +33,7 @@ pub struct CheckArgs {
     pub output: Output,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
+use super::Output;
 
 pub fn run(args: NodeArgs) -> miette::Result<ExitCode> {
     match args.command {

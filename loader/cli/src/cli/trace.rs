@@ -7,12 +7,7 @@ use std::process::ExitCode;
 use super::PinArgs;
 use sluice_loader::trace::{self, L4, Target, TraceOptions, TraceRequest};
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-}
+pub use super::Output;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

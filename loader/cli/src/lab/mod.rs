@@ -135,31 +135,7 @@ impl LabOptions {
 pub struct LabNode {
     pub config: NodeConfig,
     pub netns: String,
-    pub pods: Vec<LabPod>,
-}
-
-/// A pod as planned (the topology's [`Pod`], kept serializable in the state file).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabPod {
-    pub namespace: String,
-    pub name: String,
-    pub ip: Ipv4Addr,
-    pub netns: String,
-    pub host_if: String,
-    pub mac: String,
-}
-
-impl From<&LabPod> for Pod {
-    fn from(p: &LabPod) -> Pod {
-        Pod {
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-            ip: p.ip,
-            netns: p.netns.clone(),
-            host_if: p.host_if.clone(),
-            mac: p.mac.clone(),
-        }
-    }
+    pub pods: Vec<Pod>,
 }
 
 /// The whole lab: the plan before `up`, the state file after.
@@ -273,7 +249,7 @@ pub fn plan(o: &LabOptions) -> Result<Lab, LabError> {
                 sanitize(&ep.name)
             );
             pod_netns.truncate(200);
-            let pod = LabPod {
+            let pod = Pod {
                 namespace: ep.namespace.clone(),
                 name: ep.name.clone(),
                 ip,
@@ -629,14 +605,13 @@ fn build(lab: &Lab) -> Result<(), LabError> {
                     .map_err(nl(&n.netns))?;
             }
         }
-        let pods: Vec<Pod> = n.pods.iter().map(Pod::from).collect();
         let pod_ns: Vec<Netns> = n
             .pods
             .iter()
             .map(|p| open(&p.netns))
             .collect::<Result<_, _>>()?;
         let mtu = (c.routing == Routing::Vxlan).then(|| c.pod_mtu());
-        topology::plumb_pods(&mut node, &n.netns, &pods, &pod_ns, mtu)?;
+        topology::plumb_pods(&mut node, &n.netns, &n.pods, &pod_ns, mtu)?;
         node.wait_oper_up(UPLINK, topology::LINK_UP_TIMEOUT)
             .map_err(nl(&n.netns))?;
     }

@@ -149,7 +149,7 @@ impl TopologySpec {
 }
 
 /// A pod as built: where it lives and what its interfaces are called.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pod {
     pub namespace: String,
     pub name: String,
