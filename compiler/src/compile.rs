@@ -241,6 +241,10 @@ pub enum CompileError {
     },
     #[error("node `{0}` is not in the inventory")]
     UnknownNode(String),
+    /// A label identity above 2^24 - 1 could not travel in a VXLAN VNI (spec/datapath.md,
+    /// "Nodes").
+    #[error("{0} distinct label sets: label identities would not fit the 24-bit VNI")]
+    TooManyIdentities(usize),
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }
@@ -266,6 +270,13 @@ pub fn compile(
     }
     let t = Instant::now();
     let ids = identity::allocate(inventory, ir);
+    if ids
+        .endpoints
+        .last()
+        .is_some_and(|e| e.id > crate::datapath::node::wire::MAX_WIRE_IDENTITY)
+    {
+        return Err(CompileError::TooManyIdentities(ids.endpoints.len()));
+    }
     let classes = Classes::build(inventory, &ids, opts.node.as_deref());
     times.resolve = t.elapsed();
     let selected: Vec<usize> = (0..inventory.endpoints.len())
