@@ -10,6 +10,7 @@
 use crate::bundle::{
     Attachment, Bundle, BundleBuilder, BundleError, Digest as BundleDigest, EndpointRef,
 };
+use crate::datapath::program::needs_conntrack;
 use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
 use crate::diag::{Diag, Diagnostics, Severity};
 use crate::ir::{self, Ir};
@@ -187,6 +188,8 @@ pub struct CompileOptions {
     /// Compile for the endpoints of this node only, with its view of `host` (`None`: every
     /// endpoint, as one node).
     pub node: Option<String>,
+    /// Generate the node datapath too (needs `node`): spec/datapath.md, "Nodes".
+    pub datapath: Option<crate::datapath::node::NodeConfig>,
 }
 
 /// What the driver reports as it goes, for progress bars and logs.
@@ -245,6 +248,8 @@ pub enum CompileError {
     /// "Nodes").
     #[error("{0} distinct label sets: label identities would not fit the 24-bit VNI")]
     TooManyIdentities(usize),
+    #[error("the node datapath of `{0}`: {1}")]
+    Node(String, crate::datapath::node::NodeError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }
@@ -302,6 +307,8 @@ pub fn compile(
     let mut built: HashMap<PolicyPair, (usize, usize)> = HashMap::new();
     // `distinct_of[i]`: which distinct program pair endpoint `i` (of `endpoints`) runs.
     let mut distinct_of: Vec<usize> = Vec::with_capacity(selected.len());
+    // Per distinct pair: its ingress table and whether it tracks (the node datapath's view).
+    let mut node_tables: Vec<(Option<DecisionTable>, bool)> = Vec::new();
     for (done, &e) in selected.iter().enumerate() {
         let ep = &inventory.endpoints[e];
         let endpoint = EndpointRef {
@@ -330,6 +337,10 @@ pub fn compile(
                             source,
                         })?;
                 times.codegen += t.elapsed();
+                if opts.datapath.is_some() {
+                    let ct = needs_conntrack(ingress.as_ref(), egress.as_ref());
+                    node_tables.push((ingress, ct));
+                }
                 distinct_of.push(built.len());
                 built.insert(pair, (built.len(), endpoints.len()));
                 programs
@@ -390,6 +401,24 @@ pub fn compile(
             ids.push(id);
         }
         built.artifacts = Some([ids[0], ids[1]]);
+    }
+    if let (Some(cfg), Some(node)) = (&opts.datapath, &opts.node) {
+        let maps = crate::datapath::node::node_maps(
+            inventory,
+            &ids,
+            &classes,
+            node,
+            cfg,
+            &selected,
+            &distinct_of,
+            &node_tables,
+        )
+        .map_err(|source| CompileError::Node(node.clone(), source))?;
+        for m in maps {
+            let mut shared = sluice_bundle::SharedMap::generation(m.def, m.entries);
+            shared.scope = m.scope;
+            bb.shared_map(shared)?;
+        }
     }
     bb.trace_info(crate::trace_info::build(
         ir,

@@ -697,7 +697,7 @@ fn shared_digest(bundle: &Bundle) -> Digest {
     for m in bundle
         .shared_maps
         .iter()
-        .filter(|m| m.scope == MapScope::Generation)
+        .filter(|m| m.scope.per_generation())
     {
         let d = &m.def;
         bytes.extend_from_slice(d.name.as_bytes());
@@ -921,7 +921,7 @@ fn build_and_flip(
                 path
             }
             // The bundle builder and reader only let the two shared scopes through.
-            MapScope::Generation | MapScope::Program => {
+            MapScope::Generation | MapScope::Node | MapScope::Program => {
                 let path = staging.join(&m.def.name);
                 undo.pins.push(path.clone());
                 path
@@ -986,7 +986,7 @@ fn build_and_flip(
     for m in bundle
         .shared_maps
         .iter()
-        .filter(|m| m.scope == MapScope::Generation)
+        .filter(|m| m.scope.per_generation())
     {
         let path = &pin_paths[m.def.name.as_str()];
         if !path.exists() {

@@ -2,7 +2,232 @@
 //! the same compilation as the policy and flipped in the same generation.
 //!
 //! Kept apart from the per-endpoint policy programs (`from_ep`, `to_ep`), which it builds on:
-//! [`wire`] decides what identity goes into a VXLAN packet and how a receiver maps it back.
-//! `spec/datapath.md` ("Nodes") is the contract.
+//! [`wire`] decides what identity goes into a VXLAN packet and how a receiver maps it back;
+//! [`maps`] fills the node's maps. `spec/datapath.md` ("Nodes") is the contract.
 
+pub mod maps;
 pub mod wire;
+
+/// How packets reach pods on other nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Routing {
+    /// VXLAN (external / collect_md, UDP 8472), the source identity in the VNI.
+    #[default]
+    Vxlan,
+    /// The underlay routes pod CIDRs: `bpf_fib_lookup` and `bpf_redirect_neigh`.
+    Native,
+}
+
+/// What the compiler needs to know of the node it compiles for, beyond the inventory.
+///
+/// The one place this session's minimal node configuration lives: the node configuration
+/// file (its format and parser) comes from the `lab` work and replaces it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub routing: Routing,
+}
+
+use super::MapContents;
+use crate::plan::{Classes, DecisionTable};
+use crate::resolve::Inventory;
+use crate::resolve::identity::Identities;
+use maps::LocalEndpoint;
+use sluice_bundle::EndpointRef;
+use std::net::IpAddr;
+
+/// Why the node datapath cannot be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("the node has no IPv4 address in the inventory (`nodes[].ips`)")]
+    NoAddress,
+}
+
+/// The node's maps: the ipcache (with each remote prefix's node), local endpoints, the node, every local ingress decision, and the wire
+/// table. `selected` are the inventory indexes of the node's endpoints, `distinct_of[i]`
+/// which distinct program pair `selected[i]` runs, and `tables[d]` that pair's ingress
+/// table and whether it tracks flows.
+#[allow(clippy::too_many_arguments)]
+pub fn node_maps(
+    inv: &Inventory,
+    ids: &Identities,
+    classes: &Classes,
+    node: &str,
+    cfg: &NodeConfig,
+    selected: &[usize],
+    distinct_of: &[usize],
+    tables: &[(Option<DecisionTable>, bool)],
+) -> Result<Vec<MapContents>, NodeError> {
+    let ip = crate::plan::classes::node_ipv4(inv, node).ok_or(NodeError::NoAddress)?;
+    // Slots: the bundle's attached endpoints, sorted as the bundle sorts them.
+    let mut attached: Vec<EndpointRef> = selected
+        .iter()
+        .map(|&e| &inv.endpoints[e])
+        .filter(|ep| ep.interface.is_some() || ep.netns.is_some())
+        .map(|ep| EndpointRef {
+            namespace: ep.namespace.clone(),
+            name: ep.name.clone(),
+        })
+        .collect();
+    attached.sort();
+    let mut locals = Vec::new();
+    for (&e, &d) in selected.iter().zip(distinct_of) {
+        let ep = &inv.endpoints[e];
+        let me = EndpointRef {
+            namespace: ep.namespace.clone(),
+            name: ep.name.clone(),
+        };
+        let slot = attached.binary_search(&me).map_or(0, |i| i as u32 + 1);
+        let (ingress, conntrack) = &tables[d];
+        for a in &ep.ips {
+            let IpAddr::V4(a) = a else { continue };
+            locals.push(LocalEndpoint {
+                ip: *a,
+                slot,
+                identity: ids.of_endpoint[e],
+                table: if ingress.is_some() { d as u32 + 1 } else { 0 },
+                flags: maps::ep_flags(ingress.as_ref(), *conntrack),
+            });
+        }
+    }
+    let refs: Vec<Option<&DecisionTable>> = tables.iter().map(|(t, _)| t.as_ref()).collect();
+    Ok(vec![
+        super::decide::ipcache_contents(classes),
+        maps::endpoints_contents(&locals),
+        maps::node_contents(cfg.routing, ip),
+        maps::ingress_contents(&refs),
+        wire::wire_contents(classes),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{CompileOptions, check_documents, compile};
+    use crate::datapath::{CodegenOptions, Mode};
+    use crate::resolve::InventoryFiles;
+    use crate::source::SourceMap;
+    use sluice_bundle::SharedMap;
+    use sluice_bundle::abi::node::*;
+    use sluice_bundle::map::MapScope;
+
+    const POLICY: &str = r#"policy "web" in namespace shop {
+  select app = web
+  ingress allow from pods { app = lb } ports 80/tcp
+}
+"#;
+    const INVENTORY: &str = r#"
+nodes:
+- {name: n1, ips: [192.168.10.11], pod_cidr: 10.0.0.0/24}
+- {name: n2, ips: [192.168.10.12], pod_cidr: 10.0.1.0/24}
+endpoints:
+- {name: web-2, namespace: shop, labels: {app: web}, ips: [10.0.0.2], node: n1, netns: web2}
+- {name: web-1, namespace: shop, labels: {app: web}, ips: [10.0.0.1], node: n1, interface: v-web1}
+- {name: lb-1, namespace: shop, labels: {app: lb}, ips: [10.0.1.3], node: n2, netns: lb1}
+"#;
+
+    fn build(node: &str, mode: Mode) -> sluice_bundle::Bundle {
+        let mut sm = SourceMap::new();
+        let id = sm.add("web.sluice", POLICY);
+        let doc = crate::source::dsl::parse(id, POLICY).unwrap();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let checked = check_documents(&[doc], Some(&inv));
+        let opts = CompileOptions {
+            codegen: CodegenOptions {
+                mode,
+                ..CodegenOptions::default()
+            },
+            node: Some(node.into()),
+            datapath: Some(NodeConfig::default()),
+        };
+        compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {})
+            .unwrap()
+            .bundle
+    }
+
+    fn map<'b>(b: &'b sluice_bundle::Bundle, name: &str) -> &'b SharedMap {
+        b.shared_maps.iter().find(|m| m.def.name == name).unwrap()
+    }
+
+    fn u32_at(v: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(v[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn the_bundle_carries_the_node_maps_with_their_scopes() {
+        let b = build("n1", Mode::Specialized);
+        let eps = map(&b, ENDPOINTS);
+        assert_eq!(eps.scope, MapScope::Node);
+        assert_eq!(map(&b, NODE).scope, MapScope::Node);
+        assert_eq!(map(&b, NODE_INGRESS).scope, MapScope::Generation);
+        assert_eq!(map(&b, WIRE).scope, MapScope::Generation);
+        // Both local pods, by address; slots follow the bundle's endpoint order.
+        let rows: Vec<(Vec<u8>, u32, u32, u32, u32)> = eps
+            .entries
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    u32_at(v, EP_IFINDEX),
+                    u32_at(v, EP_IDENTITY),
+                    u32_at(v, EP_TABLE),
+                    u32_at(v, EP_FLAGS),
+                )
+            })
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0.as_slice(), rows[0].1), (&[10, 0, 0, 1][..], 1));
+        assert_eq!((rows[1].0.as_slice(), rows[1].1), (&[10, 0, 0, 2][..], 2));
+        assert_eq!(rows[0].2, rows[1].2, "one identity for one label set");
+        assert!(rows[0].2 >= 256);
+        assert_ne!(rows[0].3, 0);
+        assert_eq!(rows[0].4, EP_ENFORCED | EP_CONNTRACK | EP_CAN_DENY);
+        assert!(
+            eps.entries
+                .iter()
+                .all(|(_, v)| v[EP_POD_MAC..].iter().all(|b| *b == 0))
+        );
+        // The node: VXLAN, its own address.
+        let (_, v) = &map(&b, NODE).entries[0];
+        assert_eq!(u32_at(v, NODE_MODE), MODE_VXLAN);
+        assert_eq!(&v[NODE_IP..NODE_IP + 4], &[192, 168, 10, 11]);
+        // The ipcache sends lb-1 and n2's pod CIDR to n2.
+        let ipc = map(&b, crate::datapath::keys::IPCACHE);
+        let tunnel = |prefix: u32, addr: [u8; 4]| {
+            let mut k = prefix.to_le_bytes().to_vec();
+            k.extend_from_slice(&addr);
+            let (_, v) = ipc.entries.iter().find(|(kk, _)| *kk == k).unwrap();
+            v[4..8].to_vec()
+        };
+        assert_eq!(tunnel(32, [10, 0, 1, 3]), [192, 168, 10, 12]);
+        assert_eq!(tunnel(24, [10, 0, 1, 0]), [192, 168, 10, 12]);
+        assert_eq!(tunnel(32, [10, 0, 0, 1]), [0; 4]);
+    }
+
+    /// The node's ingress decision is the generic mode's table, entry for entry, under the
+    /// endpoint's table number.
+    #[test]
+    fn node_ingress_is_the_generic_table() {
+        let b = build("n1", Mode::Generic);
+        let to_ep = b.artifacts.values().find(|a| a.program == "to_ep").unwrap();
+        let generic = &to_ep
+            .maps
+            .iter()
+            .find(|m| m.name == crate::datapath::keys::POLICY)
+            .unwrap()
+            .entries;
+        let table = u32_at(&map(&b, ENDPOINTS).entries[0].1, EP_TABLE);
+        let mut want: Vec<(Vec<u8>, Vec<u8>)> = generic
+            .iter()
+            .map(|(k, v)| (maps::ingress_key(table, k), v.clone()))
+            .collect();
+        want.sort();
+        let got: Vec<_> = map(&b, NODE_INGRESS)
+            .entries
+            .iter()
+            .filter(|(k, _)| u32_at(k, 4) == table)
+            .cloned()
+            .collect();
+        assert!(!got.is_empty());
+        assert_eq!(got, want);
+    }
+}

@@ -32,8 +32,7 @@ use crate::resolve::identity::{self, LOCAL_IDENTITY_BASE};
 /// The largest identity a VNI can carry.
 pub const MAX_WIRE_IDENTITY: u32 = (1 << 24) - 1;
 
-/// Map name: `(identity u32, class u32) → class u32` (hash, generation scope).
-pub const WIRE: &str = "sluice_wire";
+pub use sluice_bundle::abi::node::WIRE;
 
 /// What goes into the VNI for a source of identity `id`: label and reserved identities as
 /// they are, a node-local (CIDR) identity as `world`.

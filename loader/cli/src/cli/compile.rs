@@ -126,6 +126,7 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
             ..CodegenOptions::default()
         },
         node: args.node.clone(),
+        ..CompileOptions::default()
     };
     // The manifest records every input by sha256: the policy files (the inventory's text
     // is among the sources too) and the modules.
