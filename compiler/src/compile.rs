@@ -230,6 +230,9 @@ pub struct Compiled {
     pub unattached: Vec<EndpointRef>,
     /// Identities allocated (endpoint label sets and CIDR prefixes).
     pub identities: usize,
+    /// The node datapath, when it was asked for (its from-pod programs are already the
+    /// endpoints' `from_ep`).
+    pub node: Option<crate::datapath::node::NodeDatapath>,
     pub times: CompileTimes,
 }
 
@@ -253,6 +256,9 @@ pub enum CompileError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }
+
+/// Per distinct program pair: ingress and egress tables, and whether it tracks flows.
+type NodeTables = (Option<DecisionTable>, Option<DecisionTable>, bool);
 
 /// Compiles checked IR against an inventory into a bundle: identities, peer classes and the
 /// ipcache, one decision table per endpoint and direction, both programs of every endpoint,
@@ -308,7 +314,7 @@ pub fn compile(
     // `distinct_of[i]`: which distinct program pair endpoint `i` (of `endpoints`) runs.
     let mut distinct_of: Vec<usize> = Vec::with_capacity(selected.len());
     // Per distinct pair: its ingress table and whether it tracks (the node datapath's view).
-    let mut node_tables: Vec<(Option<DecisionTable>, bool)> = Vec::new();
+    let mut node_tables: Vec<NodeTables> = Vec::new();
     for (done, &e) in selected.iter().enumerate() {
         let ep = &inventory.endpoints[e];
         let endpoint = EndpointRef {
@@ -339,7 +345,7 @@ pub fn compile(
                 times.codegen += t.elapsed();
                 if opts.datapath.is_some() {
                     let ct = needs_conntrack(ingress.as_ref(), egress.as_ref());
-                    node_tables.push((ingress, ct));
+                    node_tables.push((ingress.clone(), egress.clone(), ct));
                 }
                 distinct_of.push(built.len());
                 built.insert(pair, (built.len(), endpoints.len()));
@@ -357,6 +363,31 @@ pub fn compile(
         });
     }
     tracing::info!(plan = ?times.plan, codegen = ?times.codegen, "programs built");
+    // The node datapath: its maps need every local endpoint's tables, and each from-pod
+    // program reads them, so these come after every policy is planned.
+    let node = match (&opts.datapath, &opts.node) {
+        (Some(cfg), Some(node)) => {
+            let t = Instant::now();
+            let built = crate::datapath::node::compile_node(
+                inventory,
+                &ids,
+                &classes,
+                node,
+                cfg,
+                &selected,
+                &distinct_of,
+                &node_tables,
+                &opts.codegen,
+            )
+            .map_err(|source| CompileError::Node(node.clone(), source))?;
+            for (ep, &d) in endpoints.iter_mut().zip(&distinct_of) {
+                ep.programs.from_ep = built.from_pod[d].clone();
+            }
+            times.codegen += t.elapsed();
+            Some(built)
+        }
+        _ => None,
+    };
 
     let t = Instant::now();
     let mut bb = BundleBuilder::new();
@@ -402,22 +433,14 @@ pub fn compile(
         }
         built.artifacts = Some([ids[0], ids[1]]);
     }
-    if let (Some(cfg), Some(node)) = (&opts.datapath, &opts.node) {
-        let maps = crate::datapath::node::node_maps(
-            inventory,
-            &ids,
-            &classes,
-            node,
-            cfg,
-            &selected,
-            &distinct_of,
-            &node_tables,
-        )
-        .map_err(|source| CompileError::Node(node.clone(), source))?;
-        for m in maps {
+    if let Some(node) = &node {
+        for m in node.maps.all() {
             let mut shared = sluice_bundle::SharedMap::generation(m.def, m.entries);
             shared.scope = m.scope;
             bb.shared_map(shared)?;
+        }
+        for art in &node.devices {
+            bb.program(art.clone())?;
         }
     }
     bb.trace_info(crate::trace_info::build(
@@ -439,6 +462,7 @@ pub fn compile(
         endpoints,
         unattached,
         identities: ids.endpoints.len() + ids.cidrs.len(),
+        node,
         times,
     })
 }

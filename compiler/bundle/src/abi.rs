@@ -107,7 +107,7 @@ pub const SKB_CB0: i16 = 48;
 /// ([`crate::map::MapScope::Node`]). Integers are little endian unless they say otherwise.
 pub mod node {
     /// Local endpoints: IPv4 address (network order) → [`EP_VALUE_SIZE`] bytes.
-    pub const ENDPOINTS: &str = "sluice_endpoints";
+    pub const ENDPOINTS: &str = "sluice_eps";
     pub const EP_VALUE_SIZE: u32 = 28;
     /// u32: the host-side veth's ifindex in the node netns. The bundle carries the
     /// endpoint's *slot* here (its position, from 1, among the bundle's attached endpoints

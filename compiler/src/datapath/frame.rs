@@ -57,7 +57,7 @@ pub enum Var {
     NodeKey,
     /// `struct bpf_tunnel_key` up to `tunnel_label` (24 bytes).
     TunnelKey,
-    /// A pointer to the destination endpoint's `sluice_endpoints` value (u64).
+    /// A pointer to the destination endpoint's `sluice_eps` value (u64).
     EpPtr,
     /// The source's peer class, as the destination's ingress decides it (u32).
     Class,

@@ -12,7 +12,7 @@ use crate::plan::DecisionTable;
 use sluice_bundle::abi::node::*;
 use std::net::Ipv4Addr;
 
-/// One endpoint on this node, as `sluice_endpoints` holds it.
+/// One endpoint on this node, as `sluice_eps` holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalEndpoint {
     pub ip: Ipv4Addr,
@@ -49,7 +49,7 @@ fn shared(def: MapDef, scope: MapScope, mut entries: Vec<(Vec<u8>, Vec<u8>)>) ->
     }
 }
 
-/// `sluice_endpoints`: the ifindex field holds the slot and both MACs are zero until the
+/// `sluice_eps`: the ifindex field holds the slot and both MACs are zero until the
 /// loader completes them.
 pub fn endpoints_contents(eps: &[LocalEndpoint]) -> MapContents {
     let entries: Vec<(Vec<u8>, Vec<u8>)> = eps

@@ -5,7 +5,10 @@
 //! [`wire`] decides what identity goes into a VXLAN packet and how a receiver maps it back;
 //! [`maps`] fills the node's maps. `spec/datapath.md` ("Nodes") is the contract.
 
+pub mod deliver;
+pub mod forward;
 pub mod maps;
+pub mod overlay;
 pub mod wire;
 
 /// How packets reach pods on other nodes.
@@ -40,6 +43,89 @@ use std::net::IpAddr;
 pub enum NodeError {
     #[error("the node has no IPv4 address in the inventory (`nodes[].ips`)")]
     NoAddress,
+    #[error(transparent)]
+    Codegen(#[from] super::DatapathError),
+}
+
+/// A node's datapath as generated: its maps, the from-pod program of every distinct
+/// program pair (replacing that pair's `from_ep`), and the programs of its own devices.
+#[derive(Clone, Debug)]
+pub struct NodeDatapath {
+    pub maps: NodeMaps,
+    pub from_pod: Vec<super::ProgramArtifact>,
+    /// `from_overlay` (VXLAN) or `from_netdev` (native routing).
+    pub devices: Vec<super::ProgramArtifact>,
+}
+
+/// Generates the node datapath (see [`node_maps`] for the arguments; `tables[d]` also holds
+/// the egress table of pair `d`).
+#[allow(clippy::too_many_arguments)]
+pub fn compile_node(
+    inv: &Inventory,
+    ids: &Identities,
+    classes: &Classes,
+    node: &str,
+    cfg: &NodeConfig,
+    selected: &[usize],
+    distinct_of: &[usize],
+    tables: &[(Option<DecisionTable>, Option<DecisionTable>, bool)],
+    opts: &super::CodegenOptions,
+) -> Result<NodeDatapath, NodeError> {
+    let ingress: Vec<(Option<DecisionTable>, bool)> =
+        tables.iter().map(|(i, _, ct)| (i.clone(), *ct)).collect();
+    let maps = node_maps(
+        inv,
+        ids,
+        classes,
+        node,
+        cfg,
+        selected,
+        distinct_of,
+        &ingress,
+    )?;
+    let mut from_pod = Vec::with_capacity(tables.len());
+    for (_, egress, ct) in tables {
+        from_pod.push(super::program::compile_program_with(
+            super::TcxHook::Ingress,
+            egress.as_ref(),
+            classes,
+            opts,
+            *ct,
+            Some(&maps),
+        )?);
+    }
+    let device = match cfg.routing {
+        Routing::Vxlan => overlay::Device::Overlay,
+        Routing::Native => overlay::Device::Uplink,
+    };
+    let devices = vec![overlay::compile(device, &maps)?];
+    Ok(NodeDatapath {
+        maps,
+        from_pod,
+        devices,
+    })
+}
+
+/// The maps of one node's programs (one compilation: the same in every program).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMaps {
+    pub ipcache: MapContents,
+    pub endpoints: MapContents,
+    pub node: MapContents,
+    pub ingress: MapContents,
+    pub wire: MapContents,
+}
+
+impl NodeMaps {
+    pub fn all(&self) -> Vec<MapContents> {
+        vec![
+            self.ipcache.clone(),
+            self.endpoints.clone(),
+            self.node.clone(),
+            self.ingress.clone(),
+            self.wire.clone(),
+        ]
+    }
 }
 
 /// The node's maps: the ipcache (with each remote prefix's node), local endpoints, the node, every local ingress decision, and the wire
@@ -56,7 +142,7 @@ pub fn node_maps(
     selected: &[usize],
     distinct_of: &[usize],
     tables: &[(Option<DecisionTable>, bool)],
-) -> Result<Vec<MapContents>, NodeError> {
+) -> Result<NodeMaps, NodeError> {
     let ip = crate::plan::classes::node_ipv4(inv, node).ok_or(NodeError::NoAddress)?;
     // Slots: the bundle's attached endpoints, sorted as the bundle sorts them.
     let mut attached: Vec<EndpointRef> = selected
@@ -90,13 +176,13 @@ pub fn node_maps(
         }
     }
     let refs: Vec<Option<&DecisionTable>> = tables.iter().map(|(t, _)| t.as_ref()).collect();
-    Ok(vec![
-        super::decide::ipcache_contents(classes),
-        maps::endpoints_contents(&locals),
-        maps::node_contents(cfg.routing, ip),
-        maps::ingress_contents(&refs),
-        wire::wire_contents(classes),
-    ])
+    Ok(NodeMaps {
+        ipcache: super::decide::ipcache_contents(classes),
+        endpoints: maps::endpoints_contents(&locals),
+        node: maps::node_contents(cfg.routing, ip),
+        ingress: maps::ingress_contents(&refs),
+        wire: wire::wire_contents(classes),
+    })
 }
 
 #[cfg(test)]
