@@ -439,8 +439,25 @@ pub fn compile(
             shared.scope = m.scope;
             bb.shared_map(shared)?;
         }
+        let cfg = opts
+            .datapath
+            .as_ref()
+            .expect("a node datapath was asked for");
         for art in &node.devices {
-            bb.program(art.clone())?;
+            let id = bb.program(art.clone())?;
+            // The node's own device: an attachment whose endpoint is the device's role.
+            if let Some((role, device)) = cfg.device() {
+                bb.attach(Attachment {
+                    endpoint: EndpointRef {
+                        namespace: sluice_bundle::abi::node::DEVICE_NAMESPACE.to_owned(),
+                        name: role.to_owned(),
+                    },
+                    interface: Some(device.to_owned()),
+                    netns: None,
+                    hook: art.hook,
+                    artifact: id,
+                })?;
+            }
         }
     }
     bb.trace_info(crate::trace_info::build(

@@ -4,7 +4,9 @@
 //! maps"); these functions put the node's values in, before the maps are filled.
 
 use sluice_bundle::abi::node::*;
-use sluice_bundle::map::MapContents;
+use sluice_bundle::map::{MapContents, MapScope};
+use sluice_bundle::{Bundle, EndpointRef, SharedMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the node knows about one attached endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub enum NodeMapError {
     Layout { map: String, got: usize, want: u32 },
     #[error("`{ENDPOINTS}`: slot {0} names no attached endpoint")]
     UnknownSlot(u32),
+    #[error("`{0}` has the node scope, but this loader does not know how to complete it")]
+    Unknown(String),
 }
 
 fn check(map: &MapContents, want: u32) -> Result<(), NodeMapError> {
@@ -73,4 +77,49 @@ pub fn complete_node(map: &mut MapContents, vxlan: u32, uplink: u32) -> Result<(
         v[NODE_UPLINK_IFINDEX..NODE_UPLINK_IFINDEX + 4].copy_from_slice(&uplink.to_le_bytes());
     }
     Ok(())
+}
+
+/// The bundle's `node`-scope shared maps completed for this node. `links` holds what the
+/// node found for each attached endpoint (`None`, or absent: not deliverable here); slots
+/// are the bundle's attached endpoints (not the node's own devices) in sorted order, as the
+/// compiler numbered them.
+pub fn complete_shared(
+    bundle: &Bundle,
+    links: &BTreeMap<EndpointRef, Option<EndpointLink>>,
+    vxlan: u32,
+    uplink: u32,
+) -> Result<Vec<SharedMap>, NodeMapError> {
+    let slots: BTreeSet<&EndpointRef> = bundle
+        .attachments
+        .iter()
+        .map(|a| &a.endpoint)
+        .filter(|e| e.namespace != DEVICE_NAMESPACE)
+        .collect();
+    let by_slot: Vec<Option<EndpointLink>> = slots
+        .iter()
+        .map(|e| links.get(*e).copied().flatten())
+        .collect();
+    let mut out = Vec::new();
+    for m in bundle
+        .shared_maps
+        .iter()
+        .filter(|m| m.scope == MapScope::Node)
+    {
+        let mut c = MapContents {
+            name: m.def.name.clone(),
+            def: m.def.clone(),
+            scope: m.scope,
+            entries: m.entries.clone(),
+        };
+        match m.def.name.as_str() {
+            ENDPOINTS => complete_endpoints(&mut c, &by_slot)?,
+            NODE => complete_node(&mut c, vxlan, uplink)?,
+            other => return Err(NodeMapError::Unknown(other.to_owned())),
+        }
+        out.push(SharedMap {
+            entries: c.entries,
+            ..m.clone()
+        });
+    }
+    Ok(out)
 }

@@ -78,7 +78,10 @@ fn build(node: &str, routing: Routing, mode: Mode) -> Compiled {
             ..CodegenOptions::default()
         },
         node: Some(node.into()),
-        datapath: Some(NodeConfig { routing }),
+        datapath: Some(NodeConfig {
+            routing,
+            ..NodeConfig::default()
+        }),
     };
     compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
 }

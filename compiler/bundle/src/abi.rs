@@ -153,6 +153,14 @@ pub mod node {
     /// `(VNI identity u32, class u32) → class u32` (hash).
     pub const WIRE: &str = "sluice_wire";
 
+    /// The node's own devices are attachments too, whose endpoint has this (empty, so never
+    /// a Kubernetes namespace) namespace and the device's role as its name.
+    pub const DEVICE_NAMESPACE: &str = "";
+    /// The role of the VXLAN device (`from_overlay` on its tcx ingress).
+    pub const VXLAN_DEVICE: &str = "vxlan";
+    /// The role of the uplink (`from_netdev` on its tcx ingress, native routing).
+    pub const UPLINK_DEVICE: &str = "uplink";
+
     /// The UDP port of the VXLAN device (the Linux default, as Cilium and Flannel use).
     pub const VXLAN_PORT: u16 = 8472;
     /// What VXLAN over IPv4 adds to a frame: outer IPv4 (20) + UDP (8) + VXLAN (8) + the

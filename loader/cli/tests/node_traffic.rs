@@ -16,18 +16,14 @@
 
 use sluice_cli::topology::probe::probe;
 use sluice_cli::topology::{ProbeOutcome, Proto, Servers};
-use sluice_compiler::bundle::abi::node::{ENDPOINTS, NODE, VXLAN_OVERHEAD, VXLAN_PORT};
+use sluice_compiler::bundle::abi::node::{VXLAN_OVERHEAD, VXLAN_PORT};
 use sluice_compiler::compile::{CompileOptions, Compiled, check_documents, compile};
-use sluice_compiler::datapath::ProgramArtifact;
-use sluice_compiler::datapath::TcxHook;
 use sluice_compiler::datapath::node::{NodeConfig, Routing};
 use sluice_compiler::resolve::{Inventory, InventoryFiles};
 use sluice_compiler::source::{SourceMap, dsl};
-use sluice_loader::attach::{self, TcxLink, TcxTarget};
-use sluice_loader::load::{LoadOptions, LoadedObject};
+use sluice_loader::generation::{self, LoadOptions};
 use sluice_loader::netlink::link::Vxlan;
 use sluice_loader::netlink::{Address, Neighbour, Netlink, NewLink, Peer, Route};
-use sluice_loader::node::{EndpointLink, complete_endpoints, complete_node};
 use sluice_loader::sys::netns::{self, Netns};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -94,9 +90,8 @@ fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
 struct Cluster {
     prefix: String,
     routing: Routing,
-    links: Vec<TcxLink>,
-    objects: Vec<LoadedObject>,
-    pins: Vec<PathBuf>,
+    /// Each node's load options (its own pin root and state directory).
+    loads: Vec<LoadOptions>,
 }
 
 impl Cluster {
@@ -118,20 +113,19 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for l in self.links.drain(..) {
-            let _ = l.detach();
+        for l in &self.loads {
+            if let Err(e) = generation::unload(l) {
+                eprintln!("unload {}: {e}", l.root.display());
+            }
+            let _ = std::fs::remove_dir_all(&l.state_dir);
         }
-        self.objects.clear();
         for ns in self.all_ns() {
             let _ = netns::remove_named(&ns);
-        }
-        for p in &self.pins {
-            let _ = std::fs::remove_dir_all(p);
         }
     }
 }
 
-fn inventory(with_b: bool) -> String {
+fn inventory(prefix: &str, with_b: bool) -> String {
     let mut s = String::from(
         "nodes:\n- {name: n1, ips: [192.168.77.1], pod_cidr: 10.1.1.0/24}\n\
          - {name: n2, ips: [192.168.77.2], pod_cidr: 10.1.2.0/24}\nendpoints:\n",
@@ -141,23 +135,31 @@ fn inventory(with_b: bool) -> String {
             continue;
         }
         s.push_str(&format!(
-            "- {{name: {}, namespace: x, labels: {{app: {}}}, ips: [{}], node: n{}, interface: x{}}}\n",
-            p.name, p.app, p.ip, p.node, p.name
+            "- {{name: {n}, namespace: x, labels: {{app: {}}}, ips: [{}], node: n{}, \
+             interface: {prefix}{n}, netns: {prefix}-{n}}}\n",
+            p.app,
+            p.ip,
+            p.node,
+            n = p.name
         ));
     }
     s
 }
 
-fn build(node: usize, routing: Routing, with_b: bool) -> Compiled {
+fn build(prefix: &str, node: usize, routing: Routing, with_b: bool) -> Compiled {
     let mut sm = SourceMap::new();
     let id = sm.add("c.sluice", POLICY);
     let doc = dsl::parse(id, POLICY).unwrap();
-    let inv = Inventory::parse("inv.yaml", &inventory(with_b)).unwrap();
+    let inv = Inventory::parse("inv.yaml", &inventory(prefix, with_b)).unwrap();
     let checked = check_documents(&[doc], Some(&inv));
     assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
     let opts = CompileOptions {
         node: Some(format!("n{node}")),
-        datapath: Some(NodeConfig { routing }),
+        datapath: Some(NodeConfig {
+            routing,
+            vxlan_device: Some(format!("{prefix}v{node}")),
+            uplink: Some(format!("{prefix}u{node}")),
+        }),
         ..CompileOptions::default()
     };
     compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
@@ -173,9 +175,7 @@ fn up(prefix: &str, routing: Routing) -> Cluster {
     let mut c = Cluster {
         prefix,
         routing,
-        links: Vec::new(),
-        objects: Vec::new(),
-        pins: Vec::new(),
+        loads: Vec::new(),
     };
     for ns in c.all_ns() {
         let _ = netns::remove_named(&ns);
@@ -274,83 +274,20 @@ fn up(prefix: &str, routing: Routing) -> Cluster {
     }
 
     // One compilation per node; n2's inventory lacks b under VXLAN (the VNI must say it).
+    drop(nl);
     for n in [1, 2] {
         let with_b = !(routing == Routing::Vxlan && n == 2);
-        let compiled = build(n, routing, with_b);
-        let pin = PathBuf::from(format!("/sys/fs/bpf/{}-n{n}", c.prefix));
-        sluice_loader::pin::ensure_bpffs().unwrap();
-        std::fs::create_dir_all(&pin).unwrap();
-        c.pins.push(pin.clone());
-        let node_ns = c.node_ns(n);
-        let l = &mut nl[n - 1];
-        // Slots: this node's attached endpoints sorted by (namespace, name) = by name here.
-        let mut names: Vec<&str> = compiled
-            .endpoints
-            .iter()
-            .map(|e| e.endpoint.name.as_str())
-            .collect();
-        names.sort();
-        let links: Vec<Option<EndpointLink>> = names
-            .iter()
-            .map(|name| {
-                let pod = PODS.iter().find(|p| p.name == *name).unwrap();
-                Some(EndpointLink {
-                    ifindex: l.index_of(&c.host_if(name)).unwrap(),
-                    pod_mac: pod_mac(pod.ip),
-                    host_mac: HOST_MAC,
-                })
-            })
-            .collect();
-        let vx = match routing {
-            Routing::Vxlan => l.index_of(&vxlan(n)).unwrap(),
-            Routing::Native => 0,
+        let compiled = build(&c.prefix, n, routing, with_b);
+        let opts = LoadOptions {
+            root: PathBuf::from(format!("/sys/fs/bpf/{}-n{n}", c.prefix)),
+            state_dir: std::env::temp_dir().join(format!("{}-n{n}", c.prefix)),
+            node_netns: Some(c.node_ns(n)),
         };
-        let up_idx = l.index_of(&uplink(n)).unwrap();
-        let mut hooks: Vec<(ProgramArtifact, String, TcxHook)> = Vec::new();
-        for e in &compiled.endpoints {
-            let host_if = c.host_if(&e.endpoint.name);
-            hooks.push((
-                e.programs.from_ep.clone(),
-                host_if.clone(),
-                TcxHook::Ingress,
-            ));
-            hooks.push((e.programs.to_ep.clone(), host_if, TcxHook::Egress));
-        }
-        let dev = compiled.node.as_ref().unwrap().devices[0].clone();
-        let dev_if = match routing {
-            Routing::Vxlan => vxlan(n),
-            Routing::Native => uplink(n),
-        };
-        hooks.push((dev, dev_if, TcxHook::Ingress));
-        for (art, iface, hook) in hooks {
-            let mut obj = LoadedObject::load_with(
-                &art.elf,
-                &LoadOptions {
-                    pin_dir: Some(pin.clone()),
-                    map_pins: Vec::new(),
-                },
-            )
-            .unwrap_or_else(|e| panic!("load {}: {e:?}", art.name));
-            let mut maps = art.maps.clone();
-            for m in &mut maps {
-                match m.name.as_str() {
-                    ENDPOINTS => complete_endpoints(m, &links).unwrap(),
-                    NODE => complete_node(m, vx, up_idx).unwrap(),
-                    _ => {}
-                }
-            }
-            obj.fill(&maps).unwrap();
-            let prog: &mut aya::programs::SchedClassifier = obj
-                .ebpf_mut()
-                .program_mut(&art.name)
-                .unwrap()
-                .try_into()
-                .unwrap();
-            let link = attach::attach(prog, &TcxTarget::new(Some(&node_ns), &iface, hook))
-                .unwrap_or_else(|e| panic!("attach {} on {iface}: {e}", art.name));
-            c.links.push(link);
-            c.objects.push(obj);
-        }
+        c.loads.push(opts.clone());
+        let report = generation::apply_bundle(&compiled.bundle, &opts)
+            .unwrap_or_else(|e| panic!("n{n}: {e}"));
+        // Both programs of each pod, and the node's device.
+        assert_eq!(report.hooks.len(), 2 * compiled.endpoints.len() + 1, "n{n}");
     }
     c
 }

@@ -28,6 +28,22 @@ pub enum Routing {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeConfig {
     pub routing: Routing,
+    /// The VXLAN device's name in the node namespace (`from_overlay` attaches there).
+    pub vxlan_device: Option<String>,
+    /// The uplink's name (`from_netdev` attaches there under native routing; its ifindex
+    /// goes into `sluice_node`).
+    pub uplink: Option<String>,
+}
+
+impl NodeConfig {
+    /// The device the node program of this routing mode attaches to, with its role.
+    pub fn device(&self) -> Option<(&'static str, &str)> {
+        use sluice_bundle::abi::node::{UPLINK_DEVICE, VXLAN_DEVICE};
+        match self.routing {
+            Routing::Vxlan => self.vxlan_device.as_deref().map(|d| (VXLAN_DEVICE, d)),
+            Routing::Native => self.uplink.as_deref().map(|d| (UPLINK_DEVICE, d)),
+        }
+    }
 }
 
 use super::MapContents;
