@@ -29,6 +29,8 @@ pub mod diag;
 pub use sluice_policy::digest;
 pub mod eval;
 pub mod ir;
+pub mod masq;
+pub mod node;
 pub mod plan;
 pub mod resolve;
 pub mod source;

@@ -59,21 +59,10 @@ fn ip_masq_defaults_match_the_agent() {
         panic!("not a masquerade block")
     };
     let cidrs: Vec<String> = m.non_masquerade.iter().map(|c| c.to_string()).collect();
+    // The same list an empty ip-masq-agent config means (Cilium's defaults).
     assert_eq!(
         cidrs,
-        [
-            "10.0.0.0/8",
-            "172.16.0.0/12",
-            "192.168.0.0/16",
-            "100.64.0.0/10",
-            "192.0.0.0/24",
-            "192.0.2.0/24",
-            "192.88.99.0/24",
-            "198.18.0.0/15",
-            "198.51.100.0/24",
-            "203.0.113.0/24",
-            "240.0.0.0/4"
-        ]
+        sluice_compiler::source::ipmasq::DEFAULT_NON_MASQUERADE
     );
     assert!(!m.link_local);
 }

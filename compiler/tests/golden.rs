@@ -4,12 +4,14 @@
 //! files; review the diff by eye before committing.
 //!
 //! Kinds: `syntax` parses the file with the DSL parser; `readers` reads `NAME.yaml`/`.yml`/`.json`
-//! with the YAML front ends (`load::read_yaml`); `semantic` parses, lowers and checks the file
+//! with the YAML front ends (`load::read_yaml`); `node` reads node configurations
+//! (`node::read`, spec/node.md); `semantic` parses, lowers and checks the file
 //! (against `NAME.inventory.yaml` when present, for named ports). Add a kind by adding a
 //! directory and an arm to [`run`].
 
 use sluice_compiler::diag::{Diagnostics, render_plain};
 use sluice_compiler::ir::{self, check::check};
+use sluice_compiler::node;
 use sluice_compiler::resolve::Inventory;
 use sluice_compiler::resolve::InventoryFiles;
 use sluice_compiler::source::{SourceMap, dsl, load};
@@ -26,6 +28,7 @@ fn run(kind: &str, path: &Path, name: &str) -> String {
             Err(d) => d,
         },
         "readers" => load::read_yaml(id, &text).1,
+        "node" => node::read(id, &text).1,
         "semantic" => {
             let doc = dsl::parse(id, &text)
                 .unwrap_or_else(|d| panic!("{name} must parse:\n{}", render_plain(&d, &sources)));
@@ -68,7 +71,7 @@ fn golden() {
             .filter(|p| {
                 let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
                 match kind.as_str() {
-                    "readers" => ["yaml", "yml", "json"].contains(&ext),
+                    "readers" | "node" => ["yaml", "yml", "json"].contains(&ext),
                     _ => ext == "sluice",
                 }
             })

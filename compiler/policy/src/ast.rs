@@ -389,6 +389,11 @@ impl Cidr {
     pub fn covers(&self, other: &Cidr) -> bool {
         other.prefix >= self.prefix && self.contains(other.canonical().addr)
     }
+
+    /// True when the two prefixes share an address (one covers the other).
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.covers(other) || other.covers(self)
+    }
 }
 
 impl fmt::Display for Cidr {

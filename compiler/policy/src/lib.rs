@@ -3,6 +3,7 @@
 //! - [`ast`]: the policy document. The DSL parser, the Kubernetes and Cilium readers and Wasm
 //!   modules all produce it; it is also the JSON a module returns (`spec/wasm-abi.md`).
 //! - [`inventory`]: what exists in the cluster (endpoints, namespaces, nodes, services).
+//! - [`node`]: one node's configuration (address, pod CIDR, routing mode, peers, masquerade).
 //! - [`digest`]: sha256 names of content (bundle artifacts, modules, inputs).
 //! - [`build`]: builders for documents, for module authors and tests.
 //!
@@ -18,5 +19,6 @@ pub mod ast;
 pub mod build;
 pub mod digest;
 pub mod inventory;
+pub mod node;
 
 pub use digest::Digest;

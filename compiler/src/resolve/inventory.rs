@@ -93,7 +93,7 @@ fn expected_fields(path: &[String]) -> &'static [&'static str] {
 
 /// A struct's field names, read from its derived `Deserialize`: it hands them to
 /// `deserialize_struct`, which this deserializer records and then refuses.
-fn fields_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+pub(crate) fn fields_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
     struct Probe(&'static [&'static str]);
     #[derive(Debug)]
     struct Stop;

@@ -5,9 +5,15 @@
 //! (`nonMasqueradeCIDRs`, `masqLinkLocal`, `masqLinkLocalIPv6`, `resyncInterval`, `cidrLimit`)
 //! or the `ConfigMap` whose `config` key holds it, so sluice can replace the agent unchanged.
 //!
-//! Semantics follow the agent: a field left out keeps its default, so a config without
-//! `nonMasqueradeCIDRs` keeps the RFC 1918 ranges. `resyncInterval` means nothing to sluice
-//! (it applies a new config when it changes) and is ignored with a note.
+//! Semantics follow Cilium's ip-masq-agent (`pkg/ipmasq`), which sluice replaces:
+//! - an absent or empty (zero-byte) file means the 11 default CIDRs ([`DEFAULT_NON_MASQUERADE`]);
+//! - a non-empty file means exactly its `nonMasqueradeCIDRs`, none when the key is left out;
+//! - host bits are cleared, as Cilium does (with a warning here);
+//! - link-local destinations (169.254.0.0/16, fe80::/10) are excluded unless `masqLinkLocal` /
+//!   `masqLinkLocalIPv6` is true; that is applied with the other sources in `crate::masq`.
+//!
+//! `resyncInterval` means nothing to sluice (it applies a new config when it changes) and is
+//! ignored with a note.
 
 use super::ast::*;
 use super::yaml::{self, Node, Object, Value};
@@ -15,8 +21,46 @@ use crate::diag::{Diag, Diagnostics};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Deserialize;
 
-/// ip-masq-agent's defaults for `nonMasqueradeCIDRs` (without `--nomasq-all-reserved-ranges`).
-pub const DEFAULT_NON_MASQUERADE: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+/// The exclusions of an absent or empty config: Cilium's `defaultNonMasqCIDRs` (the reserved
+/// ranges kubernetes-sigs/ip-masq-agent uses with `--nomasq-all-reserved-ranges`).
+pub const DEFAULT_NON_MASQUERADE: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "240.0.0.0/4",
+];
+
+/// What an absent or empty config means: the default CIDRs, link-local not masqueraded.
+pub fn defaults(span: Span) -> Masquerade {
+    Masquerade {
+        non_masquerade: DEFAULT_NON_MASQUERADE
+            .iter()
+            .map(|c| c.parse().expect("valid default"))
+            .collect(),
+        link_local: false,
+        link_local_v6: false,
+        egress: None,
+        span,
+    }
+}
+
+fn defaults_note(span: Span) -> Diag {
+    Diag::note(
+        "sluice::ipmasq::defaults",
+        format!(
+            "an empty ip-masq-agent config means the default non-masquerade CIDRs ({})",
+            DEFAULT_NON_MASQUERADE.join(", ")
+        ),
+    )
+    .with_label(span, "this config")
+}
 
 /// The agent's config file, as it parses it.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -51,6 +95,12 @@ pub fn read(source: SourceId, text: &str) -> Result<Document, Diagnostics> {
 pub fn read_with_diags(source: SourceId, text: &str) -> (Document, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut doc = Document::default();
+    if text.is_empty() {
+        let span = Span::new(source, 0, 0);
+        diags.push(defaults_note(span));
+        doc.items.push(Item::Masquerade(defaults(span)));
+        return (doc, diags);
+    }
     let has_kind = match yaml::parse_tree(source, text, &|o| o) {
         Ok(docs) => docs.iter().any(|d| d.get("kind").is_some()),
         Err(e) => {
@@ -155,6 +205,12 @@ fn config_text(
     outer: Option<Span>,
     diags: &mut Diagnostics,
 ) -> Option<Masquerade> {
+    let whole = outer.unwrap_or(Span::new(source, 0, text.len()));
+    if text.is_empty() {
+        // Cilium tests the file's length, not its content: only zero bytes mean the defaults.
+        diags.push(defaults_note(whole));
+        return Some(defaults(whole));
+    }
     let docs = match yaml::parse_tree(source, text, map) {
         Ok(d) => d,
         Err(e) => {
@@ -173,7 +229,6 @@ fn config_text(
             }
         }
     };
-    let whole = outer.unwrap_or(Span::new(source, 0, text.len()));
     let node = docs.first().cloned().unwrap_or(Node {
         span: whole,
         value: Value::Map(Vec::new()),
@@ -202,7 +257,20 @@ pub fn convert(
             for (i, text) in list.iter().enumerate() {
                 let s = items.and_then(|n| n.at(i)).map_or(span, |n| n.span);
                 match text.trim().parse::<Cidr>() {
-                    Ok(c) => non_masquerade.push(c),
+                    Ok(c) if c.is_canonical() => non_masquerade.push(c),
+                    Ok(c) => {
+                        diags.push(
+                            Diag::warning(
+                                "sluice::ipmasq::host-bits",
+                                format!("`{c}` has host bits set; read as {}", c.canonical()),
+                            )
+                            .with_label(s, format!("read as {}", c.canonical()))
+                            .with_help(
+                                "Cilium's ip-masq-agent clears them too; write the network address",
+                            ),
+                        );
+                        non_masquerade.push(c.canonical());
+                    }
                     Err(e) => {
                         failed = true;
                         diags.push(
@@ -231,17 +299,15 @@ pub fn convert(
             }
         }
         None => {
-            non_masquerade = DEFAULT_NON_MASQUERADE
-                .iter()
-                .map(|c| c.parse().expect("valid default"))
-                .collect();
+            let what = if c.masq_link_local == Some(true) {
+                "every destination is masqueraded"
+            } else {
+                "every destination but link-local ones is masqueraded"
+            };
             diags.push(
                 Diag::note(
-                    "sluice::ipmasq::defaults",
-                    format!(
-                        "no nonMasqueradeCIDRs: using ip-masq-agent's defaults ({})",
-                        DEFAULT_NON_MASQUERADE.join(", ")
-                    ),
+                    "sluice::ipmasq::no-cidrs",
+                    format!("no nonMasqueradeCIDRs in a non-empty config: {what} (as in Cilium, only an absent or empty file means the default CIDRs)"),
                 )
                 .with_label(span, "this config"),
             );
@@ -325,26 +391,57 @@ data:
         assert_eq!(sm.snippet(d.labels[0].span), "192.168.0.0/33");
     }
 
+    fn cidrs(doc: &Document) -> (Vec<String>, bool) {
+        let Item::Masquerade(m) = &doc.items[0] else {
+            panic!("{doc:?}")
+        };
+        let c = m.non_masquerade.iter().map(|c| c.to_string()).collect();
+        (c, m.link_local)
+    }
+
     #[test]
-    fn configmap_defaults_and_json() {
-        let text = r#"{"apiVersion": "v1", "kind": "ConfigMap",
- "metadata": {"name": "ip-masq-agent"},
- "data": {"config": "{\"masqLinkLocalIPv6\": true}"}}"#;
-        let (sm, doc, diags) = run(text);
+    fn cilium_semantics_empty_means_defaults_non_empty_means_exactly_its_list() {
+        // Zero bytes: the 11 defaults.
+        let (sm, doc, diags) = run("");
+        assert!(!diags.has_errors(), "{}", render_plain(&diags, &sm));
+        assert_eq!(cidrs(&doc).0, DEFAULT_NON_MASQUERADE);
+        assert_eq!(DEFAULT_NON_MASQUERADE.len(), 11);
+        assert_eq!(diags.items[0].code, "sluice::ipmasq::defaults");
+        // Non-empty without the key: nothing excluded (link-local is added later, unless on).
+        let (_, doc, diags) = run("masqLinkLocal: true\n");
+        assert_eq!(cidrs(&doc), (vec![], true));
+        assert_eq!(diags.items[0].code, "sluice::ipmasq::no-cidrs");
+        let (_, doc, _) = run("# only a comment\n");
+        assert_eq!(cidrs(&doc), (vec![], false));
+        let (_, doc, _) = run("nonMasqueradeCIDRs: []\n");
+        assert!(cidrs(&doc).0.is_empty());
+        // Exactly its list, host bits cleared with a warning.
+        let (sm, doc, diags) = run("nonMasqueradeCIDRs: [10.0.0.0/16, 192.168.10.7/24]\n");
+        assert!(!diags.has_errors());
+        assert_eq!(cidrs(&doc).0, ["10.0.0.0/16", "192.168.10.0/24"]);
+        assert_eq!(diags.items[0].code, "sluice::ipmasq::host-bits");
+        assert_eq!(sm.snippet(diags.items[0].labels[0].span), "192.168.10.7/24");
+    }
+
+    #[test]
+    fn configmap_empty_config_and_json() {
+        let cm = |config: &str| {
+            format!(
+                r#"{{"apiVersion": "v1", "kind": "ConfigMap",
+ "metadata": {{"name": "ip-masq-agent"}},
+ "data": {{"config": "{config}"}}}}"#
+            )
+        };
+        let (sm, doc, diags) = run(&cm(""));
+        assert!(!diags.has_errors(), "{}", render_plain(&diags, &sm));
+        assert_eq!(cidrs(&doc).0, DEFAULT_NON_MASQUERADE);
+        let (sm, doc, diags) = run(&cm(r#"{\"masqLinkLocalIPv6\": true}"#));
         assert!(!diags.has_errors(), "{}", render_plain(&diags, &sm));
         let Item::Masquerade(m) = &doc.items[0] else {
             panic!()
         };
-        let cidrs: Vec<String> = m.non_masquerade.iter().map(|c| c.to_string()).collect();
-        assert_eq!(cidrs, DEFAULT_NON_MASQUERADE);
-        assert!(m.link_local_v6 && !m.link_local);
-        assert_eq!(diags.items[0].code, "sluice::ipmasq::defaults");
-        // An explicit empty list means: masquerade everything.
-        let (_, doc, _) = run("nonMasqueradeCIDRs: []\n");
-        let Item::Masquerade(m) = &doc.items[0] else {
-            panic!()
-        };
         assert!(m.non_masquerade.is_empty());
+        assert!(m.link_local_v6 && !m.link_local);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `sluice` command line, and what only it needs: the conformance engine that runs truth
-//! tables in the kernel, the demo, and the topology (a cluster of network namespaces in a box,
-//! with real-socket probes).
+//! tables in the kernel, the demo, the topology (a cluster of network namespaces in a box,
+//! with real-socket probes) and the lab (the study's multi-node network, `sluice lab`).
 //!
 //! It is the one crate that sees every other: the compiler and the Wasm runtime on one side,
 //! the kernel library (`sluice-loader`) on the other. The two sides meet only through the
@@ -10,4 +10,5 @@
 
 pub mod cli;
 pub mod conformance;
+pub mod lab;
 pub mod topology;

@@ -266,6 +266,21 @@ fn devices_move_between_namespaces_and_vxlan_is_one_constructor() {
     let data = &shown[0]["linkinfo"]["info_data"];
     assert_eq!(data["external"], true, "{data}");
     assert_eq!(data["port"], 4789, "{data}");
+    assert_eq!(
+        data["udp_csum"], false,
+        "the outer UDP checksum is zero: {data}"
+    );
+
+    // A bridge, and a veth created as its port (the lab's LAN).
+    na.add_link(&NewLink::bridge("br0").up()).unwrap();
+    let br = na.link("br0").unwrap().unwrap();
+    assert_eq!(br.kind.as_deref(), Some("bridge"));
+    na.add_link(&NewLink::veth("p0", Peer::new("p1")).master(br.index).up())
+        .unwrap();
+    assert_eq!(na.link("p0").unwrap().unwrap().master, Some(br.index));
+    assert_eq!(na.link("p1").unwrap().unwrap().master, None);
+    let shown = json(&["-n", a.name(), "link", "show", "dev", "p0"]);
+    assert_eq!(shown[0]["master"], "br0", "{shown}");
 
     // A named namespace removed while a socket still holds it: the name goes at once.
     let name = a.name().to_owned();

@@ -9,8 +9,10 @@ pub mod convert;
 pub mod demo;
 pub mod fmt;
 pub mod inputs;
+pub mod lab;
 pub mod load;
 pub mod module;
+pub mod node;
 pub mod status;
 pub mod trace;
 pub mod unload;
@@ -62,6 +64,10 @@ pub enum Command {
     Trace(trace::Args),
     /// Build a cluster in a box, apply policies/demo.sluice and show real connections.
     Demo(demo::DemoArgs),
+    /// Check a node configuration (spec/node.md).
+    Node(node::NodeArgs),
+    /// The study's network in namespaces: LAN, router, VM, nodes and pods (spec/lab.md).
+    Lab(lab::LabArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -101,6 +107,8 @@ pub fn main() -> ExitCode {
         Command::Module(args) => module::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Lab(args) => lab::run(args),
     };
     match result {
         Ok(code) => code,

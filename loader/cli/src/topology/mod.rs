@@ -228,7 +228,7 @@ fn prefix_pid(name: &str) -> Option<u32> {
     (pid > 0 && pid <= netns::pid_max()).then_some(pid)
 }
 
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -330,20 +330,14 @@ impl Topology {
             .split_first()
             .expect("the node namespace comes first");
         let mut node = Netlink::open_in(node_ns).map_err(nl(&self.node))?;
-        let node_mac = mac(NODE_SIDE_MAC);
-        let peers = self
-            .pods
-            .iter()
-            .map(|p| (p.host_if.as_str(), mac(&p.mac)))
-            .chain(
-                self.external
-                    .iter()
-                    .map(|e| (e.host_if.as_str(), mac(EXTERNAL_MAC))),
-            );
-        for ((host_if, peer_mac), ns) in peers.zip(rest) {
-            let veth = NewLink::veth(host_if, Peer::new("eth0").mac(peer_mac).netns(ns))
-                .mac(node_mac)
-                .up();
+        if let Some(e) = &self.external {
+            let ns = rest.last().expect("the external namespace comes last");
+            let veth = NewLink::veth(
+                &e.host_if,
+                Peer::new("eth0").mac(mac(EXTERNAL_MAC)).netns(ns),
+            )
+            .mac(mac(NODE_SIDE_MAC))
+            .up();
             node.add_link(&veth).map_err(nl(&self.node))?;
         }
 
@@ -355,17 +349,7 @@ impl Topology {
             node.add_address(&Address::new(lo, ip.into(), 32))
                 .map_err(nl(&self.node))?;
         }
-        for p in &self.pods {
-            let dev = node.index_of(&p.host_if).map_err(nl(&self.node))?;
-            node.add_route(&Route::dev(p.ip.into(), 32, dev))
-                .and_then(|()| {
-                    node.replace_neighbour(&Neighbour::permanent(dev, p.ip.into(), mac(&p.mac)))
-                })
-                .map_err(nl(&self.node))?;
-        }
-        for (p, ns) in self.pods.iter().zip(rest) {
-            endpoint(ns, &[p.ip]).map_err(nl(&p.netns))?;
-        }
+        plumb_pods(&mut node, &self.node, &self.pods, rest, None)?;
         if let Some(e) = &self.external {
             let dev = node.index_of(&e.host_if).map_err(nl(&self.node))?;
             let ext_mac = mac(EXTERNAL_MAC);
@@ -389,11 +373,10 @@ impl Topology {
                 })
                 .map_err(nl(&self.node))?;
             let ns = rest.last().expect("the external namespace comes last");
-            endpoint(ns, &e.ips).map_err(nl(&e.netns))?;
+            endpoint(ns, &e.ips, None).map_err(nl(&e.netns))?;
         }
-        let host_ifs = self.pods.iter().map(|p| &p.host_if);
-        for host_if in host_ifs.chain(self.external.iter().map(|e| &e.host_if)) {
-            node.wait_oper_up(host_if, LINK_UP_TIMEOUT)
+        if let Some(e) = &self.external {
+            node.wait_oper_up(&e.host_if, LINK_UP_TIMEOUT)
                 .map_err(nl(&self.node))?;
         }
 
@@ -513,20 +496,55 @@ impl Topology {
 }
 
 /// Parses one of the MAC constants or a pod's MAC (all made here, so well-formed).
-fn mac(s: &str) -> [u8; 6] {
+pub(crate) fn mac(s: &str) -> [u8; 6] {
     parse_mac(s).unwrap_or_else(|| panic!("malformed MAC {s}"))
 }
 
-fn nl(netns: &str) -> impl Fn(NetlinkError) -> TopologyError + '_ {
+pub(crate) fn nl(netns: &str) -> impl Fn(NetlinkError) -> TopologyError + '_ {
     move |source| TopologyError::Netlink {
         netns: netns.to_owned(),
         source,
     }
 }
 
+/// Connects pods to a node: for each pod a veth pair (the host side `host_if` in the node's
+/// namespace, `eth0` created in `pod_ns[i]`), a /32 route and a permanent neighbour entry on
+/// the node, and the pod's side set up by [`endpoint`]. `mtu` caps the pods' default route
+/// (the tunnel's overhead). Shared by [`Topology`] and the lab (`crate::lab`), which put
+/// several nodes side by side.
+pub(crate) fn plumb_pods(
+    node: &mut Netlink,
+    node_netns: &str,
+    pods: &[Pod],
+    pod_ns: &[Netns],
+    mtu: Option<u32>,
+) -> Result<(), TopologyError> {
+    let node_mac = mac(NODE_SIDE_MAC);
+    for (p, ns) in pods.iter().zip(pod_ns) {
+        let veth = NewLink::veth(&p.host_if, Peer::new("eth0").mac(mac(&p.mac)).netns(ns))
+            .mac(node_mac)
+            .up();
+        node.add_link(&veth).map_err(nl(node_netns))?;
+        let dev = node.index_of(&p.host_if).map_err(nl(node_netns))?;
+        node.add_route(&Route::dev(p.ip.into(), 32, dev))
+            .and_then(|()| {
+                node.replace_neighbour(&Neighbour::permanent(dev, p.ip.into(), mac(&p.mac)))
+            })
+            .map_err(nl(node_netns))?;
+    }
+    for (p, ns) in pods.iter().zip(pod_ns) {
+        endpoint(ns, &[p.ip], mtu).map_err(nl(&p.netns))?;
+    }
+    for p in pods {
+        node.wait_oper_up(&p.host_if, LINK_UP_TIMEOUT)
+            .map_err(nl(node_netns))?;
+    }
+    Ok(())
+}
+
 /// A pod's or the external host's side: lo and eth0 up, its /32 addresses on eth0, and the
 /// Calico-style default route (a link-local gateway with a permanent neighbour entry).
-fn endpoint(ns: &Netns, ips: &[Ipv4Addr]) -> Result<(), NetlinkError> {
+fn endpoint(ns: &Netns, ips: &[Ipv4Addr], mtu: Option<u32>) -> Result<(), NetlinkError> {
     let mut nl = Netlink::open_in(ns)?;
     nl.set_up("lo", true)?;
     nl.set_up("eth0", true)?;
@@ -540,21 +558,20 @@ fn endpoint(ns: &Netns, ips: &[Ipv4Addr]) -> Result<(), NetlinkError> {
         mac(NODE_SIDE_MAC),
     ))?;
     nl.add_route(&Route::dev(GATEWAY.into(), 32, eth0))?;
-    nl.add_route(&Route::via_onlink(
-        Ipv4Addr::UNSPECIFIED.into(),
-        0,
-        GATEWAY.into(),
-        eth0,
-    ))?;
+    let default = Route::via_onlink(Ipv4Addr::UNSPECIFIED.into(), 0, GATEWAY.into(), eth0);
+    nl.add_route(&match mtu {
+        Some(m) => default.mtu(m),
+        None => default,
+    })?;
     nl.wait_oper_up("eth0", LINK_UP_TIMEOUT)
 }
 
 /// How long a new veth may take to become operational (the kernel's link watcher).
-const LINK_UP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const LINK_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deletes the named devices in `netns`; one already gone (a veth whose peer went first)
 /// is not an error.
-fn del_links<'a>(
+pub(crate) fn del_links<'a>(
     netns: &str,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), TopologyError> {
@@ -576,7 +593,7 @@ fn del_links<'a>(
 }
 
 /// Writes `/proc/sys/KEY` inside `netns` (sysctls under net/ are per namespace).
-fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), TopologyError> {
+pub(crate) fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), TopologyError> {
     let err = |source| TopologyError::Netns {
         netns: netns.to_owned(),
         source,
@@ -614,6 +631,12 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, TopologyError> {
 /// pid no longer exists. Safe while other runs are building their own boxes.
 pub fn cleanup_dead_runs() -> Result<Vec<String>, TopologyError> {
     remove_netns_matching(|name| prefix_pid(name).is_some_and(|pid| !netns::pid_alive(pid)))
+}
+
+/// Removes the named namespaces that exist (veths in them first) and returns their names; a
+/// name that does not exist is skipped.
+pub(crate) fn remove_netns_named(names: &[String]) -> Result<Vec<String>, TopologyError> {
+    remove_netns_matching(|n| names.iter().any(|m| m == n))
 }
 
 fn remove_netns_matching(pred: impl Fn(&str) -> bool) -> Result<Vec<String>, TopologyError> {
