@@ -188,7 +188,8 @@ pub struct CompileOptions {
     /// Compile for the endpoints of this node only, with its view of `host` (`None`: every
     /// endpoint, as one node).
     pub node: Option<String>,
-    /// Generate the node datapath too (needs `node`): spec/datapath.md, "Nodes".
+    /// Generate the node datapath too, for the node `node` names (which must be the
+    /// configuration's): spec/datapath.md, "Nodes"; spec/node.md.
     pub datapath: Option<crate::datapath::node::NodeConfig>,
 }
 
@@ -255,6 +256,23 @@ pub enum CompileError {
     Node(String, crate::datapath::node::NodeError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+}
+
+/// Reads and checks a node configuration file (`spec/node.md`) for the node datapath, and
+/// records its text among `inputs` (name, bytes) for the manifest.
+pub fn node_config(
+    sources: &mut SourceMap,
+    path: &Path,
+    inputs: &mut Vec<(String, Vec<u8>)>,
+) -> (Option<crate::node::NodeConfig>, Diagnostics) {
+    let (config, diags) = crate::node::load(sources, path);
+    if config.is_some()
+        && let Some(id) = sources.ids().last()
+    {
+        let f = sources.file(id);
+        inputs.push((f.name.clone(), f.text.clone().into_bytes()));
+    }
+    (config, diags)
 }
 
 /// Per distinct program pair: ingress and egress tables, and whether it tracks flows.
@@ -446,18 +464,17 @@ pub fn compile(
         for art in &node.devices {
             let id = bb.program(art.clone())?;
             // The node's own device: an attachment whose endpoint is the device's role.
-            if let Some((role, device)) = cfg.device() {
-                bb.attach(Attachment {
-                    endpoint: EndpointRef {
-                        namespace: sluice_bundle::abi::node::DEVICE_NAMESPACE.to_owned(),
-                        name: role.to_owned(),
-                    },
-                    interface: Some(device.to_owned()),
-                    netns: None,
-                    hook: art.hook,
-                    artifact: id,
-                })?;
-            }
+            let (role, device) = crate::datapath::node::device(cfg);
+            bb.attach(Attachment {
+                endpoint: EndpointRef {
+                    namespace: sluice_bundle::abi::node::DEVICE_NAMESPACE.to_owned(),
+                    name: role.to_owned(),
+                },
+                interface: Some(device.to_owned()),
+                netns: None,
+                hook: art.hook,
+                artifact: id,
+            })?;
         }
     }
     bb.trace_info(crate::trace_info::build(

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use sluice_bundle::abi::node::*;
 use sluice_compiler::compile::{CompileOptions, Compiled, check_documents, compile};
-use sluice_compiler::datapath::node::{NodeConfig, Routing};
+use sluice_compiler::datapath::node::{Routing, config_from_inventory};
 use sluice_compiler::datapath::{CodegenOptions, Mode, ProgramArtifact};
 use sluice_compiler::resolve::{Inventory, InventoryFiles};
 use sluice_compiler::source::{SourceMap, dsl};
@@ -78,10 +78,13 @@ fn build(node: &str, routing: Routing, mode: Mode) -> Compiled {
             ..CodegenOptions::default()
         },
         node: Some(node.into()),
-        datapath: Some(NodeConfig {
+        datapath: config_from_inventory(
+            &inv,
+            node,
+            "192.168.10.0/24".parse().unwrap(),
+            "eth0",
             routing,
-            ..NodeConfig::default()
-        }),
+        ),
     };
     compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
 }

@@ -161,9 +161,8 @@ pub mod node {
     /// The role of the uplink (`from_netdev` on its tcx ingress, native routing).
     pub const UPLINK_DEVICE: &str = "uplink";
 
-    /// The UDP port of the VXLAN device (the Linux default, as Cilium and Flannel use).
-    pub const VXLAN_PORT: u16 = 8472;
-    /// What VXLAN over IPv4 adds to a frame: outer IPv4 (20) + UDP (8) + VXLAN (8) + the
-    /// inner Ethernet header (14). Routes through the tunnel get the device MTU minus this.
-    pub const VXLAN_OVERHEAD: u32 = 50;
+    /// The VXLAN device's name in the node namespace (what `sluice lab` creates and
+    /// `from_overlay` attaches to). Its port and the MTU overhead are the node
+    /// configuration's (`sluice_policy::node`).
+    pub const VXLAN_IFNAME: &str = "sluice_vxlan";
 }

@@ -7,7 +7,7 @@
 //! ```text
 //!  a 10.1.1.10 ─┐                                          ┌─ c 10.1.2.10
 //!  b 10.1.1.11 ─┤ n1 ══ u1 192.168.77.1 ══ u2 192.168.77.2 ══ n2 ├─ e 10.1.2.11
-//!               └ v1 (VXLAN, external, 8472)   v2 (VXLAN) ┘
+//!               └ sluice_vxlan (external, 8472)  sluice_vxlan ┘
 //! ```
 //!
 //! `b` and `e` share labels (`app=b`); `c` admits `app=b` everywhere and `app=a` on 5000/tcp
@@ -16,9 +16,10 @@
 
 use sluice_cli::topology::probe::probe;
 use sluice_cli::topology::{ProbeOutcome, Proto, Servers};
-use sluice_compiler::bundle::abi::node::{VXLAN_OVERHEAD, VXLAN_PORT};
+use sluice_compiler::bundle::abi::node::VXLAN_IFNAME;
 use sluice_compiler::compile::{CompileOptions, Compiled, check_documents, compile};
-use sluice_compiler::datapath::node::{NodeConfig, Routing};
+use sluice_compiler::datapath::node::{Routing, config_from_inventory};
+use sluice_compiler::node::{DEFAULT_VXLAN_PORT, VXLAN_OVERHEAD};
 use sluice_compiler::resolve::{Inventory, InventoryFiles};
 use sluice_compiler::source::{SourceMap, dsl};
 use sluice_loader::generation::{self, LoadOptions};
@@ -155,11 +156,13 @@ fn build(prefix: &str, node: usize, routing: Routing, with_b: bool) -> Compiled 
     assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
     let opts = CompileOptions {
         node: Some(format!("n{node}")),
-        datapath: Some(NodeConfig {
+        datapath: config_from_inventory(
+            &inv,
+            &format!("n{node}"),
+            "192.168.77.0/24".parse().unwrap(),
+            &format!("{prefix}u{node}"),
             routing,
-            vxlan_device: Some(format!("{prefix}v{node}")),
-            uplink: Some(format!("{prefix}u{node}")),
-        }),
+        ),
         ..CompileOptions::default()
     };
     compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
@@ -188,7 +191,6 @@ fn up(prefix: &str, routing: Routing) -> Cluster {
     let (n1, n2) = (&spaces[0], &spaces[1]);
     let mut nl = [Netlink::open_in(n1).unwrap(), Netlink::open_in(n2).unwrap()];
     let uplink = |n: usize| format!("{}u{n}", c.prefix);
-    let vxlan = |n: usize| format!("{}v{n}", c.prefix);
     nl[0]
         .add_link(&NewLink::veth(&uplink(1), Peer::new(&uplink(2)).netns(n2)).up())
         .unwrap();
@@ -202,14 +204,14 @@ fn up(prefix: &str, routing: Routing) -> Cluster {
         if routing == Routing::Vxlan {
             let v = Vxlan {
                 vni: None,
-                port: VXLAN_PORT,
+                port: DEFAULT_VXLAN_PORT,
                 external: true,
                 learning: false,
                 local: Some(node_ip(n).into()),
                 dev: Some(u),
             };
             l.add_link(
-                &NewLink::vxlan(&vxlan(n), &v)
+                &NewLink::vxlan(VXLAN_IFNAME, &v)
                     .mtu(UNDERLAY_MTU - VXLAN_OVERHEAD)
                     .up(),
             )

@@ -11,39 +11,54 @@ pub mod maps;
 pub mod overlay;
 pub mod wire;
 
-/// How packets reach pods on other nodes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Routing {
-    /// VXLAN (external / collect_md, UDP 8472), the source identity in the VNI.
-    #[default]
-    Vxlan,
-    /// The underlay routes pod CIDRs: `bpf_fib_lookup` and `bpf_redirect_neigh`.
-    Native,
-}
+/// The node configuration is `spec/node.md`'s (read and checked by `crate::node`).
+pub use sluice_policy::node::{NodeConfig, Routing};
 
-/// What the compiler needs to know of the node it compiles for, beyond the inventory.
-///
-/// The one place this session's minimal node configuration lives: the node configuration
-/// file (its format and parser) comes from the `lab` work and replaces it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeConfig {
-    pub routing: Routing,
-    /// The VXLAN device's name in the node namespace (`from_overlay` attaches there).
-    pub vxlan_device: Option<String>,
-    /// The uplink's name (`from_netdev` attaches there under native routing; its ifindex
-    /// goes into `sluice_node`).
-    pub uplink: Option<String>,
-}
-
-impl NodeConfig {
-    /// The device the node program of this routing mode attaches to, with its role.
-    pub fn device(&self) -> Option<(&'static str, &str)> {
-        use sluice_bundle::abi::node::{UPLINK_DEVICE, VXLAN_DEVICE};
-        match self.routing {
-            Routing::Vxlan => self.vxlan_device.as_deref().map(|d| (VXLAN_DEVICE, d)),
-            Routing::Native => self.uplink.as_deref().map(|d| (UPLINK_DEVICE, d)),
-        }
+/// The device the node program of `cfg`'s routing mode attaches to, with its role.
+pub fn device(cfg: &NodeConfig) -> (&'static str, &str) {
+    use sluice_bundle::abi::node::{UPLINK_DEVICE, VXLAN_DEVICE, VXLAN_IFNAME};
+    match cfg.routing {
+        Routing::Vxlan => (VXLAN_DEVICE, VXLAN_IFNAME),
+        Routing::Native => (UPLINK_DEVICE, cfg.uplink.as_str()),
     }
+}
+
+/// A node configuration that agrees with the inventory: the node's first IPv4 address and
+/// pod CIDR, and every other node with both as a peer (`None` when the node lacks either).
+/// What a test or a tool that has only the inventory compiles with.
+pub fn config_from_inventory(
+    inv: &Inventory,
+    node: &str,
+    network: sluice_policy::ast::Cidr,
+    uplink: &str,
+    routing: Routing,
+) -> Option<NodeConfig> {
+    let of = |name: &str| -> Option<sluice_policy::node::Peer> {
+        let n = inv.nodes.iter().find(|n| n.name == name)?;
+        Some(sluice_policy::node::Peer {
+            name: name.to_owned(),
+            ip: crate::plan::classes::node_ipv4(inv, name)?,
+            pod_cidr: n.pod_cidr?,
+        })
+    };
+    let me = of(node)?;
+    Some(NodeConfig {
+        name: me.name,
+        ip: me.ip,
+        network,
+        uplink: uplink.to_owned(),
+        pod_cidr: me.pod_cidr,
+        routing,
+        vxlan_port: sluice_policy::node::DEFAULT_VXLAN_PORT,
+        mtu: sluice_policy::node::DEFAULT_MTU,
+        peers: inv
+            .nodes
+            .iter()
+            .filter(|n| n.name != node)
+            .filter_map(|n| of(&n.name))
+            .collect(),
+        masquerade: sluice_policy::node::MasqueradeSources::default(),
+    })
 }
 
 use super::MapContents;
@@ -57,8 +72,19 @@ use std::net::IpAddr;
 /// Why the node datapath cannot be generated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeError {
-    #[error("the node has no IPv4 address in the inventory (`nodes[].ips`)")]
-    NoAddress,
+    #[error("the node configuration is for node `{config}`, the compilation for `{node}`")]
+    OtherNode { config: String, node: String },
+    #[error(
+        "the inventory says node `{name}` is at {inventory:?} with pod CIDR {inventory_cidr:?}, \
+         the node configuration says {config} with {config_cidr}"
+    )]
+    Disagree {
+        name: String,
+        inventory: Option<std::net::Ipv4Addr>,
+        inventory_cidr: Option<String>,
+        config: std::net::Ipv4Addr,
+        config_cidr: String,
+    },
     #[error(transparent)]
     Codegen(#[from] super::DatapathError),
 }
@@ -159,7 +185,33 @@ pub fn node_maps(
     distinct_of: &[usize],
     tables: &[(Option<DecisionTable>, bool)],
 ) -> Result<NodeMaps, NodeError> {
-    let ip = crate::plan::classes::node_ipv4(inv, node).ok_or(NodeError::NoAddress)?;
+    if cfg.name != node {
+        return Err(NodeError::OtherNode {
+            config: cfg.name.clone(),
+            node: node.to_owned(),
+        });
+    }
+    // The ipcache places remote pods by the inventory; the configuration must agree.
+    let me = sluice_policy::node::Peer {
+        name: cfg.name.clone(),
+        ip: cfg.ip,
+        pod_cidr: cfg.pod_cidr,
+    };
+    for p in std::iter::once(&me).chain(&cfg.peers) {
+        let n = inv.nodes.iter().find(|n| n.name == p.name);
+        let ip = crate::plan::classes::node_ipv4(inv, &p.name);
+        let cidr = n.and_then(|n| n.pod_cidr);
+        if ip != Some(p.ip) || cidr.is_some_and(|c| c != p.pod_cidr) {
+            return Err(NodeError::Disagree {
+                name: p.name.clone(),
+                inventory: ip,
+                inventory_cidr: cidr.map(|c| c.to_string()),
+                config: p.ip,
+                config_cidr: p.pod_cidr.to_string(),
+            });
+        }
+    }
+    let ip = cfg.ip;
     // Slots: the bundle's attached endpoints, sorted as the bundle sorts them.
     let mut attached: Vec<EndpointRef> = selected
         .iter()
@@ -233,13 +285,15 @@ endpoints:
         let doc = crate::source::dsl::parse(id, POLICY).unwrap();
         let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
         let checked = check_documents(&[doc], Some(&inv));
+        let net = "192.168.10.0/24".parse().unwrap();
+        let cfg = config_from_inventory(&inv, node, net, "eth0", Routing::Vxlan).unwrap();
         let opts = CompileOptions {
             codegen: CodegenOptions {
                 mode,
                 ..CodegenOptions::default()
             },
             node: Some(node.into()),
-            datapath: Some(NodeConfig::default()),
+            datapath: Some(cfg),
         };
         compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {})
             .unwrap()
@@ -331,5 +385,32 @@ endpoints:
             .collect();
         assert!(!got.is_empty());
         assert_eq!(got, want);
+    }
+
+    /// The node configuration and the inventory must place the nodes alike.
+    #[test]
+    fn a_configuration_that_disagrees_with_the_inventory_is_refused() {
+        let mut sm = SourceMap::new();
+        let id = sm.add("web.sluice", POLICY);
+        let doc = crate::source::dsl::parse(id, POLICY).unwrap();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let checked = check_documents(&[doc], Some(&inv));
+        let net = "192.168.10.0/24".parse().unwrap();
+        let mut cfg = config_from_inventory(&inv, "n1", net, "eth0", Routing::Vxlan).unwrap();
+        cfg.peers[0].pod_cidr = "10.0.9.0/24".parse().unwrap();
+        let opts = CompileOptions {
+            node: Some("n1".into()),
+            datapath: Some(cfg.clone()),
+            ..CompileOptions::default()
+        };
+        let e = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("node `n2` is at"), "{e}");
+        let opts = CompileOptions {
+            node: Some("n2".into()),
+            datapath: Some(cfg),
+            ..CompileOptions::default()
+        };
+        let e = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("for node `n1`"), "{e}");
     }
 }
