@@ -93,6 +93,8 @@ struct Cluster {
     routing: Routing,
     /// Each node's load options (its own pin root and state directory).
     loads: Vec<LoadOptions>,
+    /// Each local pod's identity, as its node's `sluice_eps` holds it.
+    identities: Vec<(Ipv4Addr, u32)>,
 }
 
 impl Cluster {
@@ -179,6 +181,7 @@ fn up(prefix: &str, routing: Routing) -> Cluster {
         prefix,
         routing,
         loads: Vec::new(),
+        identities: Vec::new(),
     };
     for ns in c.all_ns() {
         let _ = netns::remove_named(&ns);
@@ -286,6 +289,11 @@ fn up(prefix: &str, routing: Routing) -> Cluster {
             node_netns: Some(c.node_ns(n)),
         };
         c.loads.push(opts.clone());
+        let eps = &compiled.node.as_ref().unwrap().maps.endpoints;
+        c.identities.extend(eps.entries.iter().map(|(k, v)| {
+            let ip = Ipv4Addr::new(k[0], k[1], k[2], k[3]);
+            (ip, u32::from_le_bytes(v[4..8].try_into().unwrap()))
+        }));
         let report = generation::apply_bundle(&compiled.bundle, &opts)
             .unwrap_or_else(|e| panic!("n{n}: {e}"));
         // Both programs of each pod, and the node's device.
@@ -317,6 +325,65 @@ fn forwarded(ns: &str) -> u64 {
         .position(|n| n == "ForwDatagrams")
         .unwrap();
     values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// What the underlay saw of one VXLAN packet: its outer UDP checksum and its VNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OnTheWire {
+    udp_checksum: u16,
+    vni: u32,
+}
+
+/// Listens on every interface of `ns` (a packet socket) while `send` runs, for the first
+/// VXLAN frame to port 8472 whose inner IPv4 source is `inner_src`.
+fn capture_vxlan(ns: &str, inner_src: Ipv4Addr, send: impl FnOnce()) -> Option<OnTheWire> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let sock = Netns::open(ns)
+        .unwrap()
+        .run(|| {
+            socket(
+                AddressFamily::Packet,
+                SockType::Raw,
+                SockFlag::empty(),
+                SockProtocol::EthAll,
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let tv = nix::sys::time::TimeVal::new(0, 200_000);
+    setsockopt(&sock, sockopt::ReceiveTimeout, &tv).unwrap();
+    send();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 2048];
+    let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    while Instant::now() < deadline {
+        let Ok(n) = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+            continue;
+        };
+        let f = &buf[..n];
+        if n < 34 || be16(f, 12) != 0x0800 || f[23] != 17 {
+            continue;
+        }
+        let udp = 14 + usize::from(f[14] & 0xf) * 4;
+        // UDP 8, VXLAN 8, inner Ethernet 14, inner IPv4 source at 12.
+        let inner = udp + 8 + 8 + 14;
+        if n < inner + 20 || be16(f, udp + 2) != DEFAULT_VXLAN_PORT {
+            continue;
+        }
+        if f[inner + 12..inner + 16] != inner_src.octets() {
+            continue;
+        }
+        let v = udp + 8;
+        return Some(OnTheWire {
+            udp_checksum: be16(f, udp + 6),
+            vni: u32::from_be_bytes([0, f[v + 4], f[v + 5], f[v + 6]]),
+        });
+    }
+    None
 }
 
 /// One echo request from `ns` to `to` over a ping socket: true when the reply came.
@@ -473,6 +540,21 @@ fn check(c: &Cluster) {
 fn vxlan_carries_pods_and_identities_between_nodes() {
     let c = up("x", Routing::Vxlan);
     check(&c);
+    // On the underlay: b's identity in the VNI, and a zero outer UDP checksum (calico#3145).
+    let b = ip_of("b");
+    let wire = capture_vxlan(&c.node_ns(2), b, || {
+        let _ = tcp_udp(&c, "b", ip_of("c"), 80);
+    })
+    .expect("no VXLAN frame from b on n2's underlay");
+    let id_b = c.identities.iter().find(|(ip, _)| *ip == b).unwrap().1;
+    assert!(id_b >= 256, "a label identity");
+    assert_eq!(
+        wire,
+        OnTheWire {
+            udp_checksum: 0,
+            vni: id_b
+        }
+    );
 }
 
 #[test]
