@@ -66,10 +66,21 @@ impl Drop for PinDir {
 }
 
 fn build(node: &str, routing: Routing, mode: Mode) -> Compiled {
+    build_with(POLICY, INVENTORY, node, routing, mode).0
+}
+
+/// Compiles `policy` against `inventory` for `node`; also returns the IR and inventory.
+fn build_with(
+    policy: &str,
+    inventory: &str,
+    node: &str,
+    routing: Routing,
+    mode: Mode,
+) -> (Compiled, sluice_compiler::ir::Ir, Inventory) {
     let mut sm = SourceMap::new();
-    let id = sm.add("a.sluice", POLICY);
-    let doc = dsl::parse(id, POLICY).unwrap();
-    let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+    let id = sm.add("a.sluice", policy);
+    let doc = dsl::parse(id, policy).unwrap();
+    let inv = Inventory::parse("inv.yaml", inventory).unwrap();
     let checked = check_documents(&[doc], Some(&inv));
     assert!(!checked.diags.has_errors());
     let opts = CompileOptions {
@@ -86,7 +97,8 @@ fn build(node: &str, routing: Routing, mode: Mode) -> Compiled {
             routing,
         ),
     };
-    compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
+    let c = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap();
+    (c, checked.ir, inv)
 }
 
 fn mac(last: u8) -> [u8; 6] {
@@ -213,5 +225,133 @@ fn from_overlay_needs_a_tunnel() {
     assert_eq!(
         obj.test_run("from_overlay", &arp, 1).unwrap().retval,
         TC_ACT_OK
+    );
+}
+
+/// Same-node delivery decides as the reference evaluator does: for every ordered pair of
+/// local pods and a spread of protocols and ports, the from-pod program redirects exactly
+/// the flows the evaluator allows (the source's egress and the destination's ingress) and
+/// drops the rest, in both decision shapes. Every probe is its own flow (its own source
+/// port or ICMP identifier) and none is the reply of another, so conntrack never decides.
+#[test]
+fn same_node_delivery_agrees_with_the_reference_evaluator() {
+    use sluice_compiler::eval::{self, Flow, FlowEnd};
+    use sluice_compiler::ir::{L4, L4Match};
+    const POLICIES: &str = r#"
+policy "p1" in namespace x {
+  select app = a
+  ingress allow from pods { app = b } ports 2-6/tcp, 4/udp
+  ingress deny from cidr 10.1.1.12/32 ports 3/tcp
+  egress allow to cidr 10.1.0.0/16 except 10.1.1.11/32
+}
+policy "p2" in namespace x {
+  select app = b
+  isolate ingress
+  ingress allow from cidr 10.1.1.0/30 proto icmp type 8
+  ingress allow from pods { app = c } ports 7/tcp
+}
+policy "p3" in namespace x {
+  select app = c
+  egress deny to pods { app = a } ports 5/tcp
+  ingress audit from pods { app = a } proto udp
+}
+"#;
+    const PODS: &str = "
+nodes:
+- {name: n1, ips: [192.168.10.11], pod_cidr: 10.1.1.0/24}
+- {name: n2, ips: [192.168.10.12], pod_cidr: 10.1.2.0/24}
+endpoints:
+- {name: a, namespace: x, labels: {app: a}, ips: [10.1.1.10], node: n1, netns: a}
+- {name: b, namespace: x, labels: {app: b}, ips: [10.1.1.11], node: n1, netns: b}
+- {name: c, namespace: x, labels: {app: c}, ips: [10.1.1.12], node: n1, netns: c}
+- {name: d, namespace: x, labels: {app: a}, ips: [10.1.1.2], node: n1, netns: d}
+- {name: e, namespace: x, labels: {app: b}, ips: [10.1.2.10], node: n2, netns: e}
+";
+    let l4s = [
+        (6u8, 2u16),
+        (6, 3),
+        (6, 5),
+        (6, 7),
+        (6, 80),
+        (17, 4),
+        (17, 9),
+        (1, 8),
+        (132, 3),
+    ];
+    let pins = PinDir::new();
+    let mut checked = 0;
+    let mut allowed = 0;
+    for mode in [Mode::Specialized, Mode::Generic] {
+        let (c, ir, inv) = build_with(POLICIES, PODS, "n1", Routing::Vxlan, mode);
+        let locals = ["a", "b", "c", "d"];
+        let objs: Vec<LoadedObject> = locals
+            .iter()
+            .map(|n| load(&from_pod(&c, n), &pins))
+            .collect();
+        let mut flow_id = 0u16;
+        for (si, src) in locals.iter().enumerate() {
+            for dst in locals.iter().filter(|d| *d != src) {
+                let (s, d) = (
+                    inv.endpoint_index("x", src).unwrap(),
+                    inv.endpoint_index("x", dst).unwrap(),
+                );
+                let (sip, dip) = (inv.endpoints[s].ips[0], inv.endpoints[d].ips[0]);
+                let (std::net::IpAddr::V4(sip), std::net::IpAddr::V4(dip)) = (sip, dip) else {
+                    unreachable!()
+                };
+                for &(proto, port) in &l4s {
+                    flow_id += 1;
+                    let sport = 40000 + flow_id;
+                    let (l4, payload) = match proto {
+                        6 => (
+                            L4Match::Port {
+                                proto: L4::Tcp,
+                                port,
+                            },
+                            tcp(sport, port),
+                        ),
+                        17 => (
+                            L4Match::Port {
+                                proto: L4::Udp,
+                                port,
+                            },
+                            udp(sport, port),
+                        ),
+                        132 => (
+                            L4Match::Port {
+                                proto: L4::Sctp,
+                                port,
+                            },
+                            sctp(sport, port),
+                        ),
+                        _ => (
+                            L4Match::Icmp {
+                                icmp_type: port as u8,
+                                code: 0,
+                            },
+                            icmp_query(port as u8, flow_id),
+                        ),
+                    };
+                    let flow = Flow {
+                        src: FlowEnd::Endpoint(s),
+                        dst: FlowEnd::Endpoint(d),
+                        l4,
+                    };
+                    let want = eval::evaluate(&ir, &inv, &flow).unwrap().allow;
+                    let pkt = eth(0x0800, &ipv4(proto, sip, dip, 0, &payload));
+                    let got = objs[si].test_run("from_ep", &pkt, 1).unwrap().retval;
+                    let want_ret = if want { TC_ACT_REDIRECT } else { TC_ACT_SHOT };
+                    assert_eq!(got, want_ret, "{mode:?} {src} -> {dst} {l4:?}");
+                    checked += 1;
+                    allowed += usize::from(want);
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 12 * 9);
+    // Both outcomes are well represented.
+    assert!(
+        allowed >= 20 && checked - allowed >= 20,
+        "{allowed} of {checked}"
     );
 }
