@@ -66,7 +66,11 @@ impl Drop for PinDir {
 }
 
 fn build(node: &str, routing: Routing, mode: Mode) -> Compiled {
-    build_with(POLICY, INVENTORY, node, routing, mode).0
+    let codegen = CodegenOptions {
+        mode,
+        ..CodegenOptions::default()
+    };
+    build_with(POLICY, INVENTORY, node, routing, codegen).0
 }
 
 /// Compiles `policy` against `inventory` for `node`; also returns the IR and inventory.
@@ -75,7 +79,7 @@ fn build_with(
     inventory: &str,
     node: &str,
     routing: Routing,
-    mode: Mode,
+    codegen: CodegenOptions,
 ) -> (Compiled, sluice_compiler::ir::Ir, Inventory) {
     let mut sm = SourceMap::new();
     let id = sm.add("a.sluice", policy);
@@ -84,10 +88,7 @@ fn build_with(
     let checked = check_documents(&[doc], Some(&inv));
     assert!(!checked.diags.has_errors());
     let opts = CompileOptions {
-        codegen: CodegenOptions {
-            mode,
-            ..CodegenOptions::default()
-        },
+        codegen,
         node: Some(node.into()),
         datapath: config_from_inventory(
             &inv,
@@ -282,7 +283,11 @@ endpoints:
     let mut checked = 0;
     let mut allowed = 0;
     for mode in [Mode::Specialized, Mode::Generic] {
-        let (c, ir, inv) = build_with(POLICIES, PODS, "n1", Routing::Vxlan, mode);
+        let codegen = CodegenOptions {
+            mode,
+            ..CodegenOptions::default()
+        };
+        let (c, ir, inv) = build_with(POLICIES, PODS, "n1", Routing::Vxlan, codegen);
         let locals = ["a", "b", "c", "d"];
         let objs: Vec<LoadedObject> = locals
             .iter()
@@ -354,4 +359,36 @@ endpoints:
         allowed >= 20 && checked - allowed >= 20,
         "{allowed} of {checked}"
     );
+}
+
+/// A `sluice trace` probe through a from-pod program with rule recording is delivered like
+/// any packet but leaves conntrack as it was; the same packet for real inserts the
+/// destination's ingress entry.
+#[test]
+fn a_trace_probe_delivers_without_touching_conntrack() {
+    use sluice_compiler::datapath::ct;
+    let pins = PinDir::new();
+    let codegen = CodegenOptions {
+        trace: true,
+        ..CodegenOptions::default()
+    };
+    let (c, _, _) = build_with(POLICY, INVENTORY, "n1", Routing::Vxlan, codegen);
+    let obj = load(&from_pod(&c, "b"), &pins);
+    let pkt = tcp_to("10.1.1.11", "10.1.1.10", 80);
+    let key = ct::key(
+        [10, 1, 1, 11],
+        [10, 1, 1, 10],
+        40000,
+        80,
+        6,
+        ct::SCOPE_INGRESS,
+    );
+    let fd = obj.program_fd("from_ep").unwrap();
+    let (ret, rec) = sluice_loader::trace::run_recorded(fd, &pkt, true).unwrap();
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert!(rec.is_some_and(|d| d.allow), "{rec:?}");
+    assert_eq!(obj.read_map("sluice_ct", &key).unwrap(), None);
+    let (ret, _) = sluice_loader::trace::run_recorded(fd, &pkt, false).unwrap();
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert!(obj.read_map("sluice_ct", &key).unwrap().is_some());
 }

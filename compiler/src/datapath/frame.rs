@@ -63,6 +63,9 @@ pub enum Var {
     Class,
     /// `struct bpf_fib_lookup` (64 bytes).
     FibParams,
+    /// What `skb->cb[0]` held on entry (a trace probe's mark), u32; 0 in programs that
+    /// are never traced.
+    Probe,
 }
 
 /// One stack slot: `size` bytes at `R10 + off`.
@@ -107,7 +110,7 @@ const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
 }
 
 /// The frame: every slot, laid out.
-pub const SLOTS: [Slot; 18] = allocate([
+pub const SLOTS: [Slot; 19] = allocate([
     spec(Var::Saddr, Owner::Parse, 4, 4),
     spec(Var::Daddr, Owner::Parse, 4, 4),
     spec(Var::Sport, Owner::Parse, 2, 2),
@@ -127,6 +130,7 @@ pub const SLOTS: [Slot; 18] = allocate([
     spec(Var::EpPtr, Owner::Node, 8, 8),
     spec(Var::Class, Owner::Node, 4, 4),
     spec(Var::FibParams, Owner::Node, 64, 8),
+    spec(Var::Probe, Owner::Node, 4, 4),
 ]);
 
 impl Var {

@@ -139,6 +139,9 @@ pub fn compile_program_with(
         let malformed = a.label();
         let fail = a.label();
         verdict::emit_save_ctx(&mut a, opts.trace || node.is_some());
+        if node.is_some() {
+            super::node::deliver::emit_save_probe(&mut a, opts.trace);
+        }
         parse::emit_parse(&mut a, CtxLayout::Tc, malformed);
         // Not IPv4: ARP passes; anything else (IPv6) only where the direction is not enforced.
         // CODE and L3_PROTO share a register: every compare comes before the code is set.

@@ -17,7 +17,7 @@
 //! Conntrack works as in `to_ep` (`spec/datapath.md`): the flow in the ingress scope is
 //! established, the reverse flow in the egress scope is a reply (when the ingress can deny),
 //! and a flow policy allowed is inserted, each only for an endpoint whose flags say its
-//! programs track flows.
+//! programs track flows (and never for a `sluice trace` probe).
 //!
 //! In: the destination's `sluice_eps` value pointer at [`Var::EpPtr`], the source's
 //! class at [`Var::Class`], the parser's registers and slots, the context at
@@ -30,6 +30,22 @@ use super::super::keys::{self, Stage, code};
 use super::super::verdict::{TC_ACT_OK, TC_ACT_SHOT};
 use crate::bpf::{Asm, Cond, Helper, MapRef, Reg, Size};
 use sluice_bundle::abi::node::*;
+
+/// At entry (context in `R1`): keep what `cb[0]` holds in [`Var::Probe`] when the program
+/// records rules (a `sluice trace` probe carries `TRACE_REQUEST` there and must leave
+/// conntrack as it was), else 0.
+pub fn emit_save_probe(a: &mut Asm, trace: bool) {
+    if trace {
+        a.ldx(Size::W, Reg::R2, Reg::R1, keys::SKB_CB0).stx(
+            Size::W,
+            Reg::R10,
+            Var::Probe.off(),
+            Reg::R2,
+        );
+    } else {
+        a.st(Size::W, Reg::R10, Var::Probe.off(), 0);
+    }
+}
 
 /// Emits the delivery; every path returns.
 pub fn emit(a: &mut Asm) {
@@ -91,6 +107,8 @@ pub fn emit(a: &mut Asm) {
         .mov64(R1, CODE)
         .and64(R1, (code::STAGE_MASK | code::ALLOW) as i32)
         .jmp(Cond::Ne, R1, code::ALLOW as i32, ct_hit)
+        .ldx(Size::W, R1, R10, Var::Probe.off())
+        .jmp(Cond::Eq, R1, keys::TRACE_REQUEST as i32, ct_hit)
         .ldx(Size::DW, R1, R10, ep)
         .ldx(Size::W, R2, R1, EP_FLAGS as i16)
         .jmp(Cond::Set, R2, EP_CONNTRACK as i32, insert)

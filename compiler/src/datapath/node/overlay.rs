@@ -46,6 +46,7 @@ pub fn compile(device: Device, maps: &NodeMaps) -> Result<ProgramArtifact, Datap
     let drop = a.label();
     let stack = a.label();
     verdict::emit_save_ctx(&mut a, true);
+    deliver::emit_save_probe(&mut a, false);
     parse::emit_parse(&mut a, CtxLayout::Tc, malformed);
     a.jmp(
         Cond::Eq,
