@@ -9,7 +9,9 @@
 //!    `bpf_redirect_peer`);
 //! 3. a destination the ipcache gives a tunnel endpoint (a pod on another node): in VXLAN
 //!    mode `bpf_skb_set_tunnel_key` (remote = that node, VNI = the source's wire identity,
-//!    outer UDP checksum zero) and `bpf_redirect` to the VXLAN device; in native mode
+//!    outer UDP checksum zero) and `bpf_redirect` to the VXLAN device (a packet too big
+//!    for the tunnel with DF set goes to the host stack instead, for path-MTU discovery);
+//!    in native mode
 //!    `bpf_fib_lookup` and `bpf_redirect_neigh`;
 //! 4. anything else: the host stack. This is where the masquerade decision goes (not
 //!    generated yet: such packets leave with the pod's address).
@@ -29,8 +31,17 @@ pub const BPF_F_ZERO_CSUM_TX: i32 = 1 << 1;
 /// `BPF_FIB_LKUP_RET_SUCCESS` and `BPF_FIB_LKUP_RET_NO_NEIGH`: a route exists.
 const FIB_SUCCESS: i32 = 0;
 const FIB_NO_NEIGH: i32 = 7;
-/// `struct __sk_buff.ifindex`.
+/// `BPF_MTU_CHK_SEGS`: check a GSO packet's segments, not its whole length (which may
+/// exceed the MTU and still fit once segmented).
+const BPF_MTU_CHK_SEGS: i32 = 1;
+/// `struct __sk_buff.ifindex`, `data` and `data_end`.
 const SKB_IFINDEX: i16 = 40;
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+/// The IPv4 flags and fragment offset, from the frame start; DF as the u16 loads it from
+/// the packet (network order, read little endian).
+const IPV4_FRAG_OFF: i16 = 14 + 6;
+const IPV4_DF_BE: i32 = 0x0040;
 /// TTL of the outer header.
 const TUNNEL_TTL: i32 = 64;
 
@@ -97,6 +108,28 @@ pub fn emit(a: &mut Asm) {
         .jmp(Cond::Eq, R1, MODE_NATIVE as i32, native)
         .ldx(Size::W, R7, R0, NODE_VXLAN_IFINDEX as i16)
         .jmp(Cond::Eq, R7, 0, stack);
+
+    // Too big for the tunnel with DF set: the host stack, whose route through the tunnel
+    // has its MTU, answers "fragmentation needed" and the pod learns the path MTU. (The
+    // VXLAN device itself sends nothing back for a redirected packet.) Without DF the
+    // tunnel takes it and the outer header is fragmented.
+    let fits = a.label();
+    a.st(Size::W, R10, Var::U32Key.off(), 0)
+        .ldx(Size::DW, R1, R10, Var::Ctx.off())
+        .mov64(R2, R7)
+        .mov64(R3, R10)
+        .add64(R3, i32::from(Var::U32Key.off()))
+        .mov64(R4, 0)
+        .mov64(R5, BPF_MTU_CHK_SEGS)
+        .call(Helper::CheckMtu)
+        .jmp(Cond::Eq, R0, 0, fits)
+        .ldx(Size::DW, R1, R10, Var::Ctx.off())
+        .ldx(Size::W, R2, R1, SKB_DATA)
+        .ldx(Size::W, R3, R1, SKB_DATA_END);
+    a.load_packet(R4, R2, R3, IPV4_FRAG_OFF, Size::H, fits)
+        .and64(R4, IPV4_DF_BE)
+        .jmp(Cond::Ne, R4, 0, stack)
+        .bind(fits);
 
     // VXLAN: the source's identity (world for an address no local pod has) in the VNI.
     let t = Var::TunnelKey.off();
