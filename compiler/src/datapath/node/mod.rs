@@ -3,7 +3,11 @@
 //!
 //! Kept apart from the per-endpoint policy programs (`from_ep`, `to_ep`), which it builds on:
 //! [`wire`] decides what identity goes into a VXLAN packet and how a receiver maps it back;
-//! [`maps`] fills the node's maps. `spec/datapath.md` ("Nodes") is the contract.
+//! [`maps`] fills the node's maps; [`forward`] is what a from-pod program does after the
+//! pod's egress verdict; [`deliver`] hands a packet to a local pod after its ingress
+//! policy; [`overlay`] builds the programs of the node's own devices. [`compile_node`]
+//! puts them together. `spec/datapath.md` ("Nodes") is the contract; masquerade is not
+//! generated yet (its place is `forward`'s host-stack exit).
 
 pub mod deliver;
 pub mod forward;
