@@ -150,9 +150,19 @@ fn inventory(prefix: &str, with_b: bool) -> String {
 }
 
 fn build(prefix: &str, node: usize, routing: Routing, with_b: bool) -> Compiled {
+    build_policy(POLICY, prefix, node, routing, with_b)
+}
+
+fn build_policy(
+    policy: &str,
+    prefix: &str,
+    node: usize,
+    routing: Routing,
+    with_b: bool,
+) -> Compiled {
     let mut sm = SourceMap::new();
-    let id = sm.add("c.sluice", POLICY);
-    let doc = dsl::parse(id, POLICY).unwrap();
+    let id = sm.add("c.sluice", policy);
+    let doc = dsl::parse(id, policy).unwrap();
     let inv = Inventory::parse("inv.yaml", &inventory(prefix, with_b)).unwrap();
     let checked = check_documents(&[doc], Some(&inv));
     assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
@@ -591,4 +601,49 @@ fn vxlan_path_mtu_discovery() {
         transfer(&c, "a", "c", 5000, bytes),
         (bytes, UNDERLAY_MTU - VXLAN_OVERHEAD)
     );
+}
+
+/// A policy change on the receiving node is one more generation there: every hook of n2,
+/// its VXLAN device's included, flips to programs and maps of the new policy, so a new flow
+/// from b meets it, while an unchanged bundle applied again keeps every hook as it is.
+#[test]
+fn a_policy_change_swaps_the_node_datapath_in_one_generation() {
+    use sluice_loader::generation::HookAction;
+    let c = up("g", Routing::Vxlan);
+    let _servers = Servers::start(&c.pod_ns("c"), &[(80, Proto::Tcp)]).unwrap();
+    let tcp = |from: &str| probe(&c.pod_ns(from), ip_of("c"), 80, Proto::Tcp, TIMEOUT).unwrap();
+    assert_eq!(tcp("b"), ProbeOutcome::Connected);
+    const ONLY_A: &str = r#"policy "c" in namespace x {
+  select app = c
+  ingress allow from pods { app = a } ports 80/tcp
+}
+"#;
+    let n2 = &c.loads[1];
+    let stricter = build_policy(ONLY_A, &c.prefix, 2, Routing::Vxlan, false);
+    let r = generation::apply_bundle(&stricter.bundle, n2).unwrap();
+    assert_eq!(r.generation, 2);
+    let device = r
+        .hooks
+        .iter()
+        .find(|h| h.endpoint.namespace.is_empty())
+        .expect("the VXLAN device's hook");
+    assert!(
+        matches!(device.action, HookAction::Replaced { .. }),
+        "{:?}",
+        device.action
+    );
+    assert_eq!(tcp("b"), ProbeOutcome::TimedOut, "b is no longer admitted");
+    assert_eq!(tcp("a"), ProbeOutcome::Connected, "a is");
+    // The same bundle again: nothing to load, nothing to flip.
+    let again = generation::apply_bundle(&stricter.bundle, n2).unwrap();
+    assert_eq!(again.generation, 3);
+    assert!(
+        again
+            .hooks
+            .iter()
+            .all(|h| h.action == HookAction::Unchanged),
+        "{:?}",
+        again.hooks
+    );
+    assert_eq!(tcp("a"), ProbeOutcome::Connected);
 }
