@@ -531,7 +531,10 @@ fn check(c: &Cluster) {
         "{mode} e -> c"
     );
 
-    // Cross node, both directions (c's replies go back the same way).
+    // Cross node, both directions (c's replies go back the same way). Neither node's
+    // stack forwards: the sender redirects to the tunnel (or the neighbour), the receiver's
+    // from_overlay (or from_netdev on the uplink) redirects into the pod.
+    let before = [forwarded(&c.node_ns(1)), forwarded(&c.node_ns(2))];
     assert_eq!(
         tcp_udp(c, "b", ip_of("c"), 80),
         [Connected; 2],
@@ -544,6 +547,8 @@ fn check(c: &Cluster) {
         "{mode} c -> a"
     );
     assert!(ping(&c.pod_ns("e"), ip_of("a")), "{mode} ping e -> a");
+    let after = [forwarded(&c.node_ns(1)), forwarded(&c.node_ns(2))];
+    assert_eq!(after, before, "{mode}: a node forwarded cross-node pod traffic");
     // Policy on the receiving node: c admits app=a on 5000/tcp only.
     assert_eq!(
         tcp_udp(c, "a", ip_of("c"), 80),
