@@ -548,7 +548,10 @@ fn check(c: &Cluster) {
     );
     assert!(ping(&c.pod_ns("e"), ip_of("a")), "{mode} ping e -> a");
     let after = [forwarded(&c.node_ns(1)), forwarded(&c.node_ns(2))];
-    assert_eq!(after, before, "{mode}: a node forwarded cross-node pod traffic");
+    assert_eq!(
+        after, before,
+        "{mode}: a node forwarded cross-node pod traffic"
+    );
     // Policy on the receiving node: c admits app=a on 5000/tcp only.
     assert_eq!(
         tcp_udp(c, "a", ip_of("c"), 80),
