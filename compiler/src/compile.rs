@@ -10,6 +10,7 @@
 use crate::bundle::{
     Attachment, Bundle, BundleBuilder, BundleError, Digest as BundleDigest, EndpointRef,
 };
+use crate::datapath::program::needs_conntrack;
 use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
 use crate::diag::{Diag, Diagnostics, Severity};
 use crate::ir::{self, Ir};
@@ -187,6 +188,9 @@ pub struct CompileOptions {
     /// Compile for the endpoints of this node only, with its view of `host` (`None`: every
     /// endpoint, as one node).
     pub node: Option<String>,
+    /// Generate the node datapath too, for the node `node` names (which must be the
+    /// configuration's): spec/datapath.md, "Nodes"; spec/node.md.
+    pub datapath: Option<crate::datapath::node::NodeConfig>,
 }
 
 /// What the driver reports as it goes, for progress bars and logs.
@@ -227,6 +231,9 @@ pub struct Compiled {
     pub unattached: Vec<EndpointRef>,
     /// Identities allocated (endpoint label sets and CIDR prefixes).
     pub identities: usize,
+    /// The node datapath, when it was asked for (its from-pod programs are already the
+    /// endpoints' `from_ep`).
+    pub node: Option<crate::datapath::node::NodeDatapath>,
     pub times: CompileTimes,
 }
 
@@ -241,9 +248,35 @@ pub enum CompileError {
     },
     #[error("node `{0}` is not in the inventory")]
     UnknownNode(String),
+    /// A label identity above 2^24 - 1 could not travel in a VXLAN VNI (spec/datapath.md,
+    /// "Nodes").
+    #[error("{0} distinct label sets: label identities would not fit the 24-bit VNI")]
+    TooManyIdentities(usize),
+    #[error("the node datapath of `{0}`: {1}")]
+    Node(String, crate::datapath::node::NodeError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }
+
+/// Reads and checks a node configuration file (`spec/node.md`) for the node datapath, and
+/// records its text among `inputs` (name, bytes) for the manifest.
+pub fn node_config(
+    sources: &mut SourceMap,
+    path: &Path,
+    inputs: &mut Vec<(String, Vec<u8>)>,
+) -> (Option<crate::node::NodeConfig>, Diagnostics) {
+    let (config, diags) = crate::node::load(sources, path);
+    if config.is_some()
+        && let Some(id) = sources.ids().last()
+    {
+        let f = sources.file(id);
+        inputs.push((f.name.clone(), f.text.clone().into_bytes()));
+    }
+    (config, diags)
+}
+
+/// Per distinct program pair: ingress and egress tables, and whether it tracks flows.
+type NodeTables = (Option<DecisionTable>, Option<DecisionTable>, bool);
 
 /// Compiles checked IR against an inventory into a bundle: identities, peer classes and the
 /// ipcache, one decision table per endpoint and direction, both programs of every endpoint,
@@ -266,6 +299,13 @@ pub fn compile(
     }
     let t = Instant::now();
     let ids = identity::allocate(inventory, ir);
+    if ids
+        .endpoints
+        .last()
+        .is_some_and(|e| e.id > crate::datapath::node::wire::MAX_WIRE_IDENTITY)
+    {
+        return Err(CompileError::TooManyIdentities(ids.endpoints.len()));
+    }
     let classes = Classes::build(inventory, &ids, opts.node.as_deref());
     times.resolve = t.elapsed();
     let selected: Vec<usize> = (0..inventory.endpoints.len())
@@ -291,6 +331,8 @@ pub fn compile(
     let mut built: HashMap<PolicyPair, (usize, usize)> = HashMap::new();
     // `distinct_of[i]`: which distinct program pair endpoint `i` (of `endpoints`) runs.
     let mut distinct_of: Vec<usize> = Vec::with_capacity(selected.len());
+    // Per distinct pair: its ingress table and whether it tracks (the node datapath's view).
+    let mut node_tables: Vec<NodeTables> = Vec::new();
     for (done, &e) in selected.iter().enumerate() {
         let ep = &inventory.endpoints[e];
         let endpoint = EndpointRef {
@@ -319,6 +361,10 @@ pub fn compile(
                             source,
                         })?;
                 times.codegen += t.elapsed();
+                if opts.datapath.is_some() {
+                    let ct = needs_conntrack(ingress.as_ref(), egress.as_ref());
+                    node_tables.push((ingress.clone(), egress.clone(), ct));
+                }
                 distinct_of.push(built.len());
                 built.insert(pair, (built.len(), endpoints.len()));
                 programs
@@ -335,6 +381,31 @@ pub fn compile(
         });
     }
     tracing::info!(plan = ?times.plan, codegen = ?times.codegen, "programs built");
+    // The node datapath: its maps need every local endpoint's tables, and each from-pod
+    // program reads them, so these come after every policy is planned.
+    let node = match (&opts.datapath, &opts.node) {
+        (Some(cfg), Some(node)) => {
+            let t = Instant::now();
+            let built = crate::datapath::node::compile_node(
+                inventory,
+                &ids,
+                &classes,
+                node,
+                cfg,
+                &selected,
+                &distinct_of,
+                &node_tables,
+                &opts.codegen,
+            )
+            .map_err(|source| CompileError::Node(node.clone(), source))?;
+            for (ep, &d) in endpoints.iter_mut().zip(&distinct_of) {
+                ep.programs.from_ep = built.from_pod[d].clone();
+            }
+            times.codegen += t.elapsed();
+            Some(built)
+        }
+        _ => None,
+    };
 
     let t = Instant::now();
     let mut bb = BundleBuilder::new();
@@ -380,6 +451,32 @@ pub fn compile(
         }
         built.artifacts = Some([ids[0], ids[1]]);
     }
+    if let Some(node) = &node {
+        for m in node.maps.all() {
+            let mut shared = sluice_bundle::SharedMap::generation(m.def, m.entries);
+            shared.scope = m.scope;
+            bb.shared_map(shared)?;
+        }
+        let cfg = opts
+            .datapath
+            .as_ref()
+            .expect("a node datapath was asked for");
+        for art in &node.devices {
+            let id = bb.program(art.clone())?;
+            // The node's own device: an attachment whose endpoint is the device's role.
+            let (role, device) = crate::datapath::node::device(cfg);
+            bb.attach(Attachment {
+                endpoint: EndpointRef {
+                    namespace: sluice_bundle::abi::node::DEVICE_NAMESPACE.to_owned(),
+                    name: role.to_owned(),
+                },
+                interface: Some(device.to_owned()),
+                netns: None,
+                hook: art.hook,
+                artifact: id,
+            })?;
+        }
+    }
     bb.trace_info(crate::trace_info::build(
         ir,
         sources,
@@ -399,6 +496,7 @@ pub fn compile(
         endpoints,
         unattached,
         identities: ids.endpoints.len() + ids.cidrs.len(),
+        node,
         times,
     })
 }

@@ -34,7 +34,7 @@ use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use serde::{Deserialize, Serialize};
 use sluice_bundle::MapDef;
-use sluice_bundle::{Attachment, Bundle, Digest, EndpointRef, MapScope, TcxHook};
+use sluice_bundle::{Attachment, Bundle, Digest, EndpointRef, MapScope, SharedMap, TcxHook};
 
 use crate::attach::{self, AttachError, TcxLink, TcxTarget};
 use crate::netlink::Netlink;
@@ -435,6 +435,66 @@ fn resolve_iface(
     Ok((name, peer))
 }
 
+/// The bundle's node maps completed for this node (`crate::node`): each attached
+/// endpoint's host-side ifindex and MAC and its pod's MAC, and the node's devices. A pod
+/// attached by interface name alone has no known MAC here: it gets no entry for delivery
+/// (ifindex 0), so its packets take the host stack, where `to_ep` still decides them.
+fn complete_node_maps(
+    bundle: &Bundle,
+    opts: &LoadOptions,
+    plans: &[HookPlan<'_>],
+) -> Result<Vec<SharedMap>, SwapError> {
+    use sluice_bundle::abi::node::{DEVICE_NAMESPACE, UPLINK_DEVICE, VXLAN_DEVICE};
+    let err = |detail: String| SwapError::MapFill {
+        map: "node maps".into(),
+        artifact: None,
+        detail,
+    };
+    let host_macs: HashMap<u32, [u8; 6]> = in_node(opts, || {
+        Netlink::open().and_then(|mut nl| nl.links()).map(|links| {
+            links
+                .into_iter()
+                .filter_map(|l| Some((l.index, l.mac?)))
+                .collect()
+        })
+    })
+    .map_err(|e| err(format!("netns {}: {e}", node_name(opts))))?
+    .map_err(|e| err(format!("listing links in {}: {e}", node_name(opts))))?;
+    let (mut vxlan, mut uplink) = (0, 0);
+    let mut links = BTreeMap::new();
+    for p in plans {
+        let ep = &p.att.endpoint;
+        if ep.namespace == DEVICE_NAMESPACE {
+            match ep.name.as_str() {
+                VXLAN_DEVICE => vxlan = p.ifindex,
+                UPLINK_DEVICE => uplink = p.ifindex,
+                _ => {}
+            }
+            continue;
+        }
+        if links.contains_key(ep) {
+            continue;
+        }
+        let pod_mac = match &p.att.netns {
+            Some(ns) => Netlink::open_named(Some(ns))
+                .and_then(|mut nl| nl.link("eth0"))
+                .map_err(|e| err(format!("eth0 in netns {ns}: {e}")))?
+                .and_then(|l| l.mac),
+            None => None,
+        };
+        let link = match (pod_mac, host_macs.get(&p.ifindex)) {
+            (Some(pod_mac), Some(&host_mac)) => Some(crate::node::EndpointLink {
+                ifindex: p.ifindex,
+                pod_mac,
+                host_mac,
+            }),
+            _ => None,
+        };
+        links.insert(ep.clone(), link);
+    }
+    crate::node::complete_shared(bundle, &links, vxlan, uplink).map_err(|e| err(e.to_string()))
+}
+
 /// The peer ifindex of eth0 in `netns` (`IFLA_LINK` of a veth).
 fn peer_of_eth0(netns: &str) -> Result<u32, String> {
     let eth0 = Netlink::open_named(Some(netns))
@@ -692,13 +752,18 @@ fn links_dir(root: &Path) -> PathBuf {
 }
 
 /// Digest of a bundle's generation-scope shared maps: their definitions and entries.
-fn shared_digest(bundle: &Bundle) -> Digest {
+fn shared_digest(bundle: &Bundle, node_maps: &[SharedMap]) -> Digest {
     let mut bytes = Vec::new();
     for m in bundle
         .shared_maps
         .iter()
-        .filter(|m| m.scope == MapScope::Generation)
+        .filter(|m| m.scope.per_generation())
     {
+        // A node map as completed on this node: a recreated pod changes it.
+        let m = node_maps
+            .iter()
+            .find(|n| n.def.name == m.def.name)
+            .unwrap_or(m);
         let d = &m.def;
         bytes.extend_from_slice(d.name.as_bytes());
         bytes.push(0);
@@ -891,6 +956,14 @@ fn build_and_flip(
         }
     }
 
+    // The node maps completed with what only this node knows (ifindexes, MACs), before
+    // anything is digested or filled.
+    let node_maps = if bundle.shared_maps.iter().any(|m| m.scope == MapScope::Node) {
+        complete_node_maps(bundle, opts, &plans)?
+    } else {
+        Vec::new()
+    };
+
     // 2. Persistent maps: an existing pin must have the layout the bundle expects.
     let mut pin_paths: BTreeMap<&str, PathBuf> = BTreeMap::new();
     for m in &bundle.shared_maps {
@@ -921,7 +994,7 @@ fn build_and_flip(
                 path
             }
             // The bundle builder and reader only let the two shared scopes through.
-            MapScope::Generation | MapScope::Program => {
+            MapScope::Generation | MapScope::Node | MapScope::Program => {
                 let path = staging.join(&m.def.name);
                 undo.pins.push(path.clone());
                 path
@@ -931,7 +1004,7 @@ fn build_and_flip(
     }
 
     // Hooks that keep their program, and the artifacts the others need.
-    let shared = shared_digest(bundle);
+    let shared = shared_digest(bundle, &node_maps);
     let mut pins = HashSet::new();
     for e in std::fs::read_dir(links_dir(&opts.root)).map_err(prep("listing links"))? {
         pins.insert(e.map_err(prep("listing links"))?.path());
@@ -986,7 +1059,7 @@ fn build_and_flip(
     for m in bundle
         .shared_maps
         .iter()
-        .filter(|m| m.scope == MapScope::Generation)
+        .filter(|m| m.scope.per_generation())
     {
         let path = &pin_paths[m.def.name.as_str()];
         if !path.exists() {
@@ -997,6 +1070,10 @@ fn build_and_flip(
             artifact: None,
             detail: format!("opening {}: {e}", path.display()),
         })?;
+        let m = node_maps
+            .iter()
+            .find(|n| n.def.name == m.def.name)
+            .unwrap_or(m);
         fill(&data, &m.def, &m.entries, None)?;
     }
     for &(id, art) in &artifacts {

@@ -13,6 +13,7 @@ pub mod attach;
 pub mod generation;
 pub mod load;
 pub mod netlink;
+pub mod node;
 pub mod pin;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -101,3 +101,68 @@ pub fn decode_trace(cb0: u32) -> Option<Decoded> {
 
 /// Offset of `cb[0]` in `struct __sk_buff`: where a traced run records its verdict code.
 pub const SKB_CB0: i16 = 48;
+
+/// The node datapath's maps (`spec/datapath.md`, "Nodes"): their names, and where in each
+/// entry the fields are that only the node knows when it loads, which the loader completes
+/// ([`crate::map::MapScope::Node`]). Integers are little endian unless they say otherwise.
+pub mod node {
+    /// Local endpoints: IPv4 address (network order) → [`EP_VALUE_SIZE`] bytes.
+    pub const ENDPOINTS: &str = "sluice_eps";
+    pub const EP_VALUE_SIZE: u32 = 28;
+    /// u32: the host-side veth's ifindex in the node netns. The bundle carries the
+    /// endpoint's *slot* here (its position, from 1, among the bundle's attached endpoints
+    /// sorted by namespace then name; 0: not attached); the loader replaces it.
+    pub const EP_IFINDEX: usize = 0;
+    /// u32: the endpoint's identity (what its packets carry in the VNI).
+    pub const EP_IDENTITY: usize = 4;
+    /// u32: its ingress decision in [`NODE_INGRESS`] (0: no ingress policy).
+    pub const EP_TABLE: usize = 8;
+    /// u32: [`EP_ENFORCED`] | [`EP_CONNTRACK`] | [`EP_CAN_DENY`].
+    pub const EP_FLAGS: usize = 12;
+    /// 6 bytes: the pod's own MAC (its `eth0`); completed by the loader.
+    pub const EP_POD_MAC: usize = 16;
+    /// 6 bytes: the host-side veth's MAC (the pod's gateway); completed by the loader.
+    pub const EP_HOST_MAC: usize = 22;
+    /// Its ingress is enforced (isolated, or a rule can deny).
+    pub const EP_ENFORCED: u32 = 1;
+    /// Its programs track flows (either direction can deny).
+    pub const EP_CONNTRACK: u32 = 2;
+    /// Its ingress can deny a packet (replies are looked up).
+    pub const EP_CAN_DENY: u32 = 4;
+
+    /// The node: key 0 (u32) → [`NODE_VALUE_SIZE`] bytes.
+    pub const NODE: &str = "sluice_node";
+    pub const NODE_VALUE_SIZE: u32 = 16;
+    /// u32: the VXLAN device's ifindex; completed by the loader.
+    pub const NODE_VXLAN_IFINDEX: usize = 0;
+    /// u32: the uplink's ifindex; completed by the loader.
+    pub const NODE_UPLINK_IFINDEX: usize = 4;
+    /// u32: [`MODE_VXLAN`] or [`MODE_NATIVE`].
+    pub const NODE_MODE: usize = 8;
+    /// u32, network order: the node's own address.
+    pub const NODE_IP: usize = 12;
+    pub const MODE_VXLAN: u32 = 0;
+    pub const MODE_NATIVE: u32 = 1;
+
+    /// Every local endpoint's ingress decision, generic shape: LPM key
+    /// `prefixlen u32 | table u32 | class u32 | proto u8 | 0 u8 | port u16 (network order)`
+    /// → verdict code.
+    pub const NODE_INGRESS: &str = "sluice_node_in";
+    pub const NODE_INGRESS_KEY_SIZE: u32 = 16;
+
+    /// `(VNI identity u32, class u32) → class u32` (hash).
+    pub const WIRE: &str = "sluice_wire";
+
+    /// The node's own devices are attachments too, whose endpoint has this (empty, so never
+    /// a Kubernetes namespace) namespace and the device's role as its name.
+    pub const DEVICE_NAMESPACE: &str = "";
+    /// The role of the VXLAN device (`from_overlay` on its tcx ingress).
+    pub const VXLAN_DEVICE: &str = "vxlan";
+    /// The role of the uplink (`from_netdev` on its tcx ingress, native routing).
+    pub const UPLINK_DEVICE: &str = "uplink";
+
+    /// The VXLAN device's name in the node namespace (what `sluice lab` creates and
+    /// `from_overlay` attaches to). Its port and the MTU overhead are the node
+    /// configuration's (`sluice_policy::node`).
+    pub const VXLAN_IFNAME: &str = "sluice_vxlan";
+}

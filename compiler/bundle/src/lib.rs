@@ -322,6 +322,7 @@ fn scope_name(s: MapScope) -> &'static str {
         MapScope::Program => "program",
         MapScope::Generation => "generation",
         MapScope::Persistent => "persistent",
+        MapScope::Node => "node",
     }
 }
 
@@ -329,6 +330,7 @@ fn scope_from_name(s: &str) -> Option<MapScope> {
     match s {
         "generation" => Some(MapScope::Generation),
         "persistent" => Some(MapScope::Persistent),
+        "node" => Some(MapScope::Node),
         _ => None,
     }
 }
@@ -494,7 +496,7 @@ impl BundleBuilder {
                     "persistent map `{name}` outlives generations and cannot carry entries"
                 )));
             }
-            (MapScope::Generation, Some(_)) => {
+            (MapScope::Generation | MapScope::Node, Some(_)) => {
                 return Err(BundleError::Invalid(format!(
                     "generation-scope map `{name}` is not pinned by name"
                 )));
@@ -534,8 +536,10 @@ impl BundleBuilder {
         for m in artifact.maps {
             match m.scope {
                 MapScope::Program => {}
-                MapScope::Generation => {
-                    self.shared_map(SharedMap::generation(m.def, m.entries))?;
+                MapScope::Generation | MapScope::Node => {
+                    let mut shared = SharedMap::generation(m.def, m.entries);
+                    shared.scope = m.scope;
+                    self.shared_map(shared)?;
                     continue;
                 }
                 MapScope::Persistent => {

@@ -141,6 +141,19 @@ pub enum MapScope {
     /// the loader pins it at `/sys/fs/bpf/sluice/ct` (aya's `map_pin_path`). `entries` is
     /// empty.
     Persistent,
+    /// One map per generation like [`MapScope::Generation`], but some fields of each entry
+    /// are only known on the node when it loads (interface indexes, MAC addresses): the
+    /// bundle carries them zeroed and the loader completes them from the interfaces it
+    /// resolved, before filling ([`crate::abi::node`] names the fields). The local
+    /// endpoints and the node's own configuration.
+    Node,
+}
+
+impl MapScope {
+    /// One kernel map per generation, shared by its programs and filled once.
+    pub fn per_generation(self) -> bool {
+        matches!(self, MapScope::Generation | MapScope::Node)
+    }
 }
 
 /// One map of an artifact and what to put in it.

@@ -43,10 +43,11 @@ pub enum Helper {
     CsumLevel,
     RedirectNeigh,
     RedirectPeer,
+    CheckMtu,
 }
 
 impl Helper {
-    pub const ALL: [Helper; 36] = {
+    pub const ALL: [Helper; 37] = {
         use Helper::*;
         [
             MapLookupElem,
@@ -85,6 +86,7 @@ impl Helper {
             CsumLevel,
             RedirectNeigh,
             RedirectPeer,
+            CheckMtu,
         ]
     };
 
@@ -128,6 +130,7 @@ impl Helper {
             CsumLevel => 135,
             RedirectNeigh => 152,
             RedirectPeer => 155,
+            CheckMtu => 163,
         }
     }
 
@@ -171,6 +174,7 @@ impl Helper {
             CsumLevel => "csum_level",
             RedirectNeigh => "redirect_neigh",
             RedirectPeer => "redirect_peer",
+            CheckMtu => "check_mtu",
         }
     }
 
@@ -238,6 +242,7 @@ mod tests {
             CsumLevel => BPF_FUNC_csum_level,
             RedirectNeigh => BPF_FUNC_redirect_neigh,
             RedirectPeer => BPF_FUNC_redirect_peer,
+            CheckMtu => BPF_FUNC_check_mtu,
         }
     }
 

@@ -308,7 +308,12 @@ pub fn ipcache_contents(classes: &Classes) -> MapContents {
     let entries: Vec<(Vec<u8>, Vec<u8>)> = classes
         .ipcache
         .iter()
-        .filter_map(|e| Some((keys::ipcache_key(e.prefix)?, e.class.to_le_bytes().to_vec())))
+        .filter_map(|e| {
+            Some((
+                keys::ipcache_key(e.prefix)?,
+                keys::ipcache_value(e.class, e.tunnel),
+            ))
+        })
         .collect();
     MapContents {
         name: keys::IPCACHE.to_string(),
@@ -316,7 +321,7 @@ pub fn ipcache_contents(classes: &Classes) -> MapContents {
             keys::IPCACHE,
             MapType::LpmTrie,
             8,
-            4,
+            keys::IPCACHE_VALUE_SIZE,
             entries.len().max(1) as u32,
         ),
         scope: MapScope::Generation,

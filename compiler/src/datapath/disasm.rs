@@ -70,6 +70,7 @@ pub fn emit_asm(artifact: &ProgramArtifact) -> Result<String, AsmTextError> {
             MapScope::Program => "per program",
             MapScope::Generation => "per generation",
             MapScope::Persistent => "persistent",
+            MapScope::Node => "per generation, completed on the node",
         };
         let pinned = if m.def.pinning == Pinning::ByName {
             ", pinned by name"

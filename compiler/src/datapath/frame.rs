@@ -20,6 +20,8 @@ pub enum Owner {
     Conntrack,
     Decide,
     Verdict,
+    /// The node datapath (`super::node`): forwarding after the policy verdict.
+    Node,
 }
 
 /// Every stack variable of the programs, in allocation order (the first just below `R10`).
@@ -51,6 +53,19 @@ pub enum Var {
     U32Key,
     /// The context, saved at entry with rule recording (u64).
     Ctx,
+    /// The node ingress key (16 bytes): table, class, protocol, port.
+    NodeKey,
+    /// `struct bpf_tunnel_key` up to `tunnel_label` (24 bytes).
+    TunnelKey,
+    /// A pointer to the destination endpoint's `sluice_eps` value (u64).
+    EpPtr,
+    /// The source's peer class, as the destination's ingress decides it (u32).
+    Class,
+    /// `struct bpf_fib_lookup` (64 bytes).
+    FibParams,
+    /// What `skb->cb[0]` held on entry (a trace probe's mark), u32; 0 in programs that
+    /// are never traced.
+    Probe,
 }
 
 /// One stack slot: `size` bytes at `R10 + off`.
@@ -95,7 +110,7 @@ const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
 }
 
 /// The frame: every slot, laid out.
-pub const SLOTS: [Slot; 13] = allocate([
+pub const SLOTS: [Slot; 19] = allocate([
     spec(Var::Saddr, Owner::Parse, 4, 4),
     spec(Var::Daddr, Owner::Parse, 4, 4),
     spec(Var::Sport, Owner::Parse, 2, 2),
@@ -110,6 +125,12 @@ pub const SLOTS: [Slot; 13] = allocate([
     spec(Var::IpcacheKey, Owner::Decide, 8, 8),
     spec(Var::U32Key, Owner::Decide, 4, 4),
     spec(Var::Ctx, Owner::Verdict, 8, 8),
+    spec(Var::NodeKey, Owner::Node, 16, 8),
+    spec(Var::TunnelKey, Owner::Node, 24, 8),
+    spec(Var::EpPtr, Owner::Node, 8, 8),
+    spec(Var::Class, Owner::Node, 4, 4),
+    spec(Var::FibParams, Owner::Node, 64, 8),
+    spec(Var::Probe, Owner::Node, 4, 4),
 ]);
 
 impl Var {

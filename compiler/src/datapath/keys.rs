@@ -24,7 +24,16 @@ pub fn verdict_code(v: Verdict) -> u32 {
         | if v.audited { code::AUDITED } else { 0 }
 }
 
-/// ipcache key: `prefixlen u32 | addr u32 (network order)`; value: class u32.
+/// ipcache value: `class u32 | tunnel endpoint u32 (network order, 0: not a remote pod)`.
+pub const IPCACHE_VALUE_SIZE: u32 = 8;
+
+pub fn ipcache_value(class: u32, tunnel: Option<std::net::Ipv4Addr>) -> Vec<u8> {
+    let mut v = class.to_le_bytes().to_vec();
+    v.extend_from_slice(&tunnel.map_or([0; 4], |t| t.octets()));
+    v
+}
+
+/// ipcache key: `prefixlen u32 | addr u32 (network order)`; value: [`ipcache_value`].
 pub fn ipcache_key(prefix: Cidr) -> Option<Vec<u8>> {
     let IpAddr::V4(addr) = prefix.canonical().addr else {
         return None;

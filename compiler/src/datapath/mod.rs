@@ -13,6 +13,7 @@ pub mod decide;
 pub mod disasm;
 pub mod frame;
 pub mod keys;
+pub mod node;
 pub mod parse;
 pub mod program;
 pub mod verdict;

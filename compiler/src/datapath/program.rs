@@ -98,6 +98,19 @@ pub fn compile_program(
     opts: &CodegenOptions,
     conntrack: bool,
 ) -> Result<ProgramArtifact, DatapathError> {
+    compile_program_with(hook, table, classes, opts, conntrack, None)
+}
+
+/// [`compile_program`], and with `node` the node datapath's forwarding after an allowed
+/// verdict (`super::node::forward`; the from-pod program).
+pub fn compile_program_with(
+    hook: TcxHook,
+    table: Option<&DecisionTable>,
+    classes: &Classes,
+    opts: &CodegenOptions,
+    conntrack: bool,
+    node: Option<&super::node::NodeMaps>,
+) -> Result<ProgramArtifact, DatapathError> {
     let name = hook.program_name();
     let deny = can_deny(table);
     let enforced = enforced(table);
@@ -105,11 +118,12 @@ pub fn compile_program(
     let mut ct_map = None;
     let mut ipcache = None;
     let mut decision_maps = Vec::new();
+    let mut node_maps = Vec::new();
 
     // Nothing to decide: pass. With rule recording and no policy at all in this direction,
     // still say so (two instructions, not a parse); a policy that cannot deny still gets
     // its decision code, so a trace can name the allow rule that matched.
-    if !enforced && !conntrack && (!opts.trace || table.is_none()) {
+    if !enforced && !conntrack && (!opts.trace || table.is_none()) && node.is_none() {
         if opts.trace {
             let unrestricted = Verdict {
                 allow: true,
@@ -124,7 +138,10 @@ pub fn compile_program(
         let tail = a.label();
         let malformed = a.label();
         let fail = a.label();
-        verdict::emit_save_ctx(&mut a, opts.trace);
+        verdict::emit_save_ctx(&mut a, opts.trace || node.is_some());
+        if node.is_some() {
+            super::node::deliver::emit_save_probe(&mut a, opts.trace);
+        }
         parse::emit_parse(&mut a, CtxLayout::Tc, malformed);
         // Not IPv4: ARP passes; anything else (IPv6) only where the direction is not enforced.
         // CODE and L3_PROTO share a register: every compare comes before the code is set.
@@ -177,7 +194,19 @@ pub fn compile_program(
                 .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32);
         }
         a.bind(tail);
-        verdict::emit_tail(&mut a, opts.trace, conntrack);
+        match node {
+            None => verdict::emit_tail(&mut a, opts.trace, conntrack),
+            Some(n) => {
+                verdict::emit_record(&mut a, opts.trace, conntrack);
+                super::node::forward::emit(&mut a);
+                // Delivery tracks for its destination; forwarding reads the node maps.
+                ct_map = Some(ct::map());
+                let have = ipcache.is_some();
+                node_maps = n.all();
+                node_maps.retain(|m| !(have && m.name == keys::IPCACHE));
+                node_maps.retain(|m| m.name != keys::node::WIRE);
+            }
+        }
     }
 
     let prog = a.finish().map_err(|source| DatapathError::Asm {
@@ -186,6 +215,7 @@ pub fn compile_program(
     })?;
     let mut maps: Vec<MapContents> = ct_map.into_iter().chain(ipcache).collect();
     maps.extend(decision_maps);
+    maps.extend(node_maps);
     let mut obj = ObjectBuilder::new();
     for m in &maps {
         obj.map(m.def.clone())

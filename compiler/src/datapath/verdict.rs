@@ -32,6 +32,13 @@ pub fn emit_save_ctx(a: &mut Asm, trace: bool) {
 
 /// Emits the tail at the current position.
 pub fn emit_tail(a: &mut Asm, trace: bool, conntrack: bool) {
+    emit_record(a, trace, conntrack);
+    emit_return(a);
+}
+
+/// The tail's first half: the trace record and the conntrack insert, leaving the verdict
+/// code in `R7` (the node datapath forwards after it, `super::node`).
+pub fn emit_record(a: &mut Asm, trace: bool, conntrack: bool) {
     use Reg::*;
     let skip_ct = a.label();
     if trace {
@@ -55,6 +62,11 @@ pub fn emit_tail(a: &mut Asm, trace: bool, conntrack: bool) {
     if a.is_targeted(skip_ct) {
         a.bind(skip_ct);
     }
+}
+
+/// The tail's second half: return `TC_ACT_OK` or `TC_ACT_SHOT` from the code in `R7`.
+pub fn emit_return(a: &mut Asm) {
+    use Reg::*;
     // allow → 0 (TC_ACT_OK), deny → 2 (TC_ACT_SHOT), without a branch.
     a.mov64(R0, CODE)
         .and64(R0, code::ALLOW as i32)

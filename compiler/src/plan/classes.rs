@@ -32,6 +32,10 @@ pub struct ClassKey {
 pub struct IpcacheEntry {
     pub prefix: Cidr,
     pub class: ClassId,
+    /// The node address a packet to this prefix is tunnelled or routed to: set for the
+    /// addresses of pods on other nodes and for other nodes' pod CIDRs (only when compiling
+    /// for one node).
+    pub tunnel: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -85,6 +89,8 @@ impl Classes {
             identity: identity::WORLD,
             cidr_identity: None,
         });
+        let tunnels =
+            local_node.map_or_else(BTreeMap::new, |l| remote_prefixes(inv, l, &mut addrs));
 
         let mut distinct: Vec<ClassKey> = addrs.values().copied().collect();
         distinct.sort();
@@ -99,6 +105,7 @@ impl Classes {
             .map(|(prefix, key)| IpcacheEntry {
                 prefix: *prefix,
                 class: by_key[key],
+                tunnel: tunnels.get(prefix).copied(),
             })
             .collect();
         Classes {
@@ -143,6 +150,69 @@ impl Classes {
     }
 }
 
+/// The first IPv4 address of node `name`: where its pods are reached.
+pub fn node_ipv4(inv: &Inventory, name: &str) -> Option<Ipv4Addr> {
+    inv.nodes
+        .iter()
+        .find(|n| n.name == name)?
+        .ips
+        .iter()
+        .find_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+}
+
+/// The prefixes of pods on other nodes than `local`, each with its node's address: every
+/// remote endpoint address (already in `addrs`) and every other node's pod CIDR. A pod CIDR
+/// that is not in `addrs` yet goes in with the key of the longest prefix already containing
+/// all of it, so longest-prefix match gives every address the class it had before.
+fn remote_prefixes(
+    inv: &Inventory,
+    local: &str,
+    addrs: &mut BTreeMap<Cidr, ClassKey>,
+) -> BTreeMap<Cidr, Ipv4Addr> {
+    let mut out = BTreeMap::new();
+    for ep in &inv.endpoints {
+        let Some(node) = ep.node.as_deref().filter(|n| *n != local) else {
+            continue;
+        };
+        let Some(t) = node_ipv4(inv, node) else {
+            continue;
+        };
+        for ip in ep.ips.iter().filter(|ip| ip.is_ipv4()) {
+            out.insert(
+                Cidr {
+                    addr: *ip,
+                    prefix: 32,
+                },
+                t,
+            );
+        }
+    }
+    for node in inv.nodes.iter().filter(|n| n.name != local) {
+        let (Some(cidr), Some(t)) = (node.pod_cidr, node_ipv4(inv, &node.name)) else {
+            continue;
+        };
+        let cidr = cidr.canonical();
+        if !cidr.addr.is_ipv4() {
+            continue;
+        }
+        if !addrs.contains_key(&cidr) {
+            let enclosing = addrs
+                .iter()
+                .filter(|(p, _)| p.prefix <= cidr.prefix && p.contains(cidr.addr))
+                .max_by_key(|(p, _)| p.prefix)
+                .map(|(_, k)| *k)
+                .expect("0.0.0.0/0 contains every prefix");
+            addrs.insert(cidr, enclosing);
+        }
+        // An endpoint /32 keeps its own node (it is more specific anyway).
+        out.entry(cidr).or_insert(t);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,10 +221,12 @@ mod tests {
 
     const INV: &str = "
 nodes:
-- {name: n1, ips: [192.168.1.1]}
+- {name: n1, ips: [192.168.1.1], pod_cidr: 10.0.0.0/24}
+- {name: n2, ips: [192.168.1.2], pod_cidr: 10.0.1.0/25}
 endpoints:
 - {name: a, namespace: x, labels: {app: a}, ips: [10.0.0.1], node: n1}
 - {name: b, namespace: x, labels: {app: b}, ips: [10.0.0.2], node: n1}
+- {name: c, namespace: x, labels: {app: c}, ips: [10.0.1.5], node: n2}
 ";
 
     /// Prefixes that nest, sit at either end of the address space, hold the endpoint and
@@ -169,6 +241,9 @@ endpoints:
             Just("10.0.0.0/31"),
             Just("10.0.0.1/32"),
             Just("10.0.0.0/24"),
+            Just("10.0.1.0/24"),
+            Just("10.0.1.0/26"),
+            Just("10.0.1.0/25"),
             Just("192.168.1.1/32"),
             Just("192.168.0.0/16"),
         ]
@@ -187,6 +262,14 @@ endpoints:
     /// known addresses, and the ends of the address space.
     fn probes(prefixes: &[Cidr]) -> Vec<IpAddr> {
         let mut out: Vec<u32> = vec![0, 1, 2, u32::MAX, 0x0a00_0001, 0x0a00_0002, 0xc0a8_0101];
+        // The pod CIDRs' ends and neighbours, and c.
+        out.extend([
+            0x0a00_00ff,
+            0x0a00_0100,
+            0x0a00_0105,
+            0x0a00_017f,
+            0x0a00_0180,
+        ]);
         out.push(0x0808_0808);
         for c in prefixes {
             let IpAddr::V4(a) = c.addr else { continue };
@@ -226,5 +309,39 @@ endpoints:
                 }
             }
         }
+    }
+
+    /// Compiled for one node, the ipcache knows where every remote pod is: its address and
+    /// its node's pod CIDR carry the node's address; local pods and the single-node view
+    /// carry none.
+    #[test]
+    fn remote_pods_and_pod_cidrs_carry_their_node() {
+        let inv = Inventory::parse("inv", INV).unwrap();
+        let mut ids = identity::allocate(&inv, &crate::ir::Ir::default());
+        ids.cidrs = [(
+            "10.0.1.0/24".parse().unwrap(),
+            identity::LOCAL_IDENTITY_BASE + 1,
+        )]
+        .into_iter()
+        .collect();
+        let tunnel = |c: &Classes, p: &str| {
+            let p: Cidr = p.parse().unwrap();
+            c.ipcache.iter().find(|e| e.prefix == p).map(|e| e.tunnel)
+        };
+        let n1 = Classes::build(&inv, &ids, Some("n1"));
+        let n2: Ipv4Addr = "192.168.1.2".parse().unwrap();
+        assert_eq!(tunnel(&n1, "10.0.1.5/32"), Some(Some(n2)));
+        assert_eq!(tunnel(&n1, "10.0.1.0/25"), Some(Some(n2)));
+        assert_eq!(tunnel(&n1, "10.0.0.1/32"), Some(None));
+        assert_eq!(
+            tunnel(&n1, "10.0.0.0/24"),
+            None,
+            "the local pod CIDR is not remote"
+        );
+        // The pod CIDR took the class of the named /24 around it.
+        let slash24 = n1.class_of_ip("10.0.1.200".parse().unwrap());
+        assert_eq!(n1.class_of_ip("10.0.1.6".parse().unwrap()), slash24);
+        let single = Classes::build(&inv, &ids, None);
+        assert!(single.ipcache.iter().all(|e| e.tunnel.is_none()));
     }
 }

@@ -155,3 +155,68 @@ fn modules_and_dsl_compile_together() {
     };
     assert_ne!(lb(&bundle), lb(&plain));
 }
+
+/// `--node-config` adds the node datapath: the node maps and the VXLAN device's program,
+/// attached under the `vxlan` role; a configuration that disagrees with the inventory, or a
+/// bad one, writes no bundle and says why.
+#[test]
+fn a_node_configuration_adds_the_node_datapath() {
+    let s = Scratch::new("node");
+    let inv = "nodes:\n\
+               - {name: n1, ips: [192.168.10.11], pod_cidr: 10.244.1.0/24}\n\
+               - {name: n2, ips: [192.168.10.12], pod_cidr: 10.244.2.0/24}\n\
+               endpoints:\n\
+               - {name: web-1, namespace: shop, labels: {app: web}, ips: [10.244.1.10], node: n1, netns: w1}\n\
+               - {name: lb-1, namespace: shop, labels: {app: lb}, ips: [10.244.2.10], node: n2, netns: l1}\n";
+    let node = "name: n1\nip: 192.168.10.11\nnetwork: 192.168.10.0/24\nuplink: eth0\n\
+                pod_cidr: 10.244.1.0/24\npeers:\n- {name: n2, ip: 192.168.10.12, pod_cidr: 10.244.2.0/24}\n";
+    s.write("web.sluice", POLICY)
+        .write("inv.yaml", inv)
+        .write("n1.yaml", node)
+        .write("bad.yaml", node.replace("10.244.2.0/24", "10.244.9.0/24"));
+    let r = compile(
+        &s,
+        &["web.sluice"],
+        &["--node-config", "n1.yaml", "-o", "b"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = Bundle::read(&s.path().join("b")).unwrap();
+    let names: Vec<&str> = b.shared_maps.iter().map(|m| m.def.name.as_str()).collect();
+    for m in [
+        "sluice_eps",
+        "sluice_node",
+        "sluice_node_in",
+        "sluice_wire",
+        "sluice_ipcache",
+    ] {
+        assert!(names.contains(&m), "{m} missing from {names:?}");
+    }
+    let dev = b
+        .attachments
+        .iter()
+        .find(|a| a.endpoint.namespace.is_empty())
+        .expect("the VXLAN device's attachment");
+    assert_eq!(
+        (dev.endpoint.name.as_str(), dev.interface.as_deref()),
+        ("vxlan", Some("sluice_vxlan"))
+    );
+    assert_eq!(b.artifacts[&dev.artifact].program, "from_overlay");
+    assert!(b.inputs.iter().any(|i| i.name.ends_with("n1.yaml")));
+
+    let r = compile(
+        &s,
+        &["web.sluice"],
+        &["--node-config", "bad.yaml", "-o", "c"],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("node `n2` is at"), "{}", r.stderr);
+    assert!(!s.path().join("c").join("manifest.json").exists());
+    s.write("typo.yaml", node.replace("uplink:", "uplinc:"));
+    let r = compile(
+        &s,
+        &["web.sluice"],
+        &["--node-config", "typo.yaml", "-o", "d"],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("typo.yaml:4:"), "{}", r.stderr);
+}

@@ -112,6 +112,7 @@ fn bundle(c: &Compiled, record: bool, info: bool) -> Bundle {
             ..Default::default()
         },
         node: None,
+        ..CompileOptions::default()
     };
     let inputs = vec![(POLICY_FILE.to_string(), POLICY.as_bytes().to_vec())];
     let mut b = compile::compile(&c.ir, &c.inv, &c.sources, &inputs, &opts, &mut |_| {})

@@ -55,6 +55,10 @@ pub struct BuildArgs {
     /// Only the endpoints of this inventory node (and its view of `host`).
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+    /// Also generate this node's datapath (spec/node.md, spec/datapath.md "Nodes"): its
+    /// configuration file. `--node` defaults to the configuration's name.
+    #[arg(long, value_name = "FILE")]
+    pub node_config: Option<PathBuf>,
     /// Record each packet's verdict and deciding rule for `sluice trace` (the default: five
     /// instructions per program, no map; spec/trace.md).
     #[arg(long, overrides_with = "no_trace")]
@@ -97,7 +101,7 @@ pub struct ApplyArgs {
 fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
     let t = Instant::now();
     let inputs::Inputs {
-        sources,
+        mut sources,
         docs,
         inventory,
         mut diags,
@@ -108,6 +112,18 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         return Ok(None);
     }
     let inventory = inventory.expect("an inventory without errors was read");
+    let datapath = match &args.node_config {
+        None => None,
+        Some(path) => {
+            let (config, node_diags) = compile::node_config(&mut sources, path, &mut files);
+            if node_diags.has_errors() {
+                print_diagnostics(&node_diags.sorted(), &sources);
+                return Ok(None);
+            }
+            diags.extend(node_diags);
+            config
+        }
+    };
     let docs: Vec<_> = docs.into_iter().map(|(_, d)| d).collect();
     let checked = compile::check_documents(&docs, Some(&inventory));
     diags.extend(checked.diags);
@@ -125,7 +141,11 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
             trace: !args.no_trace,
             ..CodegenOptions::default()
         },
-        node: args.node.clone(),
+        node: args
+            .node
+            .clone()
+            .or_else(|| datapath.as_ref().map(|c| c.name.clone())),
+        datapath,
     };
     // The manifest records every input by sha256: the policy files (the inventory's text
     // is among the sources too) and the modules.

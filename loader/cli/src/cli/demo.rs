@@ -449,6 +449,7 @@ fn enforce(
             ..CodegenOptions::default()
         },
         node: None,
+        ..CompileOptions::default()
     };
     let bundle = compile::compile(ir, inv, sources, &inputs, &copts, &mut |_| {})
         .map_err(|e| DemoError::Compile(e.to_string()))?

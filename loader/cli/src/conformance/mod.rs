@@ -194,6 +194,7 @@ impl KernelEngine {
                 ..CodegenOptions::default()
             },
             node: None,
+            ..CompileOptions::default()
         };
         let inputs = [(format!("{}.yaml", case.name), case.name.as_bytes().to_vec())];
         let bundle = compile::compile(&prep.ir, &inv, &prep.sources, &inputs, &opts, &mut |_| {})

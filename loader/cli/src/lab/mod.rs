@@ -47,7 +47,7 @@ pub const MAX_NODES: usize = 50;
 pub const UPLINK: &str = "eth0";
 pub const BRIDGE: &str = "br0";
 /// The VXLAN device of each node in vxlan mode (external / collect_md).
-pub const VXLAN_DEV: &str = "sluice_vxlan";
+pub const VXLAN_DEV: &str = sluice_compiler::bundle::abi::node::VXLAN_IFNAME;
 /// The ip-masq-agent config's name in the state directory (node configurations point at it).
 pub const IP_MASQ_AGENT_FILE: &str = "ip-masq-agent";
 
