@@ -35,6 +35,12 @@ pub enum LoadError {
     NoMap(String),
     #[error("map `{map}`: {what}")]
     MapContents { map: String, what: String },
+    #[error("BPF_PROG_TEST_RUN of program `{name}`: {source}")]
+    TestRun {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("map `{map}`: {source}")]
     MapIo {
         map: String,

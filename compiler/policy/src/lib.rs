@@ -5,6 +5,8 @@
 //! - [`inventory`]: what exists in the cluster (endpoints, namespaces, nodes, services).
 //! - [`digest`]: sha256 names of content (bundle artifacts, modules, inputs).
 //! - [`build`]: builders for documents, for module authors and tests.
+//! - [`verdict`]: the per-packet verdict ABI (names, outcome codes) the translator, the
+//!   reference runner and the SDK share.
 //!
 //! It is `no_std` + `alloc` so the Wasm SDK shares these types instead of mirroring them: the
 //! compiler, the runtime and the SDK cannot disagree on the wire format.
@@ -18,5 +20,6 @@ pub mod ast;
 pub mod build;
 pub mod digest;
 pub mod inventory;
+pub mod verdict;
 
 pub use digest::Digest;
