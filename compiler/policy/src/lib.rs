@@ -18,5 +18,6 @@ pub mod ast;
 pub mod build;
 pub mod digest;
 pub mod inventory;
+pub mod verdict;
 
 pub use digest::Digest;
