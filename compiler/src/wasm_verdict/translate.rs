@@ -19,8 +19,8 @@
 //!   block are not emitted (the verifier rejects unreachable instructions), and a block end
 //!   nothing reaches emits nothing.
 
-use super::validate::{Bin, BlockSig, Cmp, Import, ModuleInfo, Op, W};
 use super::VerdictError;
+use super::validate::{Bin, BlockSig, Cmp, Import, ModuleInfo, Op, W};
 use crate::bpf::{AluOp, Asm, Cond, Helper, Insn, Label, Reg, Size, Width};
 use crate::datapath::CtxLayout;
 use Reg::*;
