@@ -18,6 +18,9 @@ mod standalone;
 mod translate;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use sluice_policy::verdict::{OnTrap, TrapKind, VerdictOutcome};
 pub use standalone::{PROGRAM_NAME, standalone_program};
 
