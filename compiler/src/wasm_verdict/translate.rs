@@ -21,7 +21,7 @@
 
 use super::VerdictError;
 use super::validate::{Bin, BlockSig, Cmp, Import, ModuleInfo, Op, W};
-use crate::bpf::{AluOp, Asm, Cond, Helper, Insn, Label, Reg, Size, Width};
+use crate::bpf::{AluOp, Asm, Cond, Helper, Insn, Label, Operand, Reg, Size, Width};
 use crate::datapath::CtxLayout;
 use Reg::*;
 use sluice_policy::verdict::TrapKind;
@@ -104,6 +104,10 @@ struct Translator<'a> {
     func: u32,
     frames: Vec<Frame>,
     height: u32,
+    /// Constants pushed but not yet stored, by operand-stack position (valid below
+    /// `height`): operators take them as immediates, and they are written to their slots
+    /// only before control flow ([`Translator::materialize`]).
+    konst: Vec<Option<u64>>,
     reachable: bool,
 }
 
@@ -141,6 +145,7 @@ pub(crate) fn emit(
         capacity: ((available - fixed) / 8) as u32,
     };
     let ip_offset = i32::try_from(ip_offset).expect("an IP header offset within a frame");
+    let capacity = l.capacity as usize;
     let mut t = Translator {
         a,
         l,
@@ -149,6 +154,7 @@ pub(crate) fn emit(
         func: m.func,
         frames: Vec::new(),
         height: 0,
+        konst: vec![None; capacity],
         reachable: true,
     };
     t.prologue();
@@ -194,13 +200,46 @@ impl Translator<'_> {
     }
 
     fn load(&mut self, dst: Reg, h: u32) {
-        let at = self.l.slot(h);
-        self.a.ldx(Size::DW, dst, R10, at);
+        match self.konst[h as usize] {
+            Some(v) => {
+                mov_const(self.a, dst, v);
+            }
+            None => {
+                let at = self.l.slot(h);
+                self.a.ldx(Size::DW, dst, R10, at);
+            }
+        }
     }
 
     fn store(&mut self, h: u32, src: Reg) {
         let at = self.l.slot(h);
         self.a.stx(Size::DW, R10, at, src);
+        self.konst[h as usize] = None;
+    }
+
+    /// Writes every pending constant to its slot: control flow reads values from slots.
+    fn materialize(&mut self) {
+        for h in 0..self.height {
+            if let Some(v) = self.konst[h as usize] {
+                let at = self.l.slot(h);
+                match i32::try_from(v as i64) {
+                    // A 64-bit store sign-extends its immediate.
+                    Ok(imm) => self.a.st(Size::DW, R10, at, imm),
+                    Err(_) => mov_const(self.a, R0, v).stx(Size::DW, R10, at, R0),
+                };
+                self.konst[h as usize] = None;
+            }
+        }
+    }
+
+    /// The constant at `h` as the immediate of a `w`-wide operation, if it is one and fits.
+    fn imm(&self, h: u32, w: W) -> Option<i32> {
+        let v = self.konst[h as usize]?;
+        match w {
+            // 32-bit operations read the low 32 bits of the immediate.
+            W::I32 => Some(v as u32 as i32),
+            W::I64 => i32::try_from(v as i64).ok(),
+        }
     }
 
     /// Makes room for one more value, or refuses the function.
@@ -228,23 +267,14 @@ impl Translator<'_> {
             return self.dead_op(op);
         }
         match *op {
+            // An i32 lives zero-extended.
             Op::I32Const(v) => {
                 let h = self.push(offset)?;
-                let at = self.l.slot(h);
-                if v >= 0 {
-                    self.a.st(Size::DW, R10, at, v);
-                } else {
-                    // A negative imm would be sign-extended by a 64-bit store.
-                    self.a.mov32(R0, v).stx(Size::DW, R10, at, R0);
-                }
+                self.konst[h as usize] = Some(u64::from(v as u32));
             }
             Op::I64Const(v) => {
                 let h = self.push(offset)?;
-                let at = self.l.slot(h);
-                match i32::try_from(v) {
-                    Ok(v) => self.a.st(Size::DW, R10, at, v),
-                    Err(_) => self.a.ld_imm64(R0, v as u64).stx(Size::DW, R10, at, R0),
-                };
+                self.konst[h as usize] = Some(v as u64);
             }
             Op::LocalGet(i) => {
                 let h = self.push(offset)?;
@@ -263,16 +293,28 @@ impl Translator<'_> {
             Op::Bin(bin, w) => {
                 let (x, y) = (self.height - 2, self.height - 1);
                 self.load(R0, x);
-                self.load(R1, y);
-                self.binary(bin, w);
+                let rhs = match self.imm(y, w) {
+                    Some(imm) => Rhs::Imm(imm),
+                    None => {
+                        self.load(R1, y);
+                        Rhs::R1
+                    }
+                };
+                self.binary(bin, w, rhs);
                 self.store(x, R0);
                 self.height -= 1;
             }
             Op::Cmp(cmp, w) => {
                 let (x, y) = (self.height - 2, self.height - 1);
                 self.load(R1, x);
-                self.load(R2, y);
-                self.set_if(cond(cmp), w, R1, R2.into());
+                let rhs = match self.imm(y, w) {
+                    Some(imm) => imm.into(),
+                    None => {
+                        self.load(R2, y);
+                        R2.into()
+                    }
+                };
+                self.set_if(cond(cmp), w, R1, rhs);
                 self.store(x, R0);
                 self.height -= 1;
             }
@@ -293,6 +335,7 @@ impl Translator<'_> {
             Op::Extend32 { signed: true } => self.sign_extend(W::I64, 32),
             Op::SignExt { w, bits } => self.sign_extend(w, bits),
             Op::Select => {
+                self.materialize();
                 let (x, y, c) = (self.height - 3, self.height - 2, self.height - 1);
                 let keep = self.a.label();
                 self.load(R1, c);
@@ -305,6 +348,7 @@ impl Translator<'_> {
             Op::Drop => self.height -= 1,
             Op::Nop => {}
             Op::Block(sig) => {
+                self.materialize();
                 let end = self.a.label();
                 self.frames.push(Frame {
                     kind: Kind::Block,
@@ -316,6 +360,7 @@ impl Translator<'_> {
                 });
             }
             Op::If(sig) => {
+                self.materialize();
                 let c = self.top();
                 self.height -= 1;
                 self.load(R1, c);
@@ -331,18 +376,24 @@ impl Translator<'_> {
                 });
             }
             Op::Else => {
+                self.materialize();
                 // The then arm left exactly the results at the base.
                 let f = self.frames.last_mut().expect("else inside if");
                 let (end, otherwise) = (f.end, f.else_label.take().expect("one else"));
                 self.height = f.base + f.sig.params;
                 self.a.ja(end).bind(otherwise);
             }
-            Op::End => self.end(),
+            Op::End => {
+                self.materialize();
+                self.end();
+            }
             Op::Br(depth) => {
+                self.materialize();
                 self.branch(depth);
                 self.reachable = false;
             }
             Op::BrIf(depth) => {
+                self.materialize();
                 let c = self.top();
                 self.height -= 1;
                 self.load(R1, c);
@@ -360,6 +411,7 @@ impl Translator<'_> {
                 ref targets,
                 default,
             } => {
+                self.materialize();
                 let c = self.top();
                 self.height -= 1;
                 self.load(R1, c);
@@ -381,6 +433,7 @@ impl Translator<'_> {
                 self.reachable = false;
             }
             Op::Return => {
+                self.materialize();
                 let depth = self.frames.len() as u32 - 1;
                 self.branch(depth);
                 self.reachable = false;
@@ -447,6 +500,9 @@ impl Translator<'_> {
         let reached = self.reachable || self.a.is_targeted(f.end);
         self.a.bind(f.end);
         self.height = f.base + f.sig.results;
+        for h in f.base..self.height {
+            self.konst[h as usize] = None;
+        }
         self.reachable = reached;
         if f.kind == Kind::Func && reached {
             self.exits();
@@ -487,14 +543,19 @@ impl Translator<'_> {
         self.a.ja(end);
     }
 
-    /// `r0 = r0 op r1` with Wasm's semantics for the width.
-    fn binary(&mut self, bin: Bin, w: W) {
+    /// `r0 = r0 op rhs` with Wasm's semantics for the width.
+    fn binary(&mut self, bin: Bin, w: W, rhs: Rhs) {
         let (width, mask) = match w {
             W::I32 => (Width::W32, 31),
             W::I64 => (Width::W64, 63),
         };
-        let alu = |a: &mut Asm, op: AluOp, dst: Reg, src: Reg| {
+        let alu = |a: &mut Asm, op: AluOp, dst: Reg, src: Operand| {
             a.emit(Insn::alu(width, op, dst, src));
+        };
+        // A constant shift count is masked here; a register one at run time.
+        let (count, rhs): (Operand, Operand) = match rhs {
+            Rhs::Imm(i) => ((i & mask).into(), i.into()),
+            Rhs::R1 => (R1.into(), R1.into()),
         };
         let simple = match bin {
             Bin::Add => Some(AluOp::Add),
@@ -506,14 +567,16 @@ impl Translator<'_> {
             _ => None,
         };
         if let Some(op) = simple {
-            alu(self.a, op, R0, R1);
+            alu(self.a, op, R0, rhs);
             return;
         }
-        self.a.emit(Insn::alu(width, AluOp::And, R1, mask));
+        if rhs == Operand::Reg(R1) {
+            self.a.emit(Insn::alu(width, AluOp::And, R1, mask));
+        }
         match bin {
-            Bin::Shl => alu(self.a, AluOp::Lsh, R0, R1),
-            Bin::ShrS => alu(self.a, AluOp::Arsh, R0, R1),
-            Bin::ShrU => alu(self.a, AluOp::Rsh, R0, R1),
+            Bin::Shl => alu(self.a, AluOp::Lsh, R0, count),
+            Bin::ShrS => alu(self.a, AluOp::Arsh, R0, count),
+            Bin::ShrU => alu(self.a, AluOp::Rsh, R0, count),
             Bin::Rotl | Bin::Rotr => {
                 // x rotl k = (x << k) | (x >> (-k & mask)); k = 0 shifts both by 0.
                 let (first, second) = if bin == Bin::Rotl {
@@ -522,19 +585,28 @@ impl Translator<'_> {
                     (AluOp::Rsh, AluOp::Lsh)
                 };
                 self.a.mov64(R2, R0);
-                alu(self.a, first, R0, R1);
-                self.a
-                    .emit(Insn::neg(width, R1))
-                    .emit(Insn::alu(width, AluOp::And, R1, mask));
-                alu(self.a, second, R2, R1);
-                alu(self.a, AluOp::Or, R0, R2);
+                alu(self.a, first, R0, count);
+                let back: Operand = match count {
+                    Operand::Imm(k) => ((-k) & mask).into(),
+                    Operand::Reg(_) => {
+                        self.a.emit(Insn::neg(width, R1)).emit(Insn::alu(
+                            width,
+                            AluOp::And,
+                            R1,
+                            mask,
+                        ));
+                        R1.into()
+                    }
+                };
+                alu(self.a, second, R2, back);
+                alu(self.a, AluOp::Or, R0, R2.into());
             }
             _ => unreachable!("simple operators returned above"),
         }
     }
 
     /// `r0 = (x cond y) as i32` (0 or 1), comparing 32 or 64 bits.
-    fn set_if(&mut self, cond: Cond, w: W, x: Reg, y: crate::bpf::Operand) {
+    fn set_if(&mut self, cond: Cond, w: W, x: Reg, y: Operand) {
         let done = self.a.label();
         self.a.mov64(R0, 1);
         match w {
@@ -568,24 +640,57 @@ impl Translator<'_> {
             _ => Size::W,
         };
         let tc = CtxLayout::Tc;
-        self.load(R2, x);
+        let ip = self.ip_offset;
+        match self.imm(x, W::I32) {
+            Some(off) if off < 0 => {
+                self.a.ja(oob);
+                self.reachable = false;
+                return;
+            }
+            // A constant offset: the bounds check and the load take it as an immediate.
+            Some(off) if off <= DIRECT_MAX => {
+                self.a
+                    .ldx(Size::DW, R1, R10, self.l.ctx)
+                    .ldx(Size::W, R3, R1, tc.data_off())
+                    .ldx(Size::W, R4, R1, tc.data_end_off())
+                    .add64(R3, ip)
+                    .mov64(R5, R3)
+                    .add64(R5, off + size as i32)
+                    .jmp(Cond::Gt, R5, R4, slow)
+                    .ldx(sz, R0, R3, off as i16)
+                    .ja(done)
+                    .bind(slow)
+                    .mov64(R2, off + ip);
+            }
+            // Past what is read directly: only the helper.
+            Some(off) => {
+                self.a
+                    .ldx(Size::DW, R1, R10, self.l.ctx)
+                    .mov64(R2, off)
+                    .add64(R2, ip);
+            }
+            None => {
+                self.load(R2, x);
+                self.a
+                    .jmp32(Cond::Slt, R2, 0, oob)
+                    .ldx(Size::DW, R1, R10, self.l.ctx)
+                    // Direct: data + ip_offset + offset, proved below data_end.
+                    .jmp(Cond::Gt, R2, DIRECT_MAX, slow)
+                    .ldx(Size::W, R3, R1, tc.data_off())
+                    .ldx(Size::W, R4, R1, tc.data_end_off())
+                    .add64(R3, ip)
+                    .add64(R3, R2)
+                    .mov64(R5, R3)
+                    .add64(R5, size as i32)
+                    .jmp(Cond::Gt, R5, R4, slow)
+                    .ldx(sz, R0, R3, 0)
+                    .ja(done)
+                    .bind(slow)
+                    .add64(R2, ip);
+            }
+        }
+        // Beyond the linear part, or beyond the packet: the helper tells which.
         self.a
-            .jmp32(Cond::Slt, R2, 0, oob)
-            .ldx(Size::DW, R1, R10, self.l.ctx)
-            // Direct: data + ip_offset + offset, proved below data_end.
-            .jmp(Cond::Gt, R2, DIRECT_MAX, slow)
-            .ldx(Size::W, R3, R1, tc.data_off())
-            .ldx(Size::W, R4, R1, tc.data_end_off())
-            .add64(R3, self.ip_offset)
-            .add64(R3, R2)
-            .mov64(R5, R3)
-            .add64(R5, size as i32)
-            .jmp(Cond::Gt, R5, R4, slow)
-            .ldx(sz, R0, R3, 0)
-            .ja(done)
-            // Beyond the linear part, or beyond the packet: the helper tells which.
-            .bind(slow)
-            .add64(R2, self.ip_offset)
             .mov64(R3, R10)
             .add64(R3, self.l.buf as i32)
             .mov64(R4, size as i32)
@@ -603,6 +708,28 @@ impl Translator<'_> {
             _ => {}
         }
         self.store(x, R0);
+    }
+}
+
+/// The right operand of a binary operator.
+#[derive(Clone, Copy, Debug)]
+enum Rhs {
+    /// A constant, as the instruction's immediate.
+    Imm(i32),
+    /// In R1.
+    R1,
+}
+
+/// `dst = v` (a 64-bit pattern) in the fewest instructions.
+fn mov_const(a: &mut Asm, dst: Reg, v: u64) -> &mut Asm {
+    if let Ok(imm) = i32::try_from(v as i64) {
+        // Sign-extends: right for every pattern that is an i32 read as i64.
+        a.mov64(dst, imm)
+    } else if let Ok(imm) = u32::try_from(v) {
+        // Zero-extends: an i32 with the top bit set.
+        a.mov32(dst, imm as i32)
+    } else {
+        a.ld_imm64(dst, v)
     }
 }
 

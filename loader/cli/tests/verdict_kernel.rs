@@ -41,37 +41,63 @@ const EDGES: [u64; 13] = [
 ];
 
 /// `verdict` computing `result` (an i64 expression over locals `$a` and `$b`, read from
-/// packet bytes 0..8 and 8..16) and returning its bit number `packet[16]` (0 pass, 1 allow).
+/// packet bytes 0..8 and 8..16, and `$k`, packet byte 17) and returning its two bits at
+/// `packet[16]`: 0 pass, 1 allow, 2 deny, 3 a bad-verdict trap, so every outcome differs.
 fn bit_module(result: &str) -> Vec<u8> {
     let src = format!(
         r#"(module
   (import "sluice" "pkt_u32" (func $u32 (param i32) (result i32)))
   (import "sluice" "pkt_u8" (func $u8 (param i32) (result i32)))
   (func (export "verdict") (param $len i32) (result i32)
-    (local $a i64) (local $b i64)
+    (local $a i64) (local $b i64) (local $k i32)
+    (local.set $k (call $u8 (i32.const 17)))
     (local.set $a (i64.or (i64.shl (i64.extend_i32_u (call $u32 (i32.const 0))) (i64.const 32))
                           (i64.extend_i32_u (call $u32 (i32.const 4)))))
     (local.set $b (i64.or (i64.shl (i64.extend_i32_u (call $u32 (i32.const 8))) (i64.const 32))
                           (i64.extend_i32_u (call $u32 (i32.const 12)))))
     (i32.wrap_i64 (i64.and (i64.shr_u {result} (i64.extend_i32_u (call $u8 (i32.const 16))))
-                           (i64.const 1)))))"#
+                           (i64.const 3)))))"#
     );
     wat::parse_str(&src).unwrap_or_else(|e| panic!("{result}: {e}"))
 }
 
-/// One packet per (a, b, bit).
-fn cells(operands: &[(u64, u64)], bits: u8) -> Vec<Vec<u8>> {
+/// One packet per (a, b, k, two bits of a `bits`-wide result).
+fn cells(operands: &[(u64, u64)], ks: u8, bits: u8) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for &(a, b) in operands {
-        for bit in 0..bits {
-            let mut p = Vec::with_capacity(17);
-            p.extend_from_slice(&a.to_be_bytes());
-            p.extend_from_slice(&b.to_be_bytes());
-            p.push(bit);
-            out.push(p);
+        for k in 0..ks {
+            for bit in (0..bits).step_by(2) {
+                let mut p = Vec::with_capacity(18);
+                p.extend_from_slice(&a.to_be_bytes());
+                p.extend_from_slice(&b.to_be_bytes());
+                p.extend([bit, k]);
+                out.push(p);
+            }
         }
     }
     out
+}
+
+/// `expr(k)` for `k = $k` (0..n), as an if-chain: each arm is translated on its own, with
+/// its constants as immediates.
+fn by_k(n: usize, expr: impl Fn(usize) -> String) -> String {
+    let mut out = expr(n - 1);
+    for k in (0..n - 1).rev() {
+        out = format!(
+            "(if (result i64) (i32.eq (local.get $k) (i32.const {k})) (then {}) (else {out}))",
+            expr(k)
+        );
+    }
+    out
+}
+
+/// An edge as the constant of an `i32.const` / `i64.const`.
+fn const_of(w: &str, v: u64) -> String {
+    if w == "i32" {
+        format!("(i32.const {})", v as u32 as i32)
+    } else {
+        format!("(i64.const {})", v as i64)
+    }
 }
 
 const I32_A: &str = "(i32.wrap_i64 (local.get $a))";
@@ -92,16 +118,16 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
     let mut checked = 0;
     for op in binary {
         let e32 = format!("(i64.extend_i32_u (i32.{op} {I32_A} {I32_B}))");
-        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 32));
+        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1, 32));
         let e64 = format!("(i64.{op} (local.get $a) (local.get $b))");
-        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 64));
+        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1, 64));
         checked += 2;
     }
     for op in compare {
         let e32 = format!("(i64.extend_i32_u (i32.{op} {I32_A} {I32_B}))");
-        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1));
+        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1, 1));
         let e64 = format!("(i64.extend_i32_u (i64.{op} (local.get $a) (local.get $b)))");
-        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1));
+        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1, 1));
         checked += 2;
     }
     let unary = [
@@ -124,10 +150,75 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
         format!("(i64.extend_i32_u (i32.add {I32_A} (i32.const -7)))"),
     ];
     for e in &unary {
-        agree(e, &bit_module(e), OnTrap::Deny, &cells(&pairs, 64));
+        agree(e, &bit_module(e), OnTrap::Deny, &cells(&pairs, 1, 64));
         checked += 1;
     }
     assert_eq!(checked, 2 * binary.len() + 2 * compare.len() + unary.len());
+}
+
+/// The same operators with one operand a constant (the translator uses it as the
+/// instruction's immediate, or loads it in the fewest instructions): for each operator one
+/// module whose arm `k` computes `a op EDGES[k]` (k < 13) or `EDGES[k-13] op b`.
+#[test]
+fn every_operator_agrees_with_wasmtime_on_constant_operands() {
+    let lhs: Vec<(u64, u64)> = EDGES.iter().map(|&a| (a, a.rotate_left(17))).collect();
+    let n = EDGES.len();
+    let ops = [
+        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr", "eq",
+        "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
+    ];
+    for op in ops {
+        let compare = !matches!(
+            op,
+            "add"
+                | "sub"
+                | "mul"
+                | "and"
+                | "or"
+                | "xor"
+                | "shl"
+                | "shr_s"
+                | "shr_u"
+                | "rotl"
+                | "rotr"
+        );
+        for w in ["i32", "i64"] {
+            let var = |v: &str| {
+                if w == "i32" {
+                    format!("(i32.wrap_i64 (local.get ${v}))")
+                } else {
+                    format!("(local.get ${v})")
+                }
+            };
+            let e = by_k(2 * n, |k| {
+                let (x, y) = if k < n {
+                    (var("a"), const_of(w, EDGES[k]))
+                } else {
+                    (const_of(w, EDGES[k - n]), var("b"))
+                };
+                let r = format!("({w}.{op} {x} {y})");
+                if w == "i32" || compare {
+                    format!("(i64.extend_i32_u {r})")
+                } else {
+                    r
+                }
+            });
+            let bits = if compare {
+                1
+            } else if w == "i32" {
+                32
+            } else {
+                64
+            };
+            let what = format!("{w}.{op} with constants");
+            agree(
+                &what,
+                &bit_module(&e),
+                OnTrap::Deny,
+                &cells(&lhs, 2 * n as u8, bits),
+            );
+        }
+    }
 }
 
 /// Blocks with results, if/else with parameters (multi-value), br/br_if/br_table carrying
