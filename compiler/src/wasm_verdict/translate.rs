@@ -104,10 +104,13 @@ struct Translator<'a> {
     func: u32,
     frames: Vec<Frame>,
     height: u32,
-    /// Constants pushed but not yet stored, by operand-stack position (valid below
-    /// `height`): operators take them as immediates, and they are written to their slots
-    /// only before control flow ([`Translator::materialize`]).
-    konst: Vec<Option<u64>>,
+    /// Values pushed but not yet stored, by operand-stack position (valid below `height`):
+    /// operators take constants as immediates and read locals from the local's slot; they are
+    /// written to their own slots only before control flow ([`Translator::materialize`]).
+    konst: Vec<Pending>,
+    /// A comparison whose result only decides the `if` or `br_if` that follows it: its left
+    /// operand is in R1, and the jump is emitted by that operator.
+    cond: Option<(Cond, W, Operand)>,
     reachable: bool,
 }
 
@@ -154,7 +157,8 @@ pub(crate) fn emit(
         func: m.func,
         frames: Vec::new(),
         height: 0,
-        konst: vec![None; capacity],
+        konst: vec![Pending::Stored; capacity],
+        cond: None,
         reachable: true,
     };
     t.prologue();
@@ -170,8 +174,9 @@ pub(crate) fn emit(
         else_label: None,
         dead: false,
     });
-    for (offset, op) in &m.ops {
-        t.op(op, *offset)?;
+    for (i, (offset, op)) in m.ops.iter().enumerate() {
+        let next = m.ops.get(i + 1).map(|(_, op)| op);
+        t.op(op, *offset, next)?;
         if t.frames.is_empty() {
             break;
         }
@@ -200,41 +205,76 @@ impl Translator<'_> {
     }
 
     fn load(&mut self, dst: Reg, h: u32) {
-        match self.konst[h as usize] {
-            Some(v) => {
+        let at = match self.konst[h as usize] {
+            Pending::Const(v) => {
                 mov_const(self.a, dst, v);
+                return;
             }
-            None => {
-                let at = self.l.slot(h);
-                self.a.ldx(Size::DW, dst, R10, at);
+            Pending::Local(i) => self.l.local(i),
+            Pending::Stored => self.l.slot(h),
+        };
+        // The value was just stored from a register, on this path only: take the register.
+        if let Some(&last) = self.a.last_on_this_path()
+            && last.code == Insn::stx(Size::DW, R10, at, R0).code
+            && last.dst == R10 as u8
+            && last.off == at
+        {
+            let src = Reg::from_u8(last.src).expect("a register");
+            if src != dst {
+                self.a.mov64(dst, src);
             }
+            return;
         }
+        self.a.ldx(Size::DW, dst, R10, at);
     }
 
     fn store(&mut self, h: u32, src: Reg) {
         let at = self.l.slot(h);
         self.a.stx(Size::DW, R10, at, src);
-        self.konst[h as usize] = None;
+        self.konst[h as usize] = Pending::Stored;
     }
 
-    /// Writes every pending constant to its slot: control flow reads values from slots.
+    /// Writes every pending value to its slot: control flow reads values from slots. Uses
+    /// only R0 (a pending condition lives in R1 and R2).
     fn materialize(&mut self) {
+        self.materialize_where(|_| true);
+    }
+
+    /// Writes the pending values `pick` selects to their slots.
+    fn materialize_where(&mut self, pick: impl Fn(Pending) -> bool) {
         for h in 0..self.height {
-            if let Some(v) = self.konst[h as usize] {
-                let at = self.l.slot(h);
-                match i32::try_from(v as i64) {
-                    // A 64-bit store sign-extends its immediate.
-                    Ok(imm) => self.a.st(Size::DW, R10, at, imm),
-                    Err(_) => mov_const(self.a, R0, v).stx(Size::DW, R10, at, R0),
-                };
-                self.konst[h as usize] = None;
+            let p = self.konst[h as usize];
+            if p == Pending::Stored || !pick(p) {
+                continue;
             }
+            let at = self.l.slot(h);
+            match p {
+                Pending::Const(v) => match i32::try_from(v as i64) {
+                    // A 64-bit store sign-extends its immediate.
+                    Ok(imm) => {
+                        self.a.st(Size::DW, R10, at, imm);
+                    }
+                    Err(_) => {
+                        mov_const(self.a, R0, v).stx(Size::DW, R10, at, R0);
+                    }
+                },
+                Pending::Local(i) => {
+                    let from = self.l.local(i);
+                    self.a
+                        .ldx(Size::DW, R0, R10, from)
+                        .stx(Size::DW, R10, at, R0);
+                }
+                Pending::Stored => {}
+            }
+            self.konst[h as usize] = Pending::Stored;
         }
     }
 
     /// The constant at `h` as the immediate of a `w`-wide operation, if it is one and fits.
     fn imm(&self, h: u32, w: W) -> Option<i32> {
-        let v = self.konst[h as usize]?;
+        let Pending::Const(v) = self.konst[h as usize] else {
+            return None;
+        };
         match w {
             // 32-bit operations read the low 32 bits of the immediate.
             W::I32 => Some(v as u32 as i32),
@@ -262,7 +302,9 @@ impl Translator<'_> {
         self.height - 1
     }
 
-    fn op(&mut self, op: &Op, offset: usize) -> Result<(), VerdictError> {
+    fn op(&mut self, op: &Op, offset: usize, next: Option<&Op>) -> Result<(), VerdictError> {
+        // Only an if or br_if right after a comparison takes its condition.
+        let fuse = matches!(next, Some(Op::If(_) | Op::BrIf(_)));
         if !self.reachable {
             return self.dead_op(op);
         }
@@ -270,20 +312,22 @@ impl Translator<'_> {
             // An i32 lives zero-extended.
             Op::I32Const(v) => {
                 let h = self.push(offset)?;
-                self.konst[h as usize] = Some(u64::from(v as u32));
+                self.konst[h as usize] = Pending::Const(u64::from(v as u32));
             }
             Op::I64Const(v) => {
                 let h = self.push(offset)?;
-                self.konst[h as usize] = Some(v as u64);
+                self.konst[h as usize] = Pending::Const(v as u64);
             }
             Op::LocalGet(i) => {
                 let h = self.push(offset)?;
-                let at = self.l.local(i);
-                self.a.ldx(Size::DW, R0, R10, at);
-                self.store(h, R0);
+                self.konst[h as usize] = Pending::Local(i);
             }
             Op::LocalSet(i) | Op::LocalTee(i) => {
-                self.load(R0, self.top());
+                // Values pushed by local.get of this local keep what it held until now (this
+                // uses R0, so it comes first).
+                self.materialize_where(|p| p == Pending::Local(i));
+                let x = self.top();
+                self.load(R0, x);
                 let at = self.l.local(i);
                 self.a.stx(Size::DW, R10, at, R0);
                 if matches!(op, Op::LocalSet(_)) {
@@ -314,15 +358,25 @@ impl Translator<'_> {
                         R2.into()
                     }
                 };
-                self.set_if(cond(cmp), w, R1, rhs);
-                self.store(x, R0);
-                self.height -= 1;
+                if fuse {
+                    self.cond = Some((cond(cmp), w, rhs));
+                    self.height -= 2;
+                } else {
+                    self.set_if(cond(cmp), w, R1, rhs);
+                    self.store(x, R0);
+                    self.height -= 1;
+                }
             }
             Op::Eqz(w) => {
                 let x = self.top();
                 self.load(R1, x);
-                self.set_if(Cond::Eq, w, R1, 0.into());
-                self.store(x, R0);
+                if fuse {
+                    self.cond = Some((Cond::Eq, w, 0.into()));
+                    self.height -= 1;
+                } else {
+                    self.set_if(Cond::Eq, w, R1, 0.into());
+                    self.store(x, R0);
+                }
             }
             Op::Wrap => {
                 let x = self.top();
@@ -360,12 +414,13 @@ impl Translator<'_> {
                 });
             }
             Op::If(sig) => {
+                let (c, w, rhs) = self.condition();
                 self.materialize();
-                let c = self.top();
-                self.height -= 1;
-                self.load(R1, c);
                 let (end, otherwise) = (self.a.label(), self.a.label());
-                self.a.jmp32(Cond::Eq, R1, 0, otherwise);
+                match c.negate() {
+                    Some(not) => self.jump(not, w, rhs, otherwise),
+                    None => unreachable!("conditions come from comparisons"),
+                }
                 self.frames.push(Frame {
                     kind: Kind::If,
                     sig,
@@ -382,6 +437,7 @@ impl Translator<'_> {
                 let (end, otherwise) = (f.end, f.else_label.take().expect("one else"));
                 self.height = f.base + f.sig.params;
                 self.a.ja(end).bind(otherwise);
+                self.params_stored();
             }
             Op::End => {
                 self.materialize();
@@ -393,18 +449,17 @@ impl Translator<'_> {
                 self.reachable = false;
             }
             Op::BrIf(depth) => {
+                let (c, w, rhs) = self.condition();
                 self.materialize();
-                let c = self.top();
-                self.height -= 1;
-                self.load(R1, c);
                 let (target, moves) = self.target(depth);
                 if moves {
                     let skip = self.a.label();
-                    self.a.jmp32(Cond::Eq, R1, 0, skip);
+                    let not = c.negate().expect("conditions come from comparisons");
+                    self.jump(not, w, rhs, skip);
                     self.branch(depth);
                     self.a.bind(skip);
                 } else {
-                    self.a.jmp32(Cond::Ne, R1, 0, target);
+                    self.jump(c, w, rhs, target);
                 }
             }
             Op::BrTable {
@@ -478,12 +533,42 @@ impl Translator<'_> {
                     self.height = f.base + f.sig.params;
                     self.a.bind(otherwise);
                     self.reachable = true;
+                    self.params_stored();
                 }
             }
             Op::End => self.end(),
             _ => {}
         }
         Ok(())
+    }
+
+    /// At `else`: the parameters are in their slots (stored at the `if`), whatever the then
+    /// arm left pending at those positions.
+    fn params_stored(&mut self) {
+        let f = self.frames.last().expect("else inside if");
+        for h in f.base..f.base + f.sig.params {
+            self.konst[h as usize] = Pending::Stored;
+        }
+    }
+
+    /// The condition of an if or br_if: a fused comparison, or the i32 on the stack being
+    /// non-zero; its left operand is in R1.
+    fn condition(&mut self) -> (Cond, W, Operand) {
+        if let Some(c) = self.cond.take() {
+            return c;
+        }
+        let x = self.top();
+        self.load(R1, x);
+        self.height -= 1;
+        (Cond::Ne, W::I32, 0.into())
+    }
+
+    /// `if r1 cond rhs goto target`, 32- or 64-bit.
+    fn jump(&mut self, c: Cond, w: W, rhs: Operand, target: Label) {
+        match w {
+            W::I32 => self.a.jmp32(c, R1, rhs, target),
+            W::I64 => self.a.jmp(c, R1, rhs, target),
+        };
     }
 
     /// The end of the innermost block: its end label, and for the function the exits.
@@ -501,7 +586,7 @@ impl Translator<'_> {
         self.a.bind(f.end);
         self.height = f.base + f.sig.results;
         for h in f.base..self.height {
-            self.konst[h as usize] = None;
+            self.konst[h as usize] = Pending::Stored;
         }
         self.reachable = reached;
         if f.kind == Kind::Func && reached {
@@ -709,6 +794,17 @@ impl Translator<'_> {
         }
         self.store(x, R0);
     }
+}
+
+/// Where an operand-stack value is until it is stored in its own slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    /// In its slot.
+    Stored,
+    /// A constant (the 64-bit pattern: an i32 zero-extended).
+    Const(u64),
+    /// What local `i` holds (no local.set or local.tee of it since).
+    Local(u32),
 }
 
 /// The right operand of a binary operator.

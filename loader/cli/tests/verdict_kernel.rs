@@ -309,3 +309,64 @@ fn packet_loads_trap_exactly_at_the_bounds() {
     ps.push(vec![0xff; 64]);
     agree("packet loads", &wasm, OnTrap::Deny, &ps);
 }
+
+/// Values the translator keeps pending (constants, what a local held) must keep Wasm's
+/// order: a local read before a `local.set`/`local.tee` of it sees the old value, an `if`
+/// with parameters whose then arm ends unreachable still hands the else arm the
+/// parameters, and comparisons fused into `if`/`br_if` (both widths, immediates and
+/// registers) branch as the materialized result would.
+#[test]
+fn pending_values_and_fused_conditions_keep_wasm_order() {
+    let src = r#"(module
+  (import "sluice" "pkt_u8" (func $u8 (param i32) (result i32)))
+  (import "sluice" "pkt_u32" (func $u32 (param i32) (result i32)))
+  (type $p (func (param i32 i32) (result i32)))
+  (func (export "verdict") (param $len i32) (result i32)
+    (local $x i32) (local $y i64) (local $acc i32)
+    (local.set $x (call $u8 (i32.const 0)))
+    (local.set $y (i64.extend_i32_s (call $u32 (i32.const 1))))
+    ;; old $x + new $x (tee), old $x * 3 after set
+    (local.set $acc
+      (i32.add (local.get $x) (local.tee $x (i32.add (local.get $x) (i32.const 5)))))
+    (local.get $x)
+    (local.set $x (i32.const 3))
+    (local.set $acc (i32.xor (local.get $acc) (i32.mul (i32.const 3))))
+    ;; if with parameters, then arm unreachable after pushing constants
+    (local.get $acc) (local.get $acc) (i32.const 1)
+    (if (type $p) (i32.eq (i32.and (local.get $acc) (i32.const 7)) (i32.const 4))
+      (then (drop) (drop) (i32.const 7) (i32.const 8) (unreachable))
+      (else (i32.sub)))
+    (local.set $acc (i32.add))
+    ;; fused compares: i64 against an immediate and a register, i32 unsigned, eqz
+    (block $b
+      (br_if $b (i64.gt_s (local.get $y) (i64.const -5)))
+      (local.set $acc (i32.add (local.get $acc) (i32.const 100))))
+    (block $c
+      (br_if $c (i64.le_u (local.get $y) (i64.extend_i32_u (local.get $acc))))
+      (local.set $acc (i32.add (local.get $acc) (i32.const 1000))))
+    (if (i32.eqz (i32.and (local.get $acc) (i32.const 3)))
+      (then (return (i32.const 2))))
+    (if (i32.ge_u (local.get $acc) (i32.const 0x80000000))
+      (then (return (i32.const 0))))
+    (i32.and (local.get $acc) (i32.const 3))))"#;
+    let wasm = wat::parse_str(src).unwrap();
+    let m = VerdictModule::parse(&wasm).unwrap();
+    let mut ps = packets(&m, 500, 3);
+    for x in 0..=255u8 {
+        for y in [
+            0u32,
+            1,
+            5,
+            0xffff_fffb,
+            0xffff_fffa,
+            0x8000_0000,
+            0x7fff_ffff,
+            300,
+        ] {
+            let mut p = vec![x];
+            p.extend_from_slice(&y.to_be_bytes());
+            ps.push(p);
+        }
+    }
+    agree("pending values", &wasm, OnTrap::Deny, &ps);
+}
