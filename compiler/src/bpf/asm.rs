@@ -101,7 +101,7 @@ impl Asm {
     /// joins here and what it left in registers is not known. For peepholes.
     pub fn last_on_this_path(&self) -> Option<&Insn> {
         let at = self.insns.len();
-        if self.bound.iter().any(|b| *b == Some(at)) {
+        if self.bound.contains(&Some(at)) {
             return None;
         }
         self.insns.last()
