@@ -19,8 +19,8 @@
 //!   block are not emitted (the verifier rejects unreachable instructions), and a block end
 //!   nothing reaches emits nothing.
 
-use super::VerdictError;
 use super::validate::{Bin, BlockSig, Cmp, Import, ModuleInfo, Op, W};
+use super::{PacketLoads, VerdictError};
 use crate::bpf::{AluOp, Asm, Cond, Helper, Insn, Label, Operand, Reg, Size, Width};
 use crate::datapath::CtxLayout;
 use Reg::*;
@@ -100,6 +100,8 @@ struct Translator<'a> {
     a: &'a mut Asm,
     l: Layout,
     ip_offset: i32,
+    /// The largest constant offset read directly; -1: every load through the helper.
+    direct_max: i32,
     exits: &'a Exits,
     func: u32,
     frames: Vec<Frame>,
@@ -121,6 +123,7 @@ pub(crate) fn emit(
     scratch: std::ops::Range<i16>,
     ip_offset: u32,
     exits: &Exits,
+    loads: PacketLoads,
 ) -> Result<(), VerdictError> {
     // Whole 8-byte slots inside the scratch range.
     let top = scratch.end.div_euclid(8) * 8;
@@ -153,6 +156,10 @@ pub(crate) fn emit(
         a,
         l,
         ip_offset,
+        direct_max: match loads {
+            PacketLoads::Direct => DIRECT_MAX,
+            PacketLoads::HelperOnly => -1,
+        },
         exits,
         func: m.func,
         frames: Vec::new(),
@@ -733,7 +740,7 @@ impl Translator<'_> {
                 return;
             }
             // A constant offset: the bounds check and the load take it as an immediate.
-            Some(off) if off <= DIRECT_MAX => {
+            Some(off) if off <= self.direct_max => {
                 self.a
                     .ldx(Size::DW, R1, R10, self.l.ctx)
                     .ldx(Size::W, R3, R1, tc.data_off())
@@ -752,6 +759,13 @@ impl Translator<'_> {
                 self.a
                     .ldx(Size::DW, R1, R10, self.l.ctx)
                     .mov64(R2, off)
+                    .add64(R2, ip);
+            }
+            None if self.direct_max < 0 => {
+                self.load(R2, x);
+                self.a
+                    .jmp32(Cond::Slt, R2, 0, oob)
+                    .ldx(Size::DW, R1, R10, self.l.ctx)
                     .add64(R2, ip);
             }
             None => {

@@ -18,7 +18,9 @@
 //! The first `n` of that sequence are run. A mismatch is any difference in the outcome
 //! (`cb[0]`), or a tcx return code that is not the one the outcome and `--on-trap` call for.
 
-use sluice_compiler::wasm_verdict::{OnTrap, VerdictModule, VerdictOutcome, standalone_program};
+use sluice_compiler::wasm_verdict::{
+    OnTrap, PacketLoads, VerdictModule, VerdictOutcome, standalone_program_with,
+};
 use sluice_loader::verdict_run::KernelVerdictRunner;
 use sluice_runtime::VerdictRunner;
 
@@ -85,8 +87,17 @@ pub struct Verifier {
 impl Verifier {
     /// Compiles the module in wasmtime and loads its translation into the kernel.
     pub fn new(wasm: &[u8], on_trap: OnTrap) -> Result<Verifier, VerifyError> {
+        Verifier::with_loads(wasm, on_trap, PacketLoads::Direct)
+    }
+
+    /// [`Verifier::new`] with the kernel program reading the packet as `loads` says.
+    pub fn with_loads(
+        wasm: &[u8],
+        on_trap: OnTrap,
+        loads: PacketLoads,
+    ) -> Result<Verifier, VerifyError> {
         let module = VerdictModule::parse(wasm)?;
-        let art = standalone_program(&module, on_trap)?;
+        let art = standalone_program_with(&module, on_trap, loads)?;
         Ok(Verifier {
             reference: VerdictRunner::new(wasm)?,
             kernel: KernelVerdictRunner::load(&art)?,

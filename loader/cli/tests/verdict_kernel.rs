@@ -4,11 +4,16 @@
 //! they must agree on the outcome and on the tcx return code.
 
 use sluice_cli::verdict_verify::{Verifier, packets};
-use sluice_compiler::wasm_verdict::{OnTrap, VerdictModule};
+use sluice_compiler::wasm_verdict::{OnTrap, PacketLoads, VerdictModule};
 
 /// Runs `packets` through both engines; panics listing every mismatch.
 fn agree(what: &str, wasm: &[u8], on_trap: OnTrap, packets: &[Vec<u8>]) {
-    let v = Verifier::new(wasm, on_trap).unwrap_or_else(|e| panic!("{what}: {e}"));
+    agree_with(what, wasm, on_trap, PacketLoads::Direct, packets);
+}
+
+/// [`agree`] with the kernel program reading the packet as `loads` says.
+fn agree_with(what: &str, wasm: &[u8], on_trap: OnTrap, loads: PacketLoads, packets: &[Vec<u8>]) {
+    let v = Verifier::with_loads(wasm, on_trap, loads).unwrap_or_else(|e| panic!("{what}: {e}"));
     let bad: Vec<String> = packets
         .iter()
         .filter_map(|p| v.check(p).unwrap().map(|m| m.to_string()))
@@ -308,6 +313,30 @@ fn packet_loads_trap_exactly_at_the_bounds() {
     // 0xffff as an offset (sign-extended: -1) and as a length field: all 0xff.
     ps.push(vec![0xff; 64]);
     agree("packet loads", &wasm, OnTrap::Deny, &ps);
+    // Every load through bpf_skb_load_bytes, the path of bytes beyond the linear part of a
+    // non-linear skb (a test run's skb is always linear).
+    agree_with(
+        "helper loads",
+        &wasm,
+        OnTrap::Deny,
+        PacketLoads::HelperOnly,
+        &ps,
+    );
+    let example = wat::parse_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/wasm/verdict/ssh-syn.wat"
+    ))
+    .unwrap();
+    let m = VerdictModule::parse(&example).unwrap();
+    let ps = packets(&m, 2000, 11);
+    agree("ssh-syn", &example, OnTrap::Deny, &ps);
+    agree_with(
+        "ssh-syn, helper loads",
+        &example,
+        OnTrap::Deny,
+        PacketLoads::HelperOnly,
+        &ps,
+    );
 }
 
 /// Values the translator keeps pending (constants, what a local held) must keep Wasm's
