@@ -247,6 +247,19 @@ impl LoadedObject {
         Ok(info.id())
     }
 
+    /// How many instructions the verifier processed loading program `name` (`None` on
+    /// kernels before 5.16, which do not say).
+    pub fn verified_insns(&self, name: &str) -> Result<Option<u32>, LoadError> {
+        let info = self
+            .program(name)?
+            .info()
+            .map_err(|source| LoadError::Program {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(info.verified_instruction_count())
+    }
+
     /// Runs program `name` once per `repeat` on `packet` with `BPF_PROG_TEST_RUN`.
     pub fn test_run(
         &self,
