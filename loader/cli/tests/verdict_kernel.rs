@@ -105,6 +105,20 @@ fn const_of(w: &str, v: u64) -> String {
     }
 }
 
+/// Every binary operator and compare of both widths, and whether it compares.
+fn operators() -> impl Iterator<Item = (&'static str, bool)> {
+    let binary = [
+        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr",
+    ];
+    let compare = [
+        "eq", "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
+    ];
+    binary
+        .into_iter()
+        .map(|op| (op, false))
+        .chain(compare.into_iter().map(|op| (op, true)))
+}
+
 const I32_A: &str = "(i32.wrap_i64 (local.get $a))";
 const I32_B: &str = "(i32.wrap_i64 (local.get $b))";
 
@@ -114,25 +128,29 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
         .iter()
         .flat_map(|&a| EDGES.iter().map(move |&b| (a, b)))
         .collect();
-    let binary = [
-        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr",
-    ];
-    let compare = [
-        "eq", "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
-    ];
     let mut checked = 0;
-    for op in binary {
+    for (op, compare) in operators() {
+        // A compare's result is 0 or 1: one bit tells it.
+        let (b32, b64) = if compare { (1, 1) } else { (32, 64) };
         let e32 = format!("(i64.extend_i32_u (i32.{op} {I32_A} {I32_B}))");
-        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1, 32));
+        agree(
+            &e32,
+            &bit_module(&e32),
+            OnTrap::Deny,
+            &cells(&pairs, 1, b32),
+        );
         let e64 = format!("(i64.{op} (local.get $a) (local.get $b))");
-        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1, 64));
-        checked += 2;
-    }
-    for op in compare {
-        let e32 = format!("(i64.extend_i32_u (i32.{op} {I32_A} {I32_B}))");
-        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1, 1));
-        let e64 = format!("(i64.extend_i32_u (i64.{op} (local.get $a) (local.get $b)))");
-        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1, 1));
+        let e64 = if compare {
+            format!("(i64.extend_i32_u {e64})")
+        } else {
+            e64
+        };
+        agree(
+            &e64,
+            &bit_module(&e64),
+            OnTrap::Deny,
+            &cells(&pairs, 1, b64),
+        );
         checked += 2;
     }
     let unary = [
@@ -158,7 +176,7 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
         agree(e, &bit_module(e), OnTrap::Deny, &cells(&pairs, 1, 64));
         checked += 1;
     }
-    assert_eq!(checked, 2 * binary.len() + 2 * compare.len() + unary.len());
+    assert_eq!(checked, 2 * operators().count() + unary.len());
 }
 
 /// The same operators with one operand a constant (the translator uses it as the
@@ -168,25 +186,7 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
 fn every_operator_agrees_with_wasmtime_on_constant_operands() {
     let lhs: Vec<(u64, u64)> = EDGES.iter().map(|&a| (a, a.rotate_left(17))).collect();
     let n = EDGES.len();
-    let ops = [
-        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr", "eq",
-        "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
-    ];
-    for op in ops {
-        let compare = !matches!(
-            op,
-            "add"
-                | "sub"
-                | "mul"
-                | "and"
-                | "or"
-                | "xor"
-                | "shl"
-                | "shr_s"
-                | "shr_u"
-                | "rotl"
-                | "rotr"
-        );
+    for (op, compare) in operators() {
         for w in ["i32", "i64"] {
             let var = |v: &str| {
                 if w == "i32" {
