@@ -399,3 +399,48 @@ fn pending_values_and_fused_conditions_keep_wasm_order() {
     }
     agree("pending values", &wasm, OnTrap::Deny, &ps);
 }
+
+/// A function that fills the whole stack the program leaves (20 locals, an expression 40
+/// deep: 63 slots of 8 bytes with the load buffer) passes the verifier and agrees with
+/// wasmtime; one level deeper is refused before anything is loaded.
+#[test]
+fn a_function_using_the_whole_stack_verifies_and_agrees() {
+    let build = |depth: usize| {
+        let mut locals = String::new();
+        let mut sets = String::new();
+        for i in 0..20 {
+            locals.push_str(&format!("(local $l{i} i32)"));
+            sets.push_str(&format!("(local.set $l{i} (call $u8 (i32.const {i})))"));
+        }
+        // The innermost value is in a block, so every value above it is stored in its slot.
+        let mut e = "(block (result i32) (local.get 0))".to_string();
+        for d in (0..depth).rev() {
+            let lhs = if d % 2 == 0 {
+                format!("(call $u8 (i32.const {}))", d % 24)
+            } else {
+                format!("(local.get $l{})", d % 20)
+            };
+            let op = ["i32.add", "i32.xor", "i32.sub", "i32.mul"][d % 4];
+            e = format!("({op} {lhs} {e})");
+        }
+        wat::parse_str(format!(
+            r#"(module
+  (import "sluice" "pkt_u8" (func $u8 (param i32) (result i32)))
+  (func (export "verdict") (param $len i32) (result i32) {locals}
+    {sets}
+    (i32.and {e} (i32.const 3))))"#
+        ))
+        .unwrap()
+    };
+    let full = build(40);
+    let m = VerdictModule::parse(&full).unwrap();
+    let mut ps = packets(&m, 300, 5);
+    ps.extend((0..=255u8).map(|b| (0..24u8).map(|i| b ^ i.wrapping_mul(29)).collect()));
+    agree("whole stack", &full, OnTrap::Deny, &ps);
+    let over = build(41);
+    let m = VerdictModule::parse(&over).unwrap();
+    assert!(matches!(
+        sluice_compiler::wasm_verdict::standalone_program(&m, OnTrap::Deny),
+        Err(sluice_compiler::wasm_verdict::VerdictError::StackTooDeep { .. })
+    ));
+}
