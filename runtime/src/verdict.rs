@@ -45,7 +45,10 @@ const VERDICT_TYPE: &str = "(func (param i32) (result i32))";
 /// and signal handlers, and differential tests build thousands of runners.
 static ENGINE: LazyLock<(Engine, Linker<Run>)> = LazyLock::new(|| {
     let mut c = Config::new();
-    c.consume_fuel(true);
+    // Verdict functions are small and run a few times each (the differential tests compile
+    // thousands): Cranelift's optimizer would cost more than it saves.
+    c.consume_fuel(true)
+        .cranelift_opt_level(wasmtime::OptLevel::None);
     // The config is valid on every target wasmtime+cranelift supports.
     let engine = Engine::new(&c).expect("wasmtime engine configuration");
     let mut linker = Linker::new(&engine);

@@ -201,7 +201,10 @@ pub fn packets(m: &VerdictModule, n: usize, seed: u64) -> Vec<Vec<u8>> {
                 continue;
             }
             let v = constants[rng.below(constants.len())].to_be_bytes();
-            let (off, size) = (off as usize, size as usize);
+            // A negative constant offset is a load that always traps: nothing to write.
+            let (Ok(off), size) = (usize::try_from(off), size as usize) else {
+                continue;
+            };
             if off + size <= p.len() {
                 p[off..off + size].copy_from_slice(&v[8 - size..]);
             }
