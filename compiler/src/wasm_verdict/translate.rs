@@ -6,6 +6,11 @@
 //!   values down to its base slots, then jumps. r0-r5 are scratch within one operator. An
 //!   i32 lives zero-extended in 64-bit form (32-bit ALU operations zero-extend their result);
 //!   an i64 uses all 64 bits.
+//! - **Pending values.** Constants and `local.get` are not copied into their slot when
+//!   pushed: operators take a constant as the immediate and read a local from its own slot
+//!   (before a `local.set`/`local.tee` of that local, the copies are made). A comparison
+//!   right before `if`/`br_if` is that jump. Control flow stores everything pending first.
+//!   A load from the slot just stored, with no other path joining, takes the register.
 //! - **Semantics.** Shift counts are masked (`& 31`, `& 63`: eBPF shifts by the width or
 //!   more are not Wasm's), rotates are built from two shifts, signed compares use the signed
 //!   jumps (`jmp32` for i32), `i64.extend_i32_s` and the sign-extension operators shift left
