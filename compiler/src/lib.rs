@@ -13,6 +13,8 @@
 //! 7. [`datapath`]: the programs, one emitter per part (parse, ...).
 //! 8. [`bundle`]: the directory the loader reads (manifest, objects, map entries).
 //!
+//! [`wasm_verdict`] translates per-packet Wasm verdict functions into eBPF.
+//!
 //! [`conformance`] reads the NetworkPolicy truth tables every engine is checked against.
 //!
 //! [`diag`] is what every stage reports, rendered with miette at the edge; [`digest`] names
@@ -35,3 +37,4 @@ pub mod plan;
 pub mod resolve;
 pub mod source;
 pub mod trace_info;
+pub mod wasm_verdict;

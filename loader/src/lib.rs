@@ -18,3 +18,4 @@ pub mod pin;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod trace;
+pub mod verdict_run;

@@ -6,6 +6,8 @@
 //! - [`node`]: one node's configuration (address, pod CIDR, routing mode, peers, masquerade).
 //! - [`digest`]: sha256 names of content (bundle artifacts, modules, inputs).
 //! - [`build`]: builders for documents, for module authors and tests.
+//! - [`verdict`]: the per-packet verdict ABI (names, outcome codes) the translator, the
+//!   reference runner and the SDK share.
 //!
 //! It is `no_std` + `alloc` so the Wasm SDK shares these types instead of mirroring them: the
 //! compiler, the runtime and the SDK cannot disagree on the wire format.
@@ -20,5 +22,6 @@ pub mod build;
 pub mod digest;
 pub mod inventory;
 pub mod node;
+pub mod verdict;
 
 pub use digest::Digest;

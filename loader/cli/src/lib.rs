@@ -12,3 +12,4 @@ pub mod cli;
 pub mod conformance;
 pub mod lab;
 pub mod topology;
+pub mod verdict_verify;
