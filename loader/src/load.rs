@@ -239,16 +239,25 @@ impl LoadedObject {
         })
     }
 
-    /// The kernel's id of a loaded program (as `bpftool prog show id N` takes it).
-    pub fn program_id(&self, name: &str) -> Result<u32, LoadError> {
-        let info = self
-            .program(name)?
+    /// What the kernel says about a loaded program.
+    fn info(&self, name: &str) -> Result<aya::programs::ProgramInfo, LoadError> {
+        self.program(name)?
             .info()
             .map_err(|source| LoadError::Program {
                 name: name.to_string(),
                 source,
-            })?;
-        Ok(info.id())
+            })
+    }
+
+    /// The kernel's id of a loaded program (as `bpftool prog show id N` takes it).
+    pub fn program_id(&self, name: &str) -> Result<u32, LoadError> {
+        Ok(self.info(name)?.id())
+    }
+
+    /// How many instructions the verifier processed loading program `name` (`None` on
+    /// kernels before 5.16, which do not say).
+    pub fn verified_insns(&self, name: &str) -> Result<Option<u32>, LoadError> {
+        Ok(self.info(name)?.verified_instruction_count())
     }
 
     /// Runs program `name` once per `repeat` on `packet` with `BPF_PROG_TEST_RUN`.

@@ -105,6 +105,11 @@ impl Verifier {
         })
     }
 
+    /// The loaded program, for what the kernel says about it.
+    pub fn kernel(&self) -> &KernelVerdictRunner {
+        &self.kernel
+    }
+
     /// One packet through both; `Some` when they disagree.
     pub fn check(&self, packet: &[u8]) -> Result<Option<Mismatch>, VerifyError> {
         let want = self.reference.run(packet);

@@ -105,6 +105,20 @@ fn const_of(w: &str, v: u64) -> String {
     }
 }
 
+/// Every binary operator and compare of both widths, and whether it compares.
+fn operators() -> impl Iterator<Item = (&'static str, bool)> {
+    let binary = [
+        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr",
+    ];
+    let compare = [
+        "eq", "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
+    ];
+    binary
+        .into_iter()
+        .map(|op| (op, false))
+        .chain(compare.into_iter().map(|op| (op, true)))
+}
+
 const I32_A: &str = "(i32.wrap_i64 (local.get $a))";
 const I32_B: &str = "(i32.wrap_i64 (local.get $b))";
 
@@ -114,25 +128,29 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
         .iter()
         .flat_map(|&a| EDGES.iter().map(move |&b| (a, b)))
         .collect();
-    let binary = [
-        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr",
-    ];
-    let compare = [
-        "eq", "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
-    ];
     let mut checked = 0;
-    for op in binary {
+    for (op, compare) in operators() {
+        // A compare's result is 0 or 1: one bit tells it.
+        let (b32, b64) = if compare { (1, 1) } else { (32, 64) };
         let e32 = format!("(i64.extend_i32_u (i32.{op} {I32_A} {I32_B}))");
-        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1, 32));
+        agree(
+            &e32,
+            &bit_module(&e32),
+            OnTrap::Deny,
+            &cells(&pairs, 1, b32),
+        );
         let e64 = format!("(i64.{op} (local.get $a) (local.get $b))");
-        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1, 64));
-        checked += 2;
-    }
-    for op in compare {
-        let e32 = format!("(i64.extend_i32_u (i32.{op} {I32_A} {I32_B}))");
-        agree(&e32, &bit_module(&e32), OnTrap::Deny, &cells(&pairs, 1, 1));
-        let e64 = format!("(i64.extend_i32_u (i64.{op} (local.get $a) (local.get $b)))");
-        agree(&e64, &bit_module(&e64), OnTrap::Deny, &cells(&pairs, 1, 1));
+        let e64 = if compare {
+            format!("(i64.extend_i32_u {e64})")
+        } else {
+            e64
+        };
+        agree(
+            &e64,
+            &bit_module(&e64),
+            OnTrap::Deny,
+            &cells(&pairs, 1, b64),
+        );
         checked += 2;
     }
     let unary = [
@@ -158,7 +176,7 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
         agree(e, &bit_module(e), OnTrap::Deny, &cells(&pairs, 1, 64));
         checked += 1;
     }
-    assert_eq!(checked, 2 * binary.len() + 2 * compare.len() + unary.len());
+    assert_eq!(checked, 2 * operators().count() + unary.len());
 }
 
 /// The same operators with one operand a constant (the translator uses it as the
@@ -168,25 +186,7 @@ fn every_operator_agrees_with_wasmtime_on_edge_operands() {
 fn every_operator_agrees_with_wasmtime_on_constant_operands() {
     let lhs: Vec<(u64, u64)> = EDGES.iter().map(|&a| (a, a.rotate_left(17))).collect();
     let n = EDGES.len();
-    let ops = [
-        "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u", "rotl", "rotr", "eq",
-        "ne", "lt_s", "lt_u", "gt_s", "gt_u", "le_s", "le_u", "ge_s", "ge_u",
-    ];
-    for op in ops {
-        let compare = !matches!(
-            op,
-            "add"
-                | "sub"
-                | "mul"
-                | "and"
-                | "or"
-                | "xor"
-                | "shl"
-                | "shr_s"
-                | "shr_u"
-                | "rotl"
-                | "rotr"
-        );
+    for (op, compare) in operators() {
         for w in ["i32", "i64"] {
             let var = |v: &str| {
                 if w == "i32" {
@@ -398,4 +398,49 @@ fn pending_values_and_fused_conditions_keep_wasm_order() {
         }
     }
     agree("pending values", &wasm, OnTrap::Deny, &ps);
+}
+
+/// A function that fills the whole stack the program leaves (20 locals, an expression 40
+/// deep: 63 slots of 8 bytes with the load buffer) passes the verifier and agrees with
+/// wasmtime; one level deeper is refused before anything is loaded.
+#[test]
+fn a_function_using_the_whole_stack_verifies_and_agrees() {
+    let build = |depth: usize| {
+        let mut locals = String::new();
+        let mut sets = String::new();
+        for i in 0..20 {
+            locals.push_str(&format!("(local $l{i} i32)"));
+            sets.push_str(&format!("(local.set $l{i} (call $u8 (i32.const {i})))"));
+        }
+        // The innermost value is in a block, so every value above it is stored in its slot.
+        let mut e = "(block (result i32) (local.get 0))".to_string();
+        for d in (0..depth).rev() {
+            let lhs = if d % 2 == 0 {
+                format!("(call $u8 (i32.const {}))", d % 24)
+            } else {
+                format!("(local.get $l{})", d % 20)
+            };
+            let op = ["i32.add", "i32.xor", "i32.sub", "i32.mul"][d % 4];
+            e = format!("({op} {lhs} {e})");
+        }
+        wat::parse_str(format!(
+            r#"(module
+  (import "sluice" "pkt_u8" (func $u8 (param i32) (result i32)))
+  (func (export "verdict") (param $len i32) (result i32) {locals}
+    {sets}
+    (i32.and {e} (i32.const 3))))"#
+        ))
+        .unwrap()
+    };
+    let full = build(40);
+    let m = VerdictModule::parse(&full).unwrap();
+    let mut ps = packets(&m, 300, 5);
+    ps.extend((0..=255u8).map(|b| (0..24u8).map(|i| b ^ i.wrapping_mul(29)).collect()));
+    agree("whole stack", &full, OnTrap::Deny, &ps);
+    let over = build(41);
+    let m = VerdictModule::parse(&over).unwrap();
+    assert!(matches!(
+        sluice_compiler::wasm_verdict::standalone_program(&m, OnTrap::Deny),
+        Err(sluice_compiler::wasm_verdict::VerdictError::StackTooDeep { .. })
+    ));
 }
