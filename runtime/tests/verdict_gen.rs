@@ -103,6 +103,8 @@ fn modules_are_valid_in_subset_and_reach_every_outcome() {
             "End",
             "Br",
             "BrIf",
+            "BrTable",
+            "Nop",
             "Return",
             "Unreachable",
             "Call",

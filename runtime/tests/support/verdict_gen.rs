@@ -369,6 +369,7 @@ impl Gen {
                 self.expr(ty, d);
                 self.expr(ty, d);
                 self.expr(ValType::I32, d);
+                // Untyped only: the typed `select` needs reference types, which v1 validates off.
                 self.emit(I::Select);
             }
             2 => {
@@ -480,7 +481,20 @@ impl Gen {
                     self.emit(I::BrIf(l));
                 }
             }
-            _ => {}
+            // br_table over enclosing no-result labels; the index is small so every target
+            // and the default are taken.
+            11 if self.rng.chance(60) => {
+                if let Some(default) = self.empty_label() {
+                    let targets: Vec<u32> = (0..self.rng.below(4))
+                        .filter_map(|_| self.empty_label())
+                        .collect();
+                    self.expr(ValType::I32, d);
+                    self.emit(I::I32Const(3));
+                    self.emit(I::I32And);
+                    self.emit(I::BrTable(targets.into(), default));
+                }
+            }
+            _ => self.emit(I::Nop),
         }
     }
 
