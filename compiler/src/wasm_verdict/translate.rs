@@ -6,6 +6,11 @@
 //!   values down to its base slots, then jumps. r0-r5 are scratch within one operator. An
 //!   i32 lives zero-extended in 64-bit form (32-bit ALU operations zero-extend their result);
 //!   an i64 uses all 64 bits.
+//! - **Pending values.** Constants and `local.get` are not copied into their slot when
+//!   pushed: operators take a constant as the immediate and read a local from its own slot
+//!   (before a `local.set`/`local.tee` of that local, the copies are made). A comparison
+//!   right before `if`/`br_if` is that jump. Control flow stores everything pending first.
+//!   A load from the slot just stored, with no other path joining, takes the register.
 //! - **Semantics.** Shift counts are masked (`& 31`, `& 63`: eBPF shifts by the width or
 //!   more are not Wasm's), rotates are built from two shifts, signed compares use the signed
 //!   jumps (`jmp32` for i32), `i64.extend_i32_s` and the sign-extension operators shift left
@@ -447,12 +452,19 @@ impl Translator<'_> {
                 self.params_stored();
             }
             Op::End => {
-                self.materialize();
+                if self.frames.len() == 1 && self.return_const() {
+                    self.reachable = false;
+                } else {
+                    self.materialize();
+                }
                 self.end();
             }
             Op::Br(depth) => {
-                self.materialize();
-                self.branch(depth);
+                let to_function = depth as usize == self.frames.len() - 1;
+                if !(to_function && self.return_const()) {
+                    self.materialize();
+                    self.branch(depth);
+                }
                 self.reachable = false;
             }
             Op::BrIf(depth) => {
@@ -495,9 +507,11 @@ impl Translator<'_> {
                 self.reachable = false;
             }
             Op::Return => {
-                self.materialize();
-                let depth = self.frames.len() as u32 - 1;
-                self.branch(depth);
+                if !self.return_const() {
+                    self.materialize();
+                    let depth = self.frames.len() as u32 - 1;
+                    self.branch(depth);
+                }
                 self.reachable = false;
             }
             Op::Unreachable => {
@@ -612,6 +626,22 @@ impl Translator<'_> {
             .jmp32(Cond::Eq, R0, 2, e.deny)
             .ja(e.trap[trap_index(TrapKind::BadVerdict)]);
         self.reachable = false;
+    }
+
+    /// Returning a constant goes straight to its exit. False when the value is not one.
+    fn return_const(&mut self) -> bool {
+        let Pending::Const(v) = self.konst[self.top() as usize] else {
+            return false;
+        };
+        let e = *self.exits;
+        let exit = match v as u32 as i32 {
+            0 => e.pass,
+            1 => e.allow,
+            2 => e.deny,
+            _ => e.trap[trap_index(TrapKind::BadVerdict)],
+        };
+        self.a.ja(exit);
+        true
     }
 
     /// The label a branch of `depth` jumps to, and whether values must move first.
