@@ -39,6 +39,8 @@ const IMPORTS: [(&str, &str); 4] = [
     (IMPORT_PKT_U16, "(func (param i32) (result i32))"),
     (IMPORT_PKT_U32, "(func (param i32) (result i32))"),
 ];
+/// The most linear memory a module may declare (Rust toolchains declare about 1 MiB).
+const MEMORY_BYTES: usize = 64 << 20;
 const VERDICT_TYPE: &str = "(func (param i32) (result i32))";
 
 /// One engine (and linker) for every runner in the process: an `Engine` holds the compiler
@@ -141,6 +143,13 @@ impl VerdictRunner {
                 message: error_chain(&e),
             })
         })?;
+        // Instantiation depends only on the module (too much memory, a data segment out of
+        // range): refuse such a module here rather than trap on every packet.
+        pre.instantiate(&mut new_store(&[])).map_err(|e| {
+            err(ErrorKind::Invalid {
+                message: format!("cannot be instantiated: {}", error_chain(&e)),
+            })
+        })?;
         Ok(VerdictRunner { id, pre })
     }
 
@@ -152,25 +161,7 @@ impl VerdictRunner {
     /// Runs `verdict(len)` on `ip_packet`, which starts at the IP header. Every trap maps to a
     /// [`TrapKind`]; a return value other than 0, 1, 2 is [`TrapKind::BadVerdict`].
     pub fn run(&self, ip_packet: &[u8]) -> VerdictOutcome {
-        let (engine, _) = &*ENGINE;
-        // No memory instruction is in v1; a declared memory is instantiated but never grows.
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(64 << 20)
-            .memories(1)
-            .tables(1)
-            .instances(1)
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(
-            engine,
-            Run {
-                packet: ip_packet.to_vec(),
-                limits,
-            },
-        );
-        store.limiter(|r| &mut r.limits);
-        // Fuel is enabled in the engine's config, so this cannot fail.
-        let _ = store.set_fuel(FUEL);
+        let mut store = new_store(ip_packet);
         let len = i32::try_from(ip_packet.len()).unwrap_or(i32::MAX);
         let result = self.pre.instantiate(&mut store).and_then(|instance| {
             let f: TypedFunc<i32, i32> = instance.get_typed_func(&mut store, EXPORT_VERDICT)?;
@@ -181,6 +172,30 @@ impl VerdictRunner {
             Err(e) => VerdictOutcome::Trap(trap_kind(&e)),
         }
     }
+}
+
+/// A fresh store holding a copy of `packet`, with the run's fuel and limits.
+fn new_store(packet: &[u8]) -> Store<Run> {
+    let (engine, _) = &*ENGINE;
+    // No memory instruction is in v1; a declared memory is instantiated but never grows.
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(MEMORY_BYTES)
+        .memories(1)
+        .tables(1)
+        .instances(1)
+        .trap_on_grow_failure(true)
+        .build();
+    let mut store = Store::new(
+        engine,
+        Run {
+            packet: packet.to_vec(),
+            limits,
+        },
+    );
+    store.limiter(|r| &mut r.limits);
+    // Fuel is enabled in the engine's config, so this cannot fail.
+    let _ = store.set_fuel(FUEL);
+    store
 }
 
 fn trap_kind(e: &wasmtime::Error) -> TrapKind {
@@ -352,6 +367,16 @@ mod tests {
             ),
             ErrorKind::Invalid { .. }
         ));
+        // A declared memory over the limit, or a data segment outside memory: refused up front.
+        for wat in [
+            r#"(module (memory 2000) (func (export "verdict") (param i32) (result i32) (i32.const 0)))"#,
+            r#"(module (memory 1) (data (i32.const 65535) "ab") (func (export "verdict") (param i32) (result i32) (i32.const 0)))"#,
+        ] {
+            assert!(
+                matches!(kind(wat), ErrorKind::Invalid { message } if message.contains("instantiated")),
+                "{wat}"
+            );
+        }
         // What Rust toolchains emit besides the function is accepted.
         let rust_like = r#"(module (memory 17) (global (mut i32) (i32.const 1048576))
             (export "memory" (memory 0)) (func (export "verdict") (param i32) (result i32) (i32.const 0)))"#;

@@ -15,38 +15,20 @@ use sluice_compiler::resolve::Inventory;
 use sluice_compiler::resolve::InventoryFiles;
 use sluice_compiler::source::ast::{self, Item, LabelOp, Peer, PolicyDirection};
 use sluice_runtime::{Input, Limits, Runtime};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
+
+#[path = "support/examples_build.rs"]
+mod examples_build;
+use examples_build::{built_module, examples, tcp_packet};
 
 static RT: LazyLock<Runtime> = LazyLock::new(Runtime::new);
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wasm")
-}
-
-/// Builds every example once per test binary; returns the output directory.
-fn built() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-modules");
-        let status = Command::new(examples().join("build.sh"))
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .expect("running examples/wasm/build.sh");
-        assert!(status.success(), "examples/wasm/build.sh failed");
-        out
-    })
-}
 
 fn module(name: &str) -> Vec<u8> {
     if name.ends_with(".wat") {
         let text = std::fs::read_to_string(examples().join("wat").join(name)).unwrap();
         return wat::parse_str(text).unwrap();
     }
-    let path = built().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    built_module(name)
 }
 
 fn input(params: Option<&str>) -> Input {
@@ -349,17 +331,6 @@ fn every_example_declares_name_and_version() {
     }
 }
 
-/// An IPv4/TCP packet from `src` to port `dport` with TCP `flags`, IHL 5.
-fn tcp_packet(src: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    let mut p = vec![0u8; 40];
-    p[0] = 0x45;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&src);
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p[33] = flags;
-    p
-}
-
 /// The Rust verdict example, built for wasm32v1-none with the SDK's `#[verdict]`, is a v1
 /// module: only the pkt_* imports, one reachable function, no memory or global access, no
 /// calls but to the imports, no loops; and the translator accepts it.
@@ -457,28 +428,16 @@ fn rust_verdict_example_decides_like_the_wat_one() {
         VerdictOutcome::Trap(TrapKind::Unreachable)
     );
 
-    // Every IHL, both flag bytes of interest, sources in and out of 10/8, lengths around the
-    // TCP header's end: the two agree wherever IHL >= 5.
+    // Around every edge: the two agree wherever the IHL is valid (5 and up; below, the Rust
+    // example's assert! traps where the WAT one reads on).
+    let packets = examples_build::syn_edge_packets();
     let mut compared = 0;
-    for ihl in 5..16u8 {
-        for flags in [0x02, 0x12, 0x00, 0xff] {
-            for src in [[10, 0, 0, 1], [9, 255, 255, 255]] {
-                for len in [20, 23, 24, 33, 34, 40, 60, 80] {
-                    let l4 = ihl as usize * 4;
-                    let mut p = vec![0u8; 80];
-                    p[0] = 0x40 | ihl;
-                    p[9] = 6;
-                    p[12..16].copy_from_slice(&src);
-                    p[l4 + 2..l4 + 4].copy_from_slice(&22u16.to_be_bytes());
-                    if l4 + 13 < 80 {
-                        p[l4 + 13] = flags;
-                    }
-                    p.truncate(len);
-                    assert_eq!(rust.run(&p), wat.run(&p), "{p:02x?}");
-                    compared += 1;
-                }
-            }
+    for p in &packets {
+        if p.first().is_some_and(|b| b & 0x0f < 5) {
+            continue;
         }
+        assert_eq!(rust.run(p), wat.run(p), "{p:02x?}");
+        compared += 1;
     }
-    assert_eq!(compared, 11 * 4 * 2 * 8);
+    assert!(compared > 500, "{compared}");
 }

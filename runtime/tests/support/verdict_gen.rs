@@ -3,8 +3,9 @@
 //!
 //! Our own generator (not wasm-smith): it has to stay inside the subset by construction and
 //! still reach what the translator finds hard, so it aims at edges rather than at uniformity:
-//! - straight-line code and nested `block`/`if`/`else` with `br`, `br_if`, `return`,
-//!   `unreachable`, value-carrying blocks and ifs, `select`, `drop`, `local.set/tee`;
+//! - straight-line code and nested `block`/`if`/`else` with `br`, `br_if`, `br_table`,
+//!   `return`, `unreachable`, value-carrying blocks and ifs (multi-value results, parameters),
+//!   `select`, `drop`, `nop`, `local.set/tee`;
 //! - every allowed i32/i64 operator (see [`BIN32`] etc.), operands from an edge pool
 //!   (0, ±1, INT_MIN, INT_MAX, shift counts 31/32/63/64, ...);
 //! - `pkt_*` loads at constant edge offsets, at `len - size (+1)`, at masked computed offsets
@@ -46,6 +47,13 @@ impl Rng {
         xs[self.below(xs.len())].clone()
     }
 }
+
+// Type indices (see `encode`): the imports' and `verdict`'s, then block types.
+const T_TO_I32: u32 = 0;
+const T_I32_TO_I32: u32 = 1;
+const T_TO_I32_I64: u32 = 2;
+const T_TO_I64_I32: u32 = 3;
+const T_I64_TO_I64: u32 = 4;
 
 // Function indices: the four imports, then `verdict`.
 pub const F_PKT_LEN: u32 = 0;
@@ -364,11 +372,14 @@ impl Gen {
 
     /// Expressions of either type: select, tee, value-carrying block and if.
     fn shared(&mut self, ty: ValType, d: u32) {
-        match self.rng.below(5) {
+        match self.rng.below(7) {
+            5 => self.multi_result(ty, d),
+            6 => self.with_param(ty, d),
             0 | 1 => {
                 self.expr(ty, d);
                 self.expr(ty, d);
                 self.expr(ValType::I32, d);
+                // Untyped only: the typed `select` needs reference types, which v1 validates off.
                 self.emit(I::Select);
             }
             2 => {
@@ -409,6 +420,79 @@ impl Gen {
                 self.emit(I::End);
             }
         }
+    }
+
+    /// A block of two results (multi-value), folded into one `ty`: `[] -> [i32 i64]` then
+    /// wrap and combine for i32, `[] -> [i64 i32]` then extend and combine for i64. An early
+    /// `br_if` carries both values out.
+    fn multi_result(&mut self, ty: ValType, d: u32) {
+        let (first, second, block_ty) = match ty {
+            ValType::I32 => (ValType::I32, ValType::I64, T_TO_I32_I64),
+            _ => (ValType::I64, ValType::I32, T_TO_I64_I32),
+        };
+        self.emit(I::Block(BlockType::FunctionType(block_ty)));
+        self.labels.push(Label::Value);
+        self.stmts(d, 1);
+        if self.rng.chance(60) {
+            self.expr(first, d);
+            self.expr(second, d);
+            self.expr(ValType::I32, d);
+            self.emit(I::BrIf(0));
+            self.emit(I::Drop);
+            self.emit(I::Drop);
+        }
+        self.expr(first, d);
+        self.expr(second, d);
+        self.labels.pop();
+        self.emit(I::End);
+        match ty {
+            ValType::I32 => {
+                self.emit(I::I32WrapI64);
+                let op = self.rng.pick(BIN32);
+                self.emit(op);
+            }
+            _ => {
+                self.emit(I::I64ExtendI32U);
+                let op = self.rng.pick(BIN64);
+                self.emit(op);
+            }
+        }
+    }
+
+    /// A block or if-else taking a parameter: `[ty] -> [ty]`, the body combining it with a new
+    /// value, perhaps leaving early with it through `br_if`.
+    fn with_param(&mut self, ty: ValType, d: u32) {
+        let (block_ty, bin) = match ty {
+            ValType::I32 => (T_I32_TO_I32, BIN32),
+            _ => (T_I64_TO_I64, BIN64),
+        };
+        self.expr(ty, d);
+        let is_if = self.rng.chance(40);
+        if is_if {
+            self.expr(ValType::I32, d);
+            self.emit(I::If(BlockType::FunctionType(block_ty)));
+        } else {
+            self.emit(I::Block(BlockType::FunctionType(block_ty)));
+        }
+        self.labels.push(Label::Value);
+        self.expr(ty, d);
+        let op = self.rng.pick(bin);
+        self.emit(op);
+        if self.rng.chance(50) {
+            self.expr(ValType::I32, d);
+            self.emit(I::BrIf(0));
+        }
+        self.stmts(d, 1);
+        if is_if {
+            self.emit(I::Else);
+            // The parameter, changed another way.
+            self.emit(match ty {
+                ValType::I32 => I::I32Extend8S,
+                _ => I::I64Extend16S,
+            });
+        }
+        self.labels.pop();
+        self.emit(I::End);
     }
 
     /// Up to `max` statements (leaving the stack as it was).
@@ -480,7 +564,20 @@ impl Gen {
                     self.emit(I::BrIf(l));
                 }
             }
-            _ => {}
+            // br_table over enclosing no-result labels; the index is small so every target
+            // and the default are taken.
+            11 if self.rng.chance(60) => {
+                if let Some(default) = self.empty_label() {
+                    let targets: Vec<u32> = (0..self.rng.below(4))
+                        .filter_map(|_| self.empty_label())
+                        .collect();
+                    self.expr(ValType::I32, d);
+                    self.emit(I::I32Const(3));
+                    self.emit(I::I32And);
+                    self.emit(I::BrTable(targets.into(), default));
+                }
+            }
+            _ => self.emit(I::Nop),
         }
     }
 
@@ -556,15 +653,19 @@ pub fn module(seed: u64) -> Generated {
 /// ends with its `End`).
 pub fn encode(n32: u32, n64: u32, body: &[I<'_>]) -> Vec<u8> {
     let mut types = TypeSection::new();
+    // In the order of the T_* indices.
     types.ty().function([], [ValType::I32]);
     types.ty().function([ValType::I32], [ValType::I32]);
+    types.ty().function([], [ValType::I32, ValType::I64]);
+    types.ty().function([], [ValType::I64, ValType::I32]);
+    types.ty().function([ValType::I64], [ValType::I64]);
     let mut imports = ImportSection::new();
-    imports.import("sluice", "pkt_len", EntityType::Function(0));
+    imports.import("sluice", "pkt_len", EntityType::Function(T_TO_I32));
     for name in ["pkt_u8", "pkt_u16", "pkt_u32"] {
-        imports.import("sluice", name, EntityType::Function(1));
+        imports.import("sluice", name, EntityType::Function(T_I32_TO_I32));
     }
     let mut funcs = FunctionSection::new();
-    funcs.function(1);
+    funcs.function(T_I32_TO_I32);
     let mut exports = ExportSection::new();
     exports.export("verdict", ExportKind::Func, F_VERDICT);
     let mut f = Function::new([(n32, ValType::I32), (n64, ValType::I64)]);

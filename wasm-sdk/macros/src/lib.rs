@@ -31,7 +31,11 @@ pub fn verdict(attr: TokenStream, item: TokenStream) -> TokenStream {
             ::sluice_wasm_sdk::verdict::__run(len, {name})
         }}"#
     );
-    let mut out = item;
+    // Natively only tests call the function: no dead-code warning for the cdylib build.
+    let mut out: TokenStream = r#"#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]"#
+        .parse()
+        .expect("attribute tokens parse");
+    out.extend(item);
     out.extend(glue.parse::<TokenStream>().expect("generated tokens parse"));
     out
 }
