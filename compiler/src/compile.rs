@@ -10,16 +10,18 @@
 use crate::bundle::{
     Attachment, Bundle, BundleBuilder, BundleError, Digest as BundleDigest, EndpointRef,
 };
-use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
+use crate::datapath::{
+    CodegenOptions, DatapathError, EndpointArtifacts, InlineVerdict, compile_endpoint_with,
+};
 use crate::diag::{Diag, Diagnostics, Severity};
-use crate::ir::{self, Ir};
+use crate::ir::{self, Ir, VerdictId};
 use crate::plan::{Classes, DecisionTable};
 use crate::resolve::Inventory;
 use crate::resolve::InventoryFiles;
 use crate::resolve::inventory::InventoryError;
 use crate::resolve::{self, DirectionPolicy, identity};
 use crate::source::SourceMap;
-use crate::source::ast::{Document, Span};
+use crate::source::ast::{Document, PolicyDirection, Span};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -147,11 +149,30 @@ pub fn summary(ir: &Ir, diags: &Diagnostics) -> String {
 }
 
 /// Lowers documents to IR and runs the semantic checks; with an inventory, named ports are
-/// checked against it. The checks run only when lowering found no errors.
+/// checked against it. The checks run only when lowering found no errors. Verdict modules
+/// are read relative to the working directory: [`check_documents_in`] reads them relative to
+/// the files that name them.
 pub fn check_documents(docs: &[Document], inventory: Option<&Inventory>) -> Checked {
+    check_documents_in(docs, inventory, None)
+}
+
+/// [`check_documents`], reading each verdict rule's module relative to the file in `sources`
+/// that names it (`ir::verdict`), so code generation gets translated modules only.
+pub fn check_documents_in(
+    docs: &[Document],
+    inventory: Option<&Inventory>,
+    sources: Option<&SourceMap>,
+) -> Checked {
     let mut times = StageTimes::default();
     let t = Instant::now();
-    let (ir, mut diags) = ir::lower(docs);
+    let (mut ir, mut diags) = ir::lower(docs);
+    if !diags.has_errors() && !ir.verdicts.is_empty() {
+        ir::verdict::load(
+            &mut ir,
+            &|id| ir::verdict::base_dir(sources, id),
+            &mut diags,
+        );
+    }
     times.lower = t.elapsed();
     tracing::debug!(
         policies = ir.policies.len(),
@@ -241,8 +262,30 @@ pub enum CompileError {
     },
     #[error("node `{0}` is not in the inventory")]
     UnknownNode(String),
+    #[error("the module of {0} was not read and checked (compile::check_documents_in does it)")]
+    VerdictNotLoaded(String),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+}
+
+/// The verdict rules that judge `ep` in `dir`, as its program runs them; `Err` names one
+/// whose module was never loaded (fail closed: no program without its verdict code).
+fn inline_verdicts(
+    ir: &Ir,
+    ep: &crate::ir::EndpointView<'_>,
+    dir: PolicyDirection,
+) -> Result<Vec<InlineVerdict>, VerdictId> {
+    ir.verdicts_for(ep, dir)
+        .into_iter()
+        .map(|v| {
+            let d = &ir.verdicts[v];
+            Ok(InlineVerdict {
+                module: d.module.clone().ok_or(v)?,
+                on_trap: d.on_trap,
+                rule: ir.verdict_rule_number(v),
+            })
+        })
+        .collect()
 }
 
 /// Compiles checked IR against an inventory into a bundle: identities, peer classes and the
@@ -285,8 +328,13 @@ pub fn compile(
 
     let mut endpoints: Vec<EndpointPrograms> = Vec::with_capacity(selected.len());
     // Endpoints with the same resolved policy get the same programs: plan and generate them
-    // once per distinct (ingress, egress) pair. Large clusters have few distinct policies.
-    type PolicyPair = (Option<DirectionPolicy>, Option<DirectionPolicy>);
+    // once per distinct (ingress, egress) pair, with the verdict rules of each direction.
+    // Large clusters have few distinct policies.
+    type PolicyPair = (
+        Option<DirectionPolicy>,
+        Option<DirectionPolicy>,
+        [Vec<InlineVerdict>; 2],
+    );
     // Distinct pair → (its number, the first endpoint that runs it).
     let mut built: HashMap<PolicyPair, (usize, usize)> = HashMap::new();
     // `distinct_of[i]`: which distinct program pair endpoint `i` (of `endpoints`) runs.
@@ -299,7 +347,15 @@ pub fn compile(
         };
         let t = Instant::now();
         let policy = resolve::policy_for(ir, inventory, &ids, e);
-        let pair = (policy.ingress, policy.egress);
+        let verdicts = [PolicyDirection::Ingress, PolicyDirection::Egress]
+            .map(|dir| inline_verdicts(ir, &inventory.view(e), dir));
+        let [vin, veg] = match verdicts {
+            [Ok(i), Ok(e)] => [i, e],
+            [Err(v), _] | [_, Err(v)] => {
+                return Err(CompileError::VerdictNotLoaded(ir.describe_verdict(v)));
+            }
+        };
+        let pair = (policy.ingress, policy.egress, [vin, veg]);
         times.plan += t.elapsed();
         let programs = match built.get(&pair) {
             Some(&(d, first)) => {
@@ -312,12 +368,18 @@ pub fn compile(
                 let egress = pair.1.as_ref().map(|d| DecisionTable::build(d, &classes));
                 times.plan += t.elapsed();
                 let t = Instant::now();
-                let programs =
-                    compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts.codegen)
-                        .map_err(|source| CompileError::Codegen {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?;
+                let [vin, veg] = &pair.2;
+                let programs = compile_endpoint_with(
+                    ingress.as_ref(),
+                    egress.as_ref(),
+                    [vin, veg],
+                    &classes,
+                    &opts.codegen,
+                )
+                .map_err(|source| CompileError::Codegen {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
                 times.codegen += t.elapsed();
                 distinct_of.push(built.len());
                 built.insert(pair, (built.len(), endpoints.len()));

@@ -448,6 +448,8 @@ fn stage_name(s: Option<Stage>) -> &'static str {
         Some(Stage::Reply) => "reply",
         Some(Stage::Malformed) => "malformed",
         Some(Stage::NotIpv4) => "not-ipv4",
+        Some(Stage::WasmVerdict) => "wasm-verdict",
+        Some(Stage::WasmTrap) => "wasm-trap",
         None => "unknown",
     }
 }
@@ -455,7 +457,15 @@ fn stage_name(s: Option<Stage>) -> &'static str {
 fn decision(d: &Decoded, info: &TraceInfo, endpoint: &EndpointRef, dir: &str) -> Decision {
     let rule = info.rules.get(d.rule).cloned();
     let reason = match (d.stage, &rule) {
+        (Some(Stage::WasmTrap), Some(r)) => Some(format!(
+            "the verdict module trapped; its rule says on-trap {}",
+            r.verdict.as_ref().map_or("deny", |v| v.on_trap.as_str())
+        )),
         (_, Some(_)) => None,
+        (Some(Stage::WasmVerdict | Stage::WasmTrap), None) => Some(format!(
+            "verdict rule number {} is not in the generation's rule table",
+            d.rule
+        )),
         (Some(Stage::Policy), None) if d.rule != 0 => Some(format!(
             "rule number {} is not in the generation's rule table",
             d.rule
@@ -727,13 +737,16 @@ pub fn render_text(r: &TraceReport) -> String {
             }
         );
         let why = match (&h.decision.rule, &h.decision.reason) {
-            (Some(rule), _) => format!(
-                "{} {} ({} {}, {} tier)",
+            (Some(rule), reason) => format!(
+                "{} {} ({} {}, {} tier){}",
                 location_text(&rule.location),
                 rule.describe(),
                 rule.direction,
                 rule.action,
-                rule.tier
+                rule.tier,
+                reason
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!("; {r}"))
             ),
             (None, Some(reason)) => reason.clone(),
             (None, None) => String::new(),

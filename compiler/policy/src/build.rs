@@ -50,6 +50,7 @@ impl Policy {
             subject: Subject::default(),
             isolate: None,
             rules: Vec::new(),
+            verdicts: Vec::new(),
             span: Span::NONE,
             name_span: Span::NONE,
         }
@@ -89,6 +90,42 @@ impl Policy {
 
     pub fn rule(mut self, rule: Rule) -> Policy {
         self.rules.push(rule);
+        self
+    }
+
+    /// Attaches a Wasm verdict module (see [`VerdictRule::new`]); it needs an admin tier.
+    pub fn verdict(mut self, verdict: VerdictRule) -> Policy {
+        self.verdicts.push(verdict);
+        self
+    }
+}
+
+impl VerdictRule {
+    /// The module at `module` (relative to the policy module's file), pinned by its sha256
+    /// (64 hex digits), judging `direction`; a trap denies.
+    pub fn new(
+        direction: PolicyDirection,
+        module: impl Into<String>,
+        sha256: impl Into<String>,
+    ) -> VerdictRule {
+        VerdictRule {
+            name: None,
+            direction,
+            module: module.into(),
+            sha256: sha256.into(),
+            on_trap: OnTrap::Deny,
+            span: Span::NONE,
+        }
+    }
+
+    pub fn named(mut self, name: impl Into<String>) -> VerdictRule {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// What a trap turns into.
+    pub fn on_trap(mut self, on_trap: OnTrap) -> VerdictRule {
+        self.on_trap = on_trap;
         self
     }
 }

@@ -20,6 +20,8 @@ pub enum Owner {
     Conntrack,
     Decide,
     Verdict,
+    /// Inlined Wasm verdict modules (`crate::wasm_verdict`).
+    Wasm,
 }
 
 /// Every stack variable of the programs, in allocation order (the first just below `R10`).
@@ -49,8 +51,11 @@ pub enum Var {
     IpcacheKey,
     /// A u32 map key (class → profile).
     U32Key,
-    /// The context, saved at entry with rule recording (u64).
+    /// The context, saved at entry with rule recording or verdict modules (u64).
     Ctx,
+    /// The rest of the stack: inlined Wasm verdict modules keep their locals and operand
+    /// stack here (`InlineEnv::scratch`).
+    WasmScratch,
 }
 
 /// One stack slot: `size` bytes at `R10 + off`.
@@ -95,7 +100,7 @@ const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
 }
 
 /// The frame: every slot, laid out.
-pub const SLOTS: [Slot; 13] = allocate([
+pub const SLOTS: [Slot; 14] = allocate([
     spec(Var::Saddr, Owner::Parse, 4, 4),
     spec(Var::Daddr, Owner::Parse, 4, 4),
     spec(Var::Sport, Owner::Parse, 2, 2),
@@ -110,7 +115,11 @@ pub const SLOTS: [Slot; 13] = allocate([
     spec(Var::IpcacheKey, Owner::Decide, 8, 8),
     spec(Var::U32Key, Owner::Decide, 4, 4),
     spec(Var::Ctx, Owner::Verdict, 8, 8),
+    spec(Var::WasmScratch, Owner::Wasm, WASM_SCRATCH, 8),
 ]);
+
+/// What the slots above `WasmScratch` leave of the 512 bytes.
+const WASM_SCRATCH: i16 = 416;
 
 impl Var {
     pub const fn slot(self) -> Slot {
@@ -242,6 +251,7 @@ mod tests {
         assert!(check(&overlap).unwrap_err().contains("overlap"));
         let mut deep = SLOTS;
         deep[12].off = -STACK_MAX - 8;
+        assert_eq!(SLOTS[13].off, -STACK_MAX, "the Wasm scratch takes the rest");
         assert!(check(&deep).unwrap_err().contains("512"));
         const { assert!(FRAME_SIZE <= STACK_MAX) };
     }

@@ -23,6 +23,7 @@ use super::frame::{CODE, L3_PROTO};
 use super::keys::{self, Stage};
 use super::parse;
 use super::verdict::{self, TC_ACT_OK};
+use super::wasm::{self, InlineVerdict};
 use super::{CtxLayout, DatapathError, MapContents, ProgramArtifact, TcxHook, ct};
 use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
 use crate::plan::{Classes, DecisionTable, Verdict};
@@ -83,10 +84,24 @@ pub fn compile_endpoint(
     classes: &Classes,
     opts: &CodegenOptions,
 ) -> Result<EndpointArtifacts, DatapathError> {
-    let conntrack = needs_conntrack(ingress, egress);
+    compile_endpoint_with(ingress, egress, [&[], &[]], classes, opts)
+}
+
+/// [`compile_endpoint`] with the verdict rules of each direction (`[ingress, egress]`), in
+/// the order they run. A direction with verdict rules can deny, so it is enforced and the
+/// endpoint tracks connections.
+pub fn compile_endpoint_with(
+    ingress: Option<&DecisionTable>,
+    egress: Option<&DecisionTable>,
+    verdicts: [&[InlineVerdict]; 2],
+    classes: &Classes,
+    opts: &CodegenOptions,
+) -> Result<EndpointArtifacts, DatapathError> {
+    let [vin, veg] = verdicts;
+    let conntrack = needs_conntrack(ingress, egress) || !vin.is_empty() || !veg.is_empty();
     Ok(EndpointArtifacts {
-        from_ep: compile_program(TcxHook::Ingress, egress, classes, opts, conntrack)?,
-        to_ep: compile_program(TcxHook::Egress, ingress, classes, opts, conntrack)?,
+        from_ep: compile_program_with(TcxHook::Ingress, egress, veg, classes, opts, conntrack)?,
+        to_ep: compile_program_with(TcxHook::Egress, ingress, vin, classes, opts, conntrack)?,
     })
 }
 
@@ -98,9 +113,21 @@ pub fn compile_program(
     opts: &CodegenOptions,
     conntrack: bool,
 ) -> Result<ProgramArtifact, DatapathError> {
+    compile_program_with(hook, table, &[], classes, opts, conntrack)
+}
+
+/// [`compile_program`] with the direction's verdict rules, run before `table`.
+pub fn compile_program_with(
+    hook: TcxHook,
+    table: Option<&DecisionTable>,
+    verdicts: &[InlineVerdict],
+    classes: &Classes,
+    opts: &CodegenOptions,
+    conntrack: bool,
+) -> Result<ProgramArtifact, DatapathError> {
     let name = hook.program_name();
-    let deny = can_deny(table);
-    let enforced = enforced(table);
+    let deny = can_deny(table) || !verdicts.is_empty();
+    let enforced = enforced(table) || !verdicts.is_empty();
     let mut a = Asm::new();
     let mut ct_map = None;
     let mut ipcache = None;
@@ -124,7 +151,8 @@ pub fn compile_program(
         let tail = a.label();
         let malformed = a.label();
         let fail = a.label();
-        verdict::emit_save_ctx(&mut a, opts.trace);
+        // Inlined verdict modules read the packet through the saved context.
+        verdict::emit_save_ctx(&mut a, opts.trace || !verdicts.is_empty());
         parse::emit_parse(&mut a, CtxLayout::Tc, malformed);
         // Not IPv4: ARP passes; anything else (IPv6) only where the direction is not enforced.
         // CODE and L3_PROTO share a register: every compare comes before the code is set.
@@ -144,7 +172,10 @@ pub fn compile_program(
             ct::emit_lookup(&mut a, hook, deny, tail);
             ct_map = Some(ct::map());
         }
+        let decides = wasm::emit_verdicts(&mut a, name, verdicts, tail)?;
         match (table, opts.mode) {
+            // Every module always decides: nothing reaches the table.
+            _ if !decides => {}
             (Some(t), Mode::Generic) => {
                 decision_maps = decide::emit_generic(&mut a, hook, t, tail, fail);
                 ipcache = Some(decide::ipcache_contents(classes));
@@ -177,7 +208,7 @@ pub fn compile_program(
                 .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32);
         }
         a.bind(tail);
-        verdict::emit_tail(&mut a, opts.trace, conntrack);
+        verdict::emit_tail(&mut a, opts.trace, conntrack, !verdicts.is_empty());
     }
 
     let prog = a.finish().map_err(|source| DatapathError::Asm {
