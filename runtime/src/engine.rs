@@ -594,7 +594,7 @@ fn emit_log(module: &str, line: &LogLine) {
     }
 }
 
-fn check_magic(bytes: &[u8]) -> Result<(), ErrorKind> {
+pub(crate) fn check_magic(bytes: &[u8]) -> Result<(), ErrorKind> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         let reason = if bytes.starts_with(b"(module") || bytes.starts_with(b";;") {
             "this is WebAssembly text (WAT); assemble it to binary first".to_string()
@@ -779,7 +779,7 @@ fn backtrace(e: &wasmtime::Error) -> Vec<String> {
 }
 
 /// The error and its causes on one line, without the backtrace wasmtime appends.
-fn error_chain(e: &wasmtime::Error) -> String {
+pub(crate) fn error_chain(e: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();

@@ -30,9 +30,12 @@ mod engine;
 mod error;
 mod inspect;
 mod limits;
+mod verdict;
 
 pub use digest::{Digest, ModuleId};
 pub use engine::{CacheStats, CompiledModule, Input, LogLine, Output, Precompiled, Runtime};
 pub use error::{ErrorKind, RuntimeError};
 pub use inspect::{ExportInfo, ModuleInfo};
 pub use limits::Limits;
+pub use sluice_policy::verdict::{TrapKind, VerdictOutcome};
+pub use verdict::VerdictRunner;

@@ -54,6 +54,47 @@ impl VerdictModule {
         &self.bytes
     }
 
+    /// The `verdict` function's index in the module.
+    pub fn function_index(&self) -> u32 {
+        self.info.func
+    }
+
+    /// Every packet load at a constant offset (`i32.const N; call pkt_uS`): `(N, S)`. Packet
+    /// generators put length edges around these.
+    pub fn constant_loads(&self) -> Vec<(i32, u32)> {
+        let mut out: Vec<(i32, u32)> = self
+            .info
+            .ops
+            .windows(2)
+            .filter_map(|w| match (&w[0].1, &w[1].1) {
+                (validate::Op::I32Const(n), validate::Op::Call(validate::Import::Load(s))) => {
+                    Some((*n, u32::from(*s)))
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every integer constant of `verdict`: values worth planting in packets.
+    pub fn constants(&self) -> Vec<i64> {
+        let mut out: Vec<i64> = self
+            .info
+            .ops
+            .iter()
+            .filter_map(|(_, op)| match op {
+                validate::Op::I32Const(n) => Some(i64::from(*n)),
+                validate::Op::I64Const(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// The translated code, inlined into a program being assembled (see [`InlineEnv`]).
     pub fn emit_inline(&self, asm: &mut Asm, env: &InlineEnv) -> Result<(), VerdictError> {
         let exits = translate::Exits {

@@ -109,7 +109,6 @@ pub(crate) enum Op {
 
 /// What the translator needs from a module.
 #[derive(Clone, Debug)]
-#[allow(dead_code)] // until the translator body lands
 pub(crate) struct ModuleInfo {
     /// Index of `verdict` in the function index space.
     pub func: u32,

@@ -11,3 +11,4 @@
 pub mod cli;
 pub mod conformance;
 pub mod topology;
+pub mod verdict_verify;
