@@ -132,6 +132,12 @@ pub fn summary(ir: &Ir, diags: &Diagnostics) -> String {
         plural(ir.policies.len(), "policy", "policies"),
         plural(ir.rules.len(), "rule", "rules"),
     );
+    if !ir.verdicts.is_empty() {
+        s.push_str(&format!(
+            ", {}",
+            plural(ir.verdicts.len(), "verdict rule", "verdict rules")
+        ));
+    }
     if ir.masquerade.is_some() {
         s.push_str(", masquerade");
     }
@@ -588,6 +594,61 @@ endpoints:
         let plain = build(&CompileOptions::default()).unwrap();
         assert!(!plain.bundle.trace.as_ref().unwrap().rule_recording);
         assert_ne!(plain.bundle.digest(), c.bundle.digest());
+    }
+
+    /// A verdict rule's translated code is part of the program: the endpoints it selects get
+    /// another `to_ep` (another sha256), still shared between them; the rule table numbers it
+    /// after the rules and names its module. A rule whose module was never loaded does not
+    /// compile.
+    #[test]
+    fn verdict_code_is_in_the_program_and_the_rule_table() {
+        const PASS: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+        let guard = format!(
+            "policy \"g\" {{ tier admin priority 1 select app = web\n  ingress verdict \"tests/golden/verdict/pass.wasm\" sha256 \"{PASS}\" }}\n"
+        );
+        let mut sm = SourceMap::new();
+        let docs: Vec<Document> = [("web.sluice", POLICY), ("g.sluice", guard.as_str())]
+            .iter()
+            .map(|(name, text)| {
+                let id = sm.add(*name, *text);
+                crate::source::dsl::parse(id, text).unwrap()
+            })
+            .collect();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let opts = CompileOptions {
+            codegen: CodegenOptions {
+                trace: true,
+                ..CodegenOptions::default()
+            },
+            ..CompileOptions::default()
+        };
+        // Paths without a file are relative to the working directory (the crate's, in tests).
+        let checked = check_documents(&docs, Some(&inv));
+        assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
+        let with = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap();
+        let plain = build(&opts).unwrap();
+        let (w, p) = (&with.endpoints[0], &plain.endpoints[0]);
+        assert_eq!(w.artifacts, with.endpoints[1].artifacts, "dedup");
+        let [wf, wt] = w.artifacts.unwrap();
+        let [pf, pt] = p.artifacts.unwrap();
+        assert_eq!(wf, pf, "egress has no verdict rule: the same program");
+        assert_ne!(wt, pt, "ingress runs the module: another program");
+        assert!(w.programs.to_ep.elf.len() > p.programs.to_ep.elf.len());
+        let info = with.bundle.trace.as_ref().unwrap();
+        let n = checked.ir.rules.len() as u32 + 1;
+        let e = info.rules.get(n).expect("the verdict rule's entry");
+        assert_eq!(e.action, "verdict");
+        let v = e.verdict.as_ref().unwrap();
+        assert_eq!((v.sha256.as_str(), v.on_trap.as_str()), (PASS, "deny"));
+        assert_eq!(e.location.as_ref().unwrap().to_string(), "g.sluice:2:3");
+
+        let (unloaded, d) = ir::lower(&docs);
+        assert!(!d.has_errors());
+        let err = compile(&unloaded, &inv, &sm, &[], &opts, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&err, CompileError::VerdictNotLoaded(r) if r.contains("policy `g`")),
+            "{err}"
+        );
     }
 
     #[test]
