@@ -96,6 +96,10 @@ impl Ir {
         ep: &EndpointView<'_>,
         direction: PolicyDirection,
     ) -> Vec<VerdictId> {
+        // Most compilations have none; skip sorting the policies for every endpoint.
+        if self.verdicts.is_empty() {
+            return Vec::new();
+        }
         self.evaluation_order()
             .into_iter()
             .filter(|p| self.selects(*p, ep))
