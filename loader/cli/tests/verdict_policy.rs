@@ -299,3 +299,74 @@ fn a_flow_a_module_allowed_is_established_afterwards() {
     assert_eq!(stage(&ssh), (2, Stage::WasmVerdict));
     assert_eq!(stage(&ssh), (2, Stage::WasmVerdict));
 }
+
+/// A module that always decides leaves nothing after it: the program carries no decision
+/// table (the verifier refuses unreachable code) and still loads; here on egress (`from_ep`).
+#[test]
+fn a_module_that_always_decides_replaces_the_table_on_egress() {
+    needs_root();
+    let dirs = Dirs::new("always");
+    let bytes = wat::parse_str(
+        r#"(module (func (export "verdict") (param i32) (result i32) (i32.const 1)))"#,
+    )
+    .unwrap();
+    std::fs::write(dirs.files.join("allow-all.wasm"), &bytes).unwrap();
+    let sha: String = VerdictModule::parse(&bytes)
+        .unwrap()
+        .digest()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = format!(
+        r#"policy "all" {{
+  tier admin priority 1
+  select app = client
+  egress verdict "allow-all.wasm" sha256 "{sha}"
+}}
+
+policy "closed" in namespace shop {{
+  select app = client
+  isolate egress
+}}
+"#
+    );
+    let path = dirs.files.join("policy.sluice");
+    std::fs::write(&path, &text).unwrap();
+    let mut sources = SourceMap::new();
+    let id = sources.load(&path).unwrap();
+    let doc = dsl::parse(id, &text).unwrap();
+    let inv = Inventory::parse("inv", INV).unwrap();
+    let checked = compile::check_documents_in(&[doc], Some(&inv), Some(&sources));
+    assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
+    let opts = CompileOptions {
+        codegen: CodegenOptions {
+            trace: true,
+            ..Default::default()
+        },
+        node: None,
+    };
+    let compiled =
+        compile::compile(&checked.ir, &inv, &sources, &[], &opts, &mut |_| {}).expect("compile");
+    let art = &compiled.endpoints[0].programs.from_ep;
+    let text = sluice_compiler::datapath::emit_asm(art).unwrap();
+    assert!(!text.contains("sluice_ipcache"), "no table lookup: {text}");
+    let obj = LoadedObject::load_with(
+        &art.elf,
+        &LoadOptions {
+            pin_dir: Some(dirs.pins.clone()),
+            map_pins: Vec::new(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    obj.fill(&art.maps).unwrap();
+    let fd = obj.program_fd(&art.name).unwrap();
+    // client -> server: egress is isolated and allows nothing, yet the module allows it.
+    let f = frame(Ipv4Addr::new(10, 0, 0, 1), 443, SYN);
+    let (retval, d) = run_recorded(fd, &f, true).unwrap();
+    let d = d.unwrap();
+    assert_eq!((retval, d.stage), (0, Some(Stage::WasmVerdict)));
+    assert_eq!(
+        d.rule,
+        checked.ir.verdict_rule_number(VerdictId::from_u32(0))
+    );
+}
