@@ -18,6 +18,9 @@ mod standalone;
 mod translate;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use sluice_policy::verdict::{OnTrap, TrapKind, VerdictOutcome};
 pub use standalone::{PROGRAM_NAME, standalone_program};
 
@@ -188,3 +191,34 @@ pub const ALLOWED_OPERATORS: &str = "i32/i64 constants, local.get/set/tee, add/s
     and/or/xor, shl/shr_s/shr_u/rotl/rotr, eqz, the comparisons, i32.wrap_i64, \
     i64.extend_i32_s/u, the sign-extension operators, select, drop, nop, block/if/else/br/\
     br_if/br_table (forward only), return, unreachable, and calls to the `sluice` pkt_* imports";
+
+impl miette::Diagnostic for VerdictError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(match self {
+            VerdictError::Invalid { .. } => "sluice::verdict::invalid",
+            VerdictError::Shape { .. } => "sluice::verdict::shape",
+            VerdictError::Unsupported { .. } => "sluice::verdict::unsupported",
+            VerdictError::StackTooDeep { .. } => "sluice::verdict::stack",
+            VerdictError::Asm(_) => "sluice::verdict::asm",
+        }))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let h = match self {
+            VerdictError::Unsupported { .. } | VerdictError::Invalid { .. } => {
+                "verdict ABI v1 is integer code without loops, memory, globals, calls between \
+                 functions, division or floats (spec/wasm-verdict.md); Rust authors build for \
+                 wasm32v1-none with opt-level 3 or s"
+            }
+            VerdictError::Shape { .. } => {
+                "a verdict module exports `verdict(len: i32) -> i32` and imports only \
+                 sluice.pkt_len/pkt_u8/pkt_u16/pkt_u32 (spec/wasm-verdict.md)"
+            }
+            VerdictError::StackTooDeep { .. } => {
+                "each local and each operand-stack value takes 8 of the 512 stack bytes"
+            }
+            VerdictError::Asm(_) => return None,
+        };
+        Some(Box::new(h))
+    }
+}

@@ -2,13 +2,17 @@
 //!
 //! `inspect` shows what identifies a module (sha256, declared name and version) and whether it
 //! speaks the host's ABI; `run` runs it on an inventory and prints the policy document, which
-//! is how a module author debugs a generator before `sluice compile` uses it. [`LimitArgs`]
-//! is the set of sandbox-limit flags, shared with every command that runs modules.
+//! is how a module author debugs a generator before `sluice compile` uses it; `translate` turns
+//! a per-packet verdict function into eBPF and, with `--verify`, proves it equal to wasmtime
+//! on generated packets (`crate::verdict_verify`). [`LimitArgs`] is the set of sandbox-limit
+//! flags, shared with every command that runs modules.
 
+use crate::verdict_verify::{Verifier, packets};
 use clap::{Args, Subcommand};
 use miette::{IntoDiagnostic, WrapErr, miette};
 use sluice_compiler::resolve::Inventory;
 use sluice_compiler::resolve::InventoryFiles;
+use sluice_compiler::wasm_verdict::{OnTrap, VerdictModule, standalone_program};
 use sluice_runtime::{Input, Limits, Runtime, abi};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +44,51 @@ pub enum ModuleCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Translate a Wasm verdict function (spec/wasm-verdict.md) into a standalone tcx program
+    /// and print it, or the located diagnostic; `--verify N` runs N generated packets through
+    /// wasmtime and the kernel and reports every mismatch.
+    Translate {
+        /// The verdict module (.wasm, or .wat text).
+        file: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Emit::Asm)]
+        emit: Emit,
+        /// What a trap turns into: deny (fail closed), allow or pass.
+        #[arg(long, value_enum, default_value_t = OnTrapArg::Deny)]
+        on_trap: OnTrapArg,
+        /// Run N generated packets through wasmtime and BPF_PROG_TEST_RUN (needs root) and
+        /// compare; ends with `N passed, M failed`.
+        #[arg(long, value_name = "N")]
+        verify: Option<usize>,
+        /// Seed of the generated packets.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// Output forms of `module translate`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// The eBPF program in bpftool's syntax.
+    Asm,
+}
+
+/// `--on-trap`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnTrapArg {
+    Deny,
+    Allow,
+    Pass,
+}
+
+impl From<OnTrapArg> for OnTrap {
+    fn from(a: OnTrapArg) -> OnTrap {
+        match a {
+            OnTrapArg::Deny => OnTrap::Deny,
+            OnTrapArg::Allow => OnTrap::Allow,
+            OnTrapArg::Pass => OnTrap::Pass,
+        }
+    }
 }
 
 /// Sandbox limits for Wasm modules (spec/wasm-abi.md, "Limits and determinism").
@@ -102,7 +151,55 @@ pub fn run(args: ModuleArgs) -> miette::Result<ExitCode> {
             params,
             limits,
         } => run_module(&file, &inventory, params.as_deref(), &limits.limits()),
+        ModuleCommand::Translate {
+            file,
+            emit: Emit::Asm,
+            on_trap,
+            verify,
+            seed,
+        } => translate(&file, on_trap.into(), verify, seed),
     }
+}
+
+fn translate(
+    path: &Path,
+    on_trap: OnTrap,
+    verify: Option<usize>,
+    seed: u64,
+) -> miette::Result<ExitCode> {
+    let (bytes, name) = read_module(path)?;
+    let module = VerdictModule::parse(&bytes)
+        .map_err(|e| miette::Report::new(e).wrap_err(format!("{name}: not translated")))?;
+    let digest = sluice_compiler::digest::Digest(module.digest());
+    let Some(n) = verify else {
+        let art = standalone_program(&module, on_trap)?;
+        println!(
+            "; module {name} sha256 {digest}, function {}",
+            module.function_index()
+        );
+        print!(
+            "{}",
+            sluice_compiler::datapath::emit_asm(&art).into_diagnostic()?
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let verifier = Verifier::new(&bytes, on_trap).into_diagnostic()?;
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for p in packets(&module, n, seed) {
+        match verifier.check(&p).into_diagnostic()? {
+            None => passed += 1,
+            Some(m) => {
+                println!("{m}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Reads a module file; `.wat` text is assembled first, so examples run without a toolchain.
