@@ -31,7 +31,11 @@ fn translate_prints_the_program() {
     // The first instruction keeps the context; the packet is read through skb_load_bytes
     // beyond the linear part; the program ends in an exit.
     assert_eq!(lines.next(), Some("   0: *(u64 *)(r10 - 8) = r1"));
-    assert!(out.stdout.contains("call bpf_skb_load_bytes#26"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("call bpf_skb_load_bytes#26"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.trim_end().ends_with("exit"));
 }
 

@@ -1,5 +1,6 @@
 //! Wasm verdict rules inside generated policy programs, in the kernel (needs root): a policy
-//! attaches three modules (`tests/verdict/*.wat`) to an endpoint's ingress; the compiled
+//! attaches three modules (the example `examples/wasm/verdict/ssh-syn.wat`, and
+//! `tests/verdict/*.wat`) to an endpoint's ingress; the compiled
 //! `to_ep` runs crafted frames through `BPF_PROG_TEST_RUN`, and every answer (allow or drop,
 //! stage, deciding rule) must be the reference evaluator's, with each module's answer taken
 //! from wasmtime (`VerdictRunner`) on the same packet. Covers allow, deny, pass-through to the
@@ -65,11 +66,15 @@ impl Drop for Dirs {
 
 /// Writes each module's binary next to the policy and returns name → sha256 hex.
 fn write_modules(dir: &Path) -> HashMap<&'static str, (String, Vec<u8>)> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verdict");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     MODULES
         .iter()
         .map(|m| {
-            let bytes = wat::parse_file(src.join(format!("{m}.wat"))).unwrap();
+            let src = match *m {
+                "ssh-guard" => here.join("../../examples/wasm/verdict/ssh-syn.wat"),
+                _ => here.join(format!("tests/verdict/{m}.wat")),
+            };
+            let bytes = wat::parse_file(src).unwrap();
             std::fs::write(dir.join(format!("{m}.wasm")), &bytes).unwrap();
             let sha = VerdictModule::parse(&bytes)
                 .unwrap()
