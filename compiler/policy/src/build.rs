@@ -456,4 +456,34 @@ mod tests {
         assert_eq!(Protocol::from_k8s("Udp"), Some(Protocol::Udp));
         assert_eq!(Protocol::from_k8s("icmp"), None);
     }
+
+    /// What a policy module writes to attach a verdict module (`spec/wasm-abi.md`).
+    #[test]
+    fn verdict_rules_build_the_documented_json() {
+        let p = Policy::new("guard")
+            .tier(Tier::Admin { priority: 5 })
+            .verdict(
+                VerdictRule::new(PolicyDirection::Ingress, "ssh.wasm", "ab")
+                    .named("ssh")
+                    .on_trap(OnTrap::Pass),
+            );
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            json.ends_with(
+                r#""rules":[],"verdicts":[{"name":"ssh","direction":"ingress","module":"ssh.wasm","sha256":"ab","on_trap":"pass"}]}"#
+            ),
+            "{json}"
+        );
+        // `on_trap` may be left out: fail closed.
+        let v: VerdictRule =
+            serde_json::from_str(r#"{"direction":"egress","module":"m.wasm","sha256":"ab"}"#)
+                .unwrap();
+        assert_eq!(v.on_trap, OnTrap::Deny);
+        // A policy without verdict rules serializes as before.
+        assert!(
+            !serde_json::to_string(&Policy::new("p"))
+                .unwrap()
+                .contains("verdicts")
+        );
+    }
 }
