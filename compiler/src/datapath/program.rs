@@ -5,8 +5,11 @@
 //! the pod) enforces its ingress policy against the source address. Each is
 //!
 //! ```text
-//! parse → ARP: pass; not IPv4: drop if enforced → conntrack lookups → decision → tail (trace, conntrack insert, verdict)
+//! parse → ARP: pass; not IPv4: drop if enforced → conntrack lookups → [Wasm verdict modules] → decision → tail (trace, conntrack insert, verdict)
 //! ```
+//!
+//! The verdict modules are the direction's verdict rules, inlined by [`super::wasm`]; a
+//! direction with one is enforced and its endpoint tracks connections.
 //!
 //! A direction is *enforced* when the endpoint is isolated in it or some rule in it can deny.
 //! An enforced direction drops what its table cannot judge: frames that are neither IPv4 nor
