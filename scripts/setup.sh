@@ -7,11 +7,18 @@ cd "$(dirname "$0")/.."
 # clang-19/lld-19: the C Wasm example (wasm-ld-19 also links Rust guests on the Debian route).
 packages=(iproute2 bpftool llvm-19 clang-19 lld-19)
 
-# Rust Wasm guests: rustup's wasm32 target, or Debian's Rust with build-std when rustup
-# cannot fetch the target (examples/wasm/build.sh picks whichever is there).
-if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown &&
-   ! rustup target add wasm32-unknown-unknown; then
-  echo "setup: rustup cannot add wasm32-unknown-unknown; using Debian's rustc-web route"
+# Rust Wasm guests: rustup's wasm32 targets (policy generators: wasm32-unknown-unknown;
+# verdict functions: wasm32v1-none, plus rust-src because their core is rebuilt with
+# -C panic=immediate-abort), or Debian's Rust with build-std when rustup cannot fetch them
+# (examples/wasm/build.sh picks whichever is there).
+rustup_has() {
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown &&
+    rustup target list --installed 2>/dev/null | grep -qx wasm32v1-none &&
+    rustup component list --installed 2>/dev/null | grep -q '^rust-src'
+}
+if ! rustup_has &&
+   ! { rustup target add wasm32-unknown-unknown wasm32v1-none && rustup component add rust-src; }; then
+  echo "setup: rustup cannot add the wasm32 targets and rust-src; using Debian's rustc-web route"
   packages+=(rustc-web cargo-web rust-web-src)
 fi
 

@@ -108,15 +108,19 @@ impl LoadedObject {
 
     /// [`LoadedObject::load`] with shared maps placed as `opts` says.
     pub fn load_with(elf: &[u8], opts: &LoadOptions) -> Result<LoadedObject, LoadError> {
-        let mut loader = EbpfLoader::new();
-        loader.btf(None);
-        if let Some(dir) = &opts.pin_dir {
-            loader.default_map_pin_directory(dir);
-        }
-        for (name, path) in &opts.map_pins {
-            loader.map_pin_path(name.as_str(), path.as_path());
-        }
-        let mut ebpf = loader.load(elf)?;
+        let mut ebpf = if opts.pin_dir.is_none() && opts.map_pins.is_empty() {
+            load_unpinned(elf)?
+        } else {
+            let mut loader = EbpfLoader::new();
+            loader.btf(None);
+            if let Some(dir) = &opts.pin_dir {
+                loader.default_map_pin_directory(dir);
+            }
+            for (name, path) in &opts.map_pins {
+                loader.map_pin_path(name.as_str(), path.as_path());
+            }
+            loader.load(elf)?
+        };
         for (name, prog) in ebpf.programs_mut() {
             let res = match prog {
                 Program::SchedClassifier(p) => p.load(),
@@ -235,16 +239,25 @@ impl LoadedObject {
         })
     }
 
-    /// The kernel's id of a loaded program (as `bpftool prog show id N` takes it).
-    pub fn program_id(&self, name: &str) -> Result<u32, LoadError> {
-        let info = self
-            .program(name)?
+    /// What the kernel says about a loaded program.
+    fn info(&self, name: &str) -> Result<aya::programs::ProgramInfo, LoadError> {
+        self.program(name)?
             .info()
             .map_err(|source| LoadError::Program {
                 name: name.to_string(),
                 source,
-            })?;
-        Ok(info.id())
+            })
+    }
+
+    /// The kernel's id of a loaded program (as `bpftool prog show id N` takes it).
+    pub fn program_id(&self, name: &str) -> Result<u32, LoadError> {
+        Ok(self.info(name)?.id())
+    }
+
+    /// How many instructions the verifier processed loading program `name` (`None` on
+    /// kernels before 5.16, which do not say).
+    pub fn verified_insns(&self, name: &str) -> Result<Option<u32>, LoadError> {
+        Ok(self.info(name)?.verified_instruction_count())
     }
 
     /// Runs program `name` once per `repeat` on `packet` with `BPF_PROG_TEST_RUN`.
@@ -283,4 +296,20 @@ impl LoadedObject {
             packet_out: out,
         })
     }
+}
+
+/// Loads an object without pinned maps through one process-wide loader. `EbpfLoader::new`
+/// reads and parses the kernel's BTF (about 40 ms) even though we then load without it, which
+/// dominated loading many small programs (the differential tests load thousands).
+fn load_unpinned(elf: &[u8]) -> Result<Ebpf, aya::EbpfError> {
+    static LOADER: std::sync::LazyLock<std::sync::Mutex<EbpfLoader<'static>>> =
+        std::sync::LazyLock::new(|| {
+            let mut loader = EbpfLoader::new();
+            loader.btf(None);
+            std::sync::Mutex::new(loader)
+        });
+    LOADER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .load(elf)
 }

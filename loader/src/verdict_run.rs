@@ -46,6 +46,11 @@ impl KernelVerdictRunner {
         Ok((run.retval, out))
     }
 
+    /// How many instructions the verifier processed (`None` before kernel 5.16).
+    pub fn verified_insns(&self) -> Result<Option<u32>, LoadError> {
+        self.obj.verified_insns(&self.name)
+    }
+
     /// The kernel's id of the loaded program.
     pub fn program_id(&self) -> Result<u32, LoadError> {
         self.obj.program_id(&self.name)

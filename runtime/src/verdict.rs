@@ -18,7 +18,10 @@
 use crate::digest::ModuleId;
 use crate::engine::{check_magic, error_chain, extern_type_string, func_type_string};
 use crate::error::{ErrorKind, RuntimeError};
-use sluice_policy::verdict::{EXPORT_VERDICT, IMPORT_MODULE, TrapKind, VerdictOutcome};
+use sluice_policy::verdict::{
+    EXPORT_VERDICT, IMPORT_MODULE, IMPORT_PKT_LEN, IMPORT_PKT_U8, IMPORT_PKT_U16, IMPORT_PKT_U32,
+    TrapKind, VerdictOutcome,
+};
 use std::sync::LazyLock;
 use wasmtime::{
     Caller, Config, Engine, ExternType, InstancePre, Linker, Module, Store, StoreLimits,
@@ -31,10 +34,10 @@ const FUEL: u64 = 10_000_000;
 
 /// The names of the packet imports, with their types as [`func_type_string`] prints them.
 const IMPORTS: [(&str, &str); 4] = [
-    ("pkt_len", "(func (result i32))"),
-    ("pkt_u8", "(func (param i32) (result i32))"),
-    ("pkt_u16", "(func (param i32) (result i32))"),
-    ("pkt_u32", "(func (param i32) (result i32))"),
+    (IMPORT_PKT_LEN, "(func (result i32))"),
+    (IMPORT_PKT_U8, "(func (param i32) (result i32))"),
+    (IMPORT_PKT_U16, "(func (param i32) (result i32))"),
+    (IMPORT_PKT_U32, "(func (param i32) (result i32))"),
 ];
 const VERDICT_TYPE: &str = "(func (param i32) (result i32))";
 
@@ -42,7 +45,10 @@ const VERDICT_TYPE: &str = "(func (param i32) (result i32))";
 /// and signal handlers, and differential tests build thousands of runners.
 static ENGINE: LazyLock<(Engine, Linker<Run>)> = LazyLock::new(|| {
     let mut c = Config::new();
-    c.consume_fuel(true);
+    // Verdict functions are small and run a few times each (the differential tests compile
+    // thousands): Cranelift's optimizer would cost more than it saves.
+    c.consume_fuel(true)
+        .cranelift_opt_level(wasmtime::OptLevel::None);
     // The config is valid on every target wasmtime+cranelift supports.
     let engine = Engine::new(&c).expect("wasmtime engine configuration");
     let mut linker = Linker::new(&engine);
@@ -171,10 +177,7 @@ impl VerdictRunner {
             f.call(&mut store, len)
         });
         match result {
-            Ok(0) => VerdictOutcome::Pass,
-            Ok(1) => VerdictOutcome::Allow,
-            Ok(2) => VerdictOutcome::Deny,
-            Ok(_) => VerdictOutcome::Trap(TrapKind::BadVerdict),
+            Ok(ret) => VerdictOutcome::from_return(ret),
             Err(e) => VerdictOutcome::Trap(trap_kind(&e)),
         }
     }

@@ -348,3 +348,137 @@ fn every_example_declares_name_and_version() {
         );
     }
 }
+
+/// An IPv4/TCP packet from `src` to port `dport` with TCP `flags`, IHL 5.
+fn tcp_packet(src: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[0] = 0x45;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src);
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[33] = flags;
+    p
+}
+
+/// The Rust verdict example, built for wasm32v1-none with the SDK's `#[verdict]`, is a v1
+/// module: only the pkt_* imports, one reachable function, no memory or global access, no
+/// calls but to the imports, no loops; and the translator accepts it.
+#[test]
+fn rust_verdict_example_fits_v1() {
+    use wasmparser::{Operator, Parser, Payload, TypeRef};
+    let wasm = module("ssh-syn-guard");
+    let mut imports = Vec::new();
+    let mut ops = Vec::new();
+    for payload in Parser::new(0).parse_all(&wasm) {
+        match payload.unwrap() {
+            Payload::ImportSection(r) => {
+                for i in r.into_imports() {
+                    let i = i.unwrap();
+                    assert!(matches!(i.ty, TypeRef::Func(_)), "{}", i.name);
+                    imports.push(format!("{}.{}", i.module, i.name));
+                }
+            }
+            Payload::StartSection { .. } => panic!("a start function"),
+            Payload::CodeSectionEntry(body) => {
+                let mut r = body.get_operators_reader().unwrap();
+                while !r.eof() {
+                    ops.push(r.read().unwrap());
+                }
+            }
+            _ => {}
+        }
+    }
+    imports.sort();
+    assert_eq!(
+        imports,
+        ["sluice.pkt_u16", "sluice.pkt_u32", "sluice.pkt_u8"]
+    );
+    for op in &ops {
+        let s = format!("{op:?}");
+        let allowed = match op {
+            Operator::Call { function_index } => (*function_index as usize) < imports.len(),
+            Operator::Loop { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::GlobalGet { .. }
+            | Operator::GlobalSet { .. }
+            | Operator::MemorySize { .. }
+            | Operator::MemoryGrow { .. } => false,
+            _ => !s.contains("Load") && !s.contains("Store"),
+        };
+        assert!(allowed, "{s} in {ops:?}");
+    }
+    println!(
+        "ssh-syn-guard: {} bytes, {} operators",
+        wasm.len(),
+        ops.len()
+    );
+    sluice_compiler::wasm_verdict::VerdictModule::parse(&wasm)
+        .unwrap_or_else(|e| panic!("the translator refuses the Rust example: {e}"));
+}
+
+/// The Rust example decides as documented, a panic is a trap, and it agrees with the WAT
+/// version (examples/wasm/verdict/ssh-syn.wat) wherever that has no IHL check.
+#[test]
+fn rust_verdict_example_decides_like_the_wat_one() {
+    use sluice_runtime::{TrapKind, VerdictOutcome, VerdictRunner};
+    let rust = VerdictRunner::new(&module("ssh-syn-guard")).unwrap();
+    let wat_text = std::fs::read_to_string(examples().join("verdict/ssh-syn.wat")).unwrap();
+    let wat = VerdictRunner::new(&wat::parse_str(wat_text).unwrap()).unwrap();
+
+    let cases = [
+        (tcp_packet([192, 168, 1, 1], 22, 0x02), VerdictOutcome::Deny),
+        (tcp_packet([10, 9, 8, 7], 22, 0x02), VerdictOutcome::Allow),
+        (tcp_packet([192, 168, 1, 1], 22, 0x12), VerdictOutcome::Pass),
+        (
+            tcp_packet([192, 168, 1, 1], 443, 0x02),
+            VerdictOutcome::Pass,
+        ),
+        (
+            tcp_packet([11, 0, 0, 1], 22, 0x02)[..34].to_vec(),
+            VerdictOutcome::Deny,
+        ),
+        // The flags byte is cut off: the load traps.
+        (
+            tcp_packet([11, 0, 0, 1], 22, 0x02)[..33].to_vec(),
+            VerdictOutcome::Trap(TrapKind::PacketOutOfBounds),
+        ),
+        (vec![0x45; 19], VerdictOutcome::Pass),
+        (vec![], VerdictOutcome::Pass),
+    ];
+    for (p, want) in &cases {
+        assert_eq!(rust.run(p), *want, "{p:02x?}");
+        assert_eq!(wat.run(p), *want, "{p:02x?}");
+    }
+    // IHL 4: the Rust example's assert! panics, and a panic is a trap.
+    let mut short_ihl = tcp_packet([192, 168, 1, 1], 22, 0x02);
+    short_ihl[0] = 0x44;
+    assert_eq!(
+        rust.run(&short_ihl),
+        VerdictOutcome::Trap(TrapKind::Unreachable)
+    );
+
+    // Every IHL, both flag bytes of interest, sources in and out of 10/8, lengths around the
+    // TCP header's end: the two agree wherever IHL >= 5.
+    let mut compared = 0;
+    for ihl in 5..16u8 {
+        for flags in [0x02, 0x12, 0x00, 0xff] {
+            for src in [[10, 0, 0, 1], [9, 255, 255, 255]] {
+                for len in [20, 23, 24, 33, 34, 40, 60, 80] {
+                    let l4 = ihl as usize * 4;
+                    let mut p = vec![0u8; 80];
+                    p[0] = 0x40 | ihl;
+                    p[9] = 6;
+                    p[12..16].copy_from_slice(&src);
+                    p[l4 + 2..l4 + 4].copy_from_slice(&22u16.to_be_bytes());
+                    if l4 + 13 < 80 {
+                        p[l4 + 13] = flags;
+                    }
+                    p.truncate(len);
+                    assert_eq!(rust.run(&p), wat.run(&p), "{p:02x?}");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 11 * 4 * 2 * 8);
+}

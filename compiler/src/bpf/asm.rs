@@ -97,6 +97,16 @@ impl Asm {
         self.fixups.iter().any(|f| f.label == label)
     }
 
+    /// The last instruction emitted, unless a label is bound after it: then another path
+    /// joins here and what it left in registers is not known. For peepholes.
+    pub fn last_on_this_path(&self) -> Option<&Insn> {
+        let at = self.insns.len();
+        if self.bound.contains(&Some(at)) {
+            return None;
+        }
+        self.insns.last()
+    }
+
     /// A fresh label bound here: the target of a backward jump.
     pub fn here(&mut self) -> Label {
         let l = self.label();

@@ -22,7 +22,7 @@ mod validate;
 mod tests;
 
 pub use sluice_policy::verdict::{OnTrap, TrapKind, VerdictOutcome};
-pub use standalone::{PROGRAM_NAME, standalone_program};
+pub use standalone::{PROGRAM_NAME, standalone_program, standalone_program_with};
 
 use crate::bpf::{Asm, BpfError, Label};
 use sluice_policy::Digest;
@@ -113,6 +113,7 @@ impl VerdictModule {
             env.scratch.clone(),
             env.ip_offset,
             &exits,
+            PacketLoads::Direct,
         )
     }
 }
@@ -135,6 +136,18 @@ pub struct InlineEnv {
     pub on_allow: Label,
     pub on_deny: Label,
     pub on_trap: Label,
+}
+
+/// How translated code reads the packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PacketLoads {
+    /// From the linear part directly when it holds the bytes, else `bpf_skb_load_bytes`.
+    #[default]
+    Direct,
+    /// Always `bpf_skb_load_bytes`: the path loads beyond the linear part of a non-linear
+    /// skb take. `BPF_PROG_TEST_RUN` builds only linear skbs, so tests use this to run that
+    /// path on every packet.
+    HelperOnly,
 }
 
 /// Everything that can keep a module from becoming a program. Every refusal of the module

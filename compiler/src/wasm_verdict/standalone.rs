@@ -7,7 +7,7 @@
 //! [`OnTrap`] says. tcx return codes are only ever 0 or 2.
 
 use super::translate::{self, Exits, trap_index};
-use super::{OnTrap, TrapKind, VerdictError, VerdictModule, VerdictOutcome};
+use super::{OnTrap, PacketLoads, TrapKind, VerdictError, VerdictModule, VerdictOutcome};
 use crate::bpf::{Asm, Label, ObjectBuilder, ProgKind, Reg, Size};
 use crate::datapath::frame::STACK_MAX;
 use crate::datapath::verdict::{SKB_CB0, TC_ACT_OK, TC_ACT_SHOT};
@@ -38,6 +38,15 @@ pub fn standalone_program(
     m: &VerdictModule,
     on_trap: OnTrap,
 ) -> Result<ProgramArtifact, VerdictError> {
+    standalone_program_with(m, on_trap, PacketLoads::Direct)
+}
+
+/// [`standalone_program`] reading the packet as `loads` says.
+pub fn standalone_program_with(
+    m: &VerdictModule,
+    on_trap: OnTrap,
+    loads: PacketLoads,
+) -> Result<ProgramArtifact, VerdictError> {
     let mut a = Asm::new();
     let exits = Exits {
         pass: a.label(),
@@ -53,6 +62,7 @@ pub fn standalone_program(
         -STACK_MAX..CTX_SLOT,
         ETH_HLEN,
         &exits,
+        loads,
     )?;
     let kinds = [
         TrapKind::Unreachable,

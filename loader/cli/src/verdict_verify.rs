@@ -18,7 +18,9 @@
 //! The first `n` of that sequence are run. A mismatch is any difference in the outcome
 //! (`cb[0]`), or a tcx return code that is not the one the outcome and `--on-trap` call for.
 
-use sluice_compiler::wasm_verdict::{OnTrap, VerdictModule, VerdictOutcome, standalone_program};
+use sluice_compiler::wasm_verdict::{
+    OnTrap, PacketLoads, VerdictModule, VerdictOutcome, standalone_program_with,
+};
 use sluice_loader::verdict_run::KernelVerdictRunner;
 use sluice_runtime::VerdictRunner;
 
@@ -85,13 +87,27 @@ pub struct Verifier {
 impl Verifier {
     /// Compiles the module in wasmtime and loads its translation into the kernel.
     pub fn new(wasm: &[u8], on_trap: OnTrap) -> Result<Verifier, VerifyError> {
+        Verifier::with_loads(wasm, on_trap, PacketLoads::Direct)
+    }
+
+    /// [`Verifier::new`] with the kernel program reading the packet as `loads` says.
+    pub fn with_loads(
+        wasm: &[u8],
+        on_trap: OnTrap,
+        loads: PacketLoads,
+    ) -> Result<Verifier, VerifyError> {
         let module = VerdictModule::parse(wasm)?;
-        let art = standalone_program(&module, on_trap)?;
+        let art = standalone_program_with(&module, on_trap, loads)?;
         Ok(Verifier {
             reference: VerdictRunner::new(wasm)?,
             kernel: KernelVerdictRunner::load(&art)?,
             on_trap,
         })
+    }
+
+    /// The loaded program, for what the kernel says about it.
+    pub fn kernel(&self) -> &KernelVerdictRunner {
+        &self.kernel
     }
 
     /// One packet through both; `Some` when they disagree.
@@ -185,7 +201,10 @@ pub fn packets(m: &VerdictModule, n: usize, seed: u64) -> Vec<Vec<u8>> {
                 continue;
             }
             let v = constants[rng.below(constants.len())].to_be_bytes();
-            let (off, size) = (off as usize, size as usize);
+            // A negative constant offset is a load that always traps: nothing to write.
+            let (Ok(off), size) = (usize::try_from(off), size as usize) else {
+                continue;
+            };
             if off + size <= p.len() {
                 p[off..off + size].copy_from_slice(&v[8 - size..]);
             }

@@ -94,5 +94,13 @@ fn verify_runs_wasmtime_and_the_kernel_and_counts() {
             out.stdout
         );
         assert!(!out.stdout.contains("mismatch"), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("; ssh-syn.wat: loaded; the verifier processed ")),
+            "{}",
+            out.stdout
+        );
     }
 }

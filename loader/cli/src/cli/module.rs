@@ -184,6 +184,9 @@ fn translate(
         return Ok(ExitCode::SUCCESS);
     };
     let verifier = Verifier::new(&bytes, on_trap).into_diagnostic()?;
+    if let Some(n) = verifier.kernel().verified_insns().into_diagnostic()? {
+        println!("; {name}: loaded; the verifier processed {n} instructions");
+    }
     let (mut passed, mut failed) = (0usize, 0usize);
     for p in packets(&module, n, seed) {
         match verifier.check(&p).into_diagnostic()? {
