@@ -1,11 +1,12 @@
 //! The issue's example end to end, between real pods (needs root): "drop TCP SYNs to port 22
-//! unless the source is in 10.0.0.0/8" as a Wasm verdict module
-//! (`examples/wasm/verdict/ssh-syn.wat`, built to a binary here), attached to a server pod's ingress
-//! by a DSL verdict rule and loaded with `sluice apply` (tcx, network namespaces). Real TCP
-//! connections must do what wasmtime (`VerdictRunner`) says the module answers for their SYN:
-//! port 22 from a 10.x pod connects, from a pod outside 10.0.0.0/8 it is dropped, port 80
-//! connects from both. `sluice trace` then names the verdict rule, the module and its sha256
-//! for the dropped flow. A guard unloads and removes everything, even when the test fails.
+//! unless the source is in 10.0.0.0/8" as a real Rust verdict function
+//! (`examples/wasm/verdict/rust/ssh-syn-guard`, built for wasm32 by `examples/wasm/build.sh`),
+//! attached to a server pod's ingress by a DSL verdict rule and loaded with `sluice apply`
+//! (tcx, network namespaces). Real TCP connections must do what wasmtime (`VerdictRunner`)
+//! says the module answers for their SYN: port 22 from a 10.x pod connects, from a pod outside
+//! 10.0.0.0/8 it is dropped, port 80 connects from both. `sluice trace` then names the verdict
+//! rule, the module and its sha256. A guard unloads and removes everything, even when the test
+//! fails.
 
 #[path = "support/leftovers.rs"]
 mod leftovers;
@@ -137,16 +138,28 @@ fn syn(src: Ipv4Addr, dport: u16) -> Vec<u8> {
     p
 }
 
+/// A Rust example built for wasm32 with `examples/wasm/build.sh` (whichever toolchain route
+/// this machine has; `scripts/setup.sh` installs one), into the directory the runtime's
+/// example tests share.
+fn rust_example(name: &str) -> Vec<u8> {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-modules");
+    let status =
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/wasm/build.sh"))
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .expect("running examples/wasm/build.sh");
+    assert!(status.success(), "examples/wasm/build.sh failed");
+    std::fs::read(out.join(format!("{name}.wasm"))).expect("the built example")
+}
+
 #[test]
 fn ssh_guard_between_real_pods_does_what_wasmtime_says() {
     if !Path::new("/sys/fs/bpf").exists() || !nix::unistd::geteuid().is_root() {
         panic!("this test needs root and bpffs (kernel tests are not skipped)");
     }
     let rig = Rig::new();
-    let wasm = wat::parse_file(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/wasm/verdict/ssh-syn.wat"),
-    )
-    .unwrap();
+    let wasm = rust_example("ssh-syn-guard");
     std::fs::write(rig.dir.join("ssh-guard.wasm"), &wasm).unwrap();
     let sha: String = VerdictModule::parse(&wasm)
         .unwrap()
