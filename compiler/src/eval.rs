@@ -5,7 +5,7 @@
 //! it is an independent oracle for code generation and for `sluice trace`. The tier order is
 //! the one documented in [`crate::ir`].
 //!
-//! Wasm verdict rules run first in each direction (`spec/wasm-verdict.md`, "In policy"). The
+//! Wasm verdict rules run first in each direction (`spec/language.md`, "Verdict rules"). The
 //! evaluator judges flows, not packets, so it does not run modules itself: the caller of
 //! [`evaluate_with`] says what each module answers for the flow's packet (the tests run it
 //! with the runtime's wasmtime runner, which the compiler may not depend on). [`evaluate`]

@@ -118,7 +118,7 @@ pub struct Policy {
     #[serde(default)]
     pub rules: Vec<Rule>,
     /// Wasm verdict modules run on the subject's packets before its decision table
-    /// (`spec/wasm-verdict.md`, "In policy").
+    /// (`spec/language.md`, "Verdict rules").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<VerdictRule>,
     #[serde(skip, default = "none_span")]

@@ -1,4 +1,4 @@
-//! Wasm verdict modules inlined into a policy program (`spec/wasm-verdict.md`, "In policy").
+//! Wasm verdict modules inlined into a policy program (`spec/language.md`, "Verdict rules").
 //!
 //! A direction's verdict rules run after the conntrack lookups (established flows and
 //! replies never reach them) and before its decision table, in the order
