@@ -5,8 +5,8 @@
 //! (tcx, network namespaces). Real TCP connections must do what wasmtime (`VerdictRunner`)
 //! says the module answers for their SYN: port 22 from a 10.x pod connects, from a pod outside
 //! 10.0.0.0/8 it is dropped, port 80 connects from both. `sluice trace` then names the verdict
-//! rule, the module and its sha256. A guard unloads and removes everything, even when the test
-//! fails.
+//! rule, the module and its sha256, and a next generation without the rule lets port 22 in
+//! again. A guard unloads and removes everything, even when the test fails.
 
 #[path = "support/leftovers.rs"]
 mod leftovers;
@@ -263,4 +263,21 @@ fn ssh_guard_between_real_pods_does_what_wasmtime_says() {
         .collect();
     // The module allowed it: stage wasm-verdict on the server's hook.
     assert_eq!(stages.last(), Some(&"wasm-verdict"), "{json}");
+
+    // The module goes away with the next generation, in one swap like any code: the
+    // outsider's new connections to 22 work again.
+    std::fs::write(
+        rig.dir.join("policy.sluice"),
+        "policy \"ssh-guard\" {\n  tier admin priority 5\n  select app = server\n}\n",
+    )
+    .unwrap();
+    rig.sluice(&[
+        "apply",
+        "policy.sluice",
+        "--inventory",
+        "inv.yaml",
+        "--netns",
+        &node,
+    ]);
+    assert_eq!(rig.probe("outsider", 22), ProbeOutcome::Connected);
 }
