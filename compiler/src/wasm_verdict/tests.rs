@@ -205,6 +205,11 @@ fn module_shape_is_checked() {
             VerdictError::Shape { found, offset, .. } => {
                 assert!(found.contains(want), "{src}: {found}");
                 assert!(offset > 0 || want.contains("no export"), "{src}: {offset}");
+                // An export error points at the export's entry: its name follows the offset.
+                if want.contains("export `verdict`") || want.contains("`verdict` is") {
+                    let bytes = wasm(&src);
+                    assert_eq!(&bytes[offset..offset + 8], b"\x07verdict", "{src}");
+                }
             }
             e => panic!("{src}: {e:?}"),
         }

@@ -229,13 +229,11 @@ pub(crate) fn check(wasm: &[u8]) -> Result<ModuleInfo, VerdictError> {
                 }
             }
             Payload::ExportSection(r) => {
-                let start = r.range().start;
-                for (i, e) in r.into_iter().enumerate() {
-                    let e = e.map_err(invalid)?;
+                for e in r.into_iter_with_offsets() {
+                    let (at, e) = e.map_err(invalid)?;
                     if e.name != EXPORT_VERDICT {
                         continue;
                     }
-                    let at = start + i;
                     if e.kind != ExternalKind::Func {
                         return Err(shape(
                             at,

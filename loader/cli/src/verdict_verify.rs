@@ -214,3 +214,46 @@ pub fn packets(m: &VerdictModule, n: usize, seed: u64) -> Vec<Vec<u8>> {
     out.truncate(n);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_hold_the_length_edges_and_0xffff_and_are_deterministic() {
+        let wasm = wat::parse_str(
+            r#"(module
+                 (import "sluice" "pkt_u16" (func $u16 (param i32) (result i32)))
+                 (func (export "verdict") (param i32) (result i32)
+                   (drop (call $u16 (i32.const -3)))
+                   (i32.and (call $u16 (i32.const 30)) (i32.const 1))))"#,
+        )
+        .unwrap();
+        let m = VerdictModule::parse(&wasm).unwrap();
+        assert_eq!(m.constant_loads(), vec![(-3, 2), (30, 2)]);
+        let ps = packets(&m, 200, 9);
+        assert_eq!(ps.len(), 200);
+        assert_eq!(ps, packets(&m, 200, 9), "deterministic for a seed");
+        assert_ne!(ps, packets(&m, 200, 10));
+        let lens: Vec<usize> = ps.iter().map(Vec::len).collect();
+        // The load at 30 of 2 bytes: one short, exact, one spare; each random and all 0xff.
+        for len in [31, 32, 33] {
+            assert!(
+                ps.iter()
+                    .any(|p| p.len() == len && p.iter().all(|&b| b == 0xff))
+            );
+            assert!(lens.iter().filter(|&&l| l == len).count() >= 2, "{len}");
+        }
+        assert!(
+            ps.iter()
+                .any(|p| p.len() == 64 && p.iter().all(|&b| b == 0xff))
+        );
+        assert!(ps.iter().all(|p| p.len() <= MAX_PACKET));
+        // Random packets plant the module's constants at the constant load offsets.
+        assert!(
+            ps.iter()
+                .any(|p| p.len() >= 32 && p[30..32] == [0, 30] && p.len() > 40),
+            "a random packet with 30 planted at offset 30"
+        );
+    }
+}
