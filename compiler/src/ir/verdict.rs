@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 /// 64 hex digits (either case) → the digest.
 pub fn parse_hex_digest(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
+    // Only digits: `from_str_radix` alone would take a sign.
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -29,8 +30,8 @@ pub fn parse_hex_digest(s: &str) -> Option<[u8; 32]> {
 }
 
 /// Lowercase hex, as `sha256sum` prints it.
-pub fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+pub fn hex(d: &[u8; 32]) -> String {
+    sluice_policy::Digest(*d).hex()
 }
 
 /// The directory a verdict rule's path is relative to: that of the file the rule was read
@@ -118,4 +119,21 @@ fn read_module(
         );
     })?;
     Ok(Arc::new(module))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_exactly_64_hex_digits() {
+        let d = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+        let bytes = parse_hex_digest(d).unwrap();
+        assert_eq!(hex(&bytes), d);
+        assert_eq!(parse_hex_digest(&d.to_uppercase()), Some(bytes));
+        assert_eq!(parse_hex_digest(&d[..62]), None);
+        assert_eq!(parse_hex_digest(&format!("{d}00")), None);
+        assert_eq!(parse_hex_digest(&"+a".repeat(32)), None);
+        assert_eq!(parse_hex_digest(&"zz".repeat(32)), None);
+    }
 }
