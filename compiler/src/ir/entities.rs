@@ -125,6 +125,9 @@ pub struct VerdictData {
     /// The module, read, checked against `sha256` and translated by
     /// [`super::verdict::load`]; `None` until then (code generation refuses it).
     pub module: Option<std::sync::Arc<crate::wasm_verdict::VerdictModule>>,
+    /// Where [`super::verdict::load`] read it (the path as written, resolved against its
+    /// file's directory); what a bundle's manifest records it under.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Which namespaces an endpoint peer may be in.

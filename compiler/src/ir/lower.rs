@@ -166,6 +166,7 @@ impl Lower {
                 on_trap: v.on_trap,
                 span: v.span,
                 module: None,
+                file: None,
             });
             self.ir.policies[id].verdicts.push(vid);
         }

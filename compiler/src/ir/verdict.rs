@@ -87,6 +87,7 @@ pub fn load(ir: &mut Ir, dir: &dyn Fn(SourceId) -> PathBuf, diags: &mut Diagnost
             continue;
         }
         ir.verdicts[v].module = Some(loaded);
+        ir.verdicts[v].file = Some(path);
     }
 }
 

@@ -130,9 +130,8 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
     // The manifest records every input by sha256: the policy files (the inventory's text
     // is among the sources too), the modules and the verdict modules.
     files.extend(checked.ir.verdicts.values().filter_map(|v| {
-        v.module
-            .as_ref()
-            .map(|m| (v.path.clone(), m.bytes().to_vec()))
+        let (m, f) = (v.module.as_ref()?, v.file.as_ref()?);
+        Some((f.display().to_string(), m.bytes().to_vec()))
     }));
     files.sort();
     files.dedup_by(|a, b| a.0 == b.0);
