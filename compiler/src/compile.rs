@@ -11,16 +11,18 @@ use crate::bundle::{
     Attachment, Bundle, BundleBuilder, BundleError, Digest as BundleDigest, EndpointRef,
 };
 use crate::datapath::program::needs_conntrack;
-use crate::datapath::{CodegenOptions, DatapathError, EndpointArtifacts, compile_endpoint};
+use crate::datapath::{
+    CodegenOptions, DatapathError, EndpointArtifacts, InlineVerdict, compile_endpoint_with,
+};
 use crate::diag::{Diag, Diagnostics, Severity};
-use crate::ir::{self, Ir};
+use crate::ir::{self, Ir, VerdictId};
 use crate::plan::{Classes, DecisionTable};
 use crate::resolve::Inventory;
 use crate::resolve::InventoryFiles;
 use crate::resolve::inventory::InventoryError;
 use crate::resolve::{self, DirectionPolicy, identity};
 use crate::source::SourceMap;
-use crate::source::ast::{Document, Span};
+use crate::source::ast::{Document, PolicyDirection, Span};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -131,6 +133,12 @@ pub fn summary(ir: &Ir, diags: &Diagnostics) -> String {
         plural(ir.policies.len(), "policy", "policies"),
         plural(ir.rules.len(), "rule", "rules"),
     );
+    if !ir.verdicts.is_empty() {
+        s.push_str(&format!(
+            ", {}",
+            plural(ir.verdicts.len(), "verdict rule", "verdict rules")
+        ));
+    }
     if ir.masquerade.is_some() {
         s.push_str(", masquerade");
     }
@@ -148,11 +156,30 @@ pub fn summary(ir: &Ir, diags: &Diagnostics) -> String {
 }
 
 /// Lowers documents to IR and runs the semantic checks; with an inventory, named ports are
-/// checked against it. The checks run only when lowering found no errors.
+/// checked against it. The checks run only when lowering found no errors. Verdict modules
+/// are read relative to the working directory: [`check_documents_in`] reads them relative to
+/// the files that name them.
 pub fn check_documents(docs: &[Document], inventory: Option<&Inventory>) -> Checked {
+    check_documents_in(docs, inventory, None)
+}
+
+/// [`check_documents`], reading each verdict rule's module relative to the file in `sources`
+/// that names it (`ir::verdict`), so code generation gets translated modules only.
+pub fn check_documents_in(
+    docs: &[Document],
+    inventory: Option<&Inventory>,
+    sources: Option<&SourceMap>,
+) -> Checked {
     let mut times = StageTimes::default();
     let t = Instant::now();
-    let (ir, mut diags) = ir::lower(docs);
+    let (mut ir, mut diags) = ir::lower(docs);
+    if !diags.has_errors() && !ir.verdicts.is_empty() {
+        ir::verdict::load(
+            &mut ir,
+            &|id| ir::verdict::base_dir(sources, id),
+            &mut diags,
+        );
+    }
     times.lower = t.elapsed();
     tracing::debug!(
         policies = ir.policies.len(),
@@ -254,6 +281,14 @@ pub enum CompileError {
     TooManyIdentities(usize),
     #[error("the node datapath of `{0}`: {1}")]
     Node(String, crate::datapath::node::NodeError),
+    #[error("the module of {0} was not read and checked (compile::check_documents_in does it)")]
+    VerdictNotLoaded(String),
+    /// The node datapath delivers through one per-node ingress lookup, which cannot run
+    /// inlined modules: refused rather than bypassed (spec/wasm-verdict.md).
+    #[error(
+        "{0} runs a Wasm verdict module, which the node datapath (--node-config) does not run yet"
+    )]
+    VerdictWithNodeDatapath(String),
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }
@@ -277,6 +312,26 @@ pub fn node_config(
 
 /// Per distinct program pair: ingress and egress tables, and whether it tracks flows.
 type NodeTables = (Option<DecisionTable>, Option<DecisionTable>, bool);
+
+/// The verdict rules that judge `ep` in `dir`, as its program runs them; `Err` names one
+/// whose module was never loaded (fail closed: no program without its verdict code).
+fn inline_verdicts(
+    ir: &Ir,
+    ep: &crate::ir::EndpointView<'_>,
+    dir: PolicyDirection,
+) -> Result<Vec<InlineVerdict>, VerdictId> {
+    ir.verdicts_for(ep, dir)
+        .into_iter()
+        .map(|v| {
+            let d = &ir.verdicts[v];
+            Ok(InlineVerdict {
+                module: d.module.clone().ok_or(v)?,
+                on_trap: d.on_trap,
+                rule: ir.verdict_rule_number(v),
+            })
+        })
+        .collect()
+}
 
 /// Compiles checked IR against an inventory into a bundle: identities, peer classes and the
 /// ipcache, one decision table per endpoint and direction, both programs of every endpoint,
@@ -325,8 +380,13 @@ pub fn compile(
 
     let mut endpoints: Vec<EndpointPrograms> = Vec::with_capacity(selected.len());
     // Endpoints with the same resolved policy get the same programs: plan and generate them
-    // once per distinct (ingress, egress) pair. Large clusters have few distinct policies.
-    type PolicyPair = (Option<DirectionPolicy>, Option<DirectionPolicy>);
+    // once per distinct (ingress, egress) pair, with the verdict rules of each direction.
+    // Large clusters have few distinct policies.
+    type PolicyPair = (
+        Option<DirectionPolicy>,
+        Option<DirectionPolicy>,
+        [Vec<InlineVerdict>; 2],
+    );
     // Distinct pair → (its number, the first endpoint that runs it).
     let mut built: HashMap<PolicyPair, (usize, usize)> = HashMap::new();
     // `distinct_of[i]`: which distinct program pair endpoint `i` (of `endpoints`) runs.
@@ -341,7 +401,21 @@ pub fn compile(
         };
         let t = Instant::now();
         let policy = resolve::policy_for(ir, inventory, &ids, e);
-        let pair = (policy.ingress, policy.egress);
+        let verdicts = [PolicyDirection::Ingress, PolicyDirection::Egress]
+            .map(|dir| inline_verdicts(ir, &inventory.view(e), dir));
+        let [vin, veg] = match verdicts {
+            [Ok(i), Ok(e)] => [i, e],
+            [Err(v), _] | [_, Err(v)] => {
+                return Err(CompileError::VerdictNotLoaded(ir.describe_verdict(v)));
+            }
+        };
+        if opts.datapath.is_some() && !(vin.is_empty() && veg.is_empty()) {
+            return Err(CompileError::VerdictWithNodeDatapath(format!(
+                "{}/{}",
+                ep.namespace, ep.name
+            )));
+        }
+        let pair = (policy.ingress, policy.egress, [vin, veg]);
         times.plan += t.elapsed();
         let programs = match built.get(&pair) {
             Some(&(d, first)) => {
@@ -354,12 +428,18 @@ pub fn compile(
                 let egress = pair.1.as_ref().map(|d| DecisionTable::build(d, &classes));
                 times.plan += t.elapsed();
                 let t = Instant::now();
-                let programs =
-                    compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts.codegen)
-                        .map_err(|source| CompileError::Codegen {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?;
+                let [vin, veg] = &pair.2;
+                let programs = compile_endpoint_with(
+                    ingress.as_ref(),
+                    egress.as_ref(),
+                    [vin, veg],
+                    &classes,
+                    &opts.codegen,
+                )
+                .map_err(|source| CompileError::Codegen {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
                 times.codegen += t.elapsed();
                 if opts.datapath.is_some() {
                     let ct = needs_conntrack(ingress.as_ref(), egress.as_ref());
@@ -624,6 +704,61 @@ endpoints:
         let plain = build(&CompileOptions::default()).unwrap();
         assert!(!plain.bundle.trace.as_ref().unwrap().rule_recording);
         assert_ne!(plain.bundle.digest(), c.bundle.digest());
+    }
+
+    /// A verdict rule's translated code is part of the program: the endpoints it selects get
+    /// another `to_ep` (another sha256), still shared between them; the rule table numbers it
+    /// after the rules and names its module. A rule whose module was never loaded does not
+    /// compile.
+    #[test]
+    fn verdict_code_is_in_the_program_and_the_rule_table() {
+        const PASS: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+        let guard = format!(
+            "policy \"g\" {{ tier admin priority 1 select app = web\n  ingress verdict \"tests/golden/verdict/pass.wasm\" sha256 \"{PASS}\" }}\n"
+        );
+        let mut sm = SourceMap::new();
+        let docs: Vec<Document> = [("web.sluice", POLICY), ("g.sluice", guard.as_str())]
+            .iter()
+            .map(|(name, text)| {
+                let id = sm.add(*name, *text);
+                crate::source::dsl::parse(id, text).unwrap()
+            })
+            .collect();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let opts = CompileOptions {
+            codegen: CodegenOptions {
+                trace: true,
+                ..CodegenOptions::default()
+            },
+            ..CompileOptions::default()
+        };
+        // Paths without a file are relative to the working directory (the crate's, in tests).
+        let checked = check_documents(&docs, Some(&inv));
+        assert!(!checked.diags.has_errors(), "{:?}", checked.diags);
+        let with = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap();
+        let plain = build(&opts).unwrap();
+        let (w, p) = (&with.endpoints[0], &plain.endpoints[0]);
+        assert_eq!(w.artifacts, with.endpoints[1].artifacts, "dedup");
+        let [wf, wt] = w.artifacts.unwrap();
+        let [pf, pt] = p.artifacts.unwrap();
+        assert_eq!(wf, pf, "egress has no verdict rule: the same program");
+        assert_ne!(wt, pt, "ingress runs the module: another program");
+        assert!(w.programs.to_ep.elf.len() > p.programs.to_ep.elf.len());
+        let info = with.bundle.trace.as_ref().unwrap();
+        let n = checked.ir.rules.len() as u32 + 1;
+        let e = info.rules.get(n).expect("the verdict rule's entry");
+        assert_eq!(e.action, "verdict");
+        let v = e.verdict.as_ref().unwrap();
+        assert_eq!((v.sha256.as_str(), v.on_trap.as_str()), (PASS, "deny"));
+        assert_eq!(e.location.as_ref().unwrap().to_string(), "g.sluice:2:3");
+
+        let (unloaded, d) = ir::lower(&docs);
+        assert!(!d.has_errors());
+        let err = compile(&unloaded, &inv, &sm, &[], &opts, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&err, CompileError::VerdictNotLoaded(r) if r.contains("policy `g`")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,10 +4,17 @@
 //! tables of [`crate::resolve`]: it matches labels, addresses and container ports directly, so
 //! it is an independent oracle for code generation and for `sluice trace`. The tier order is
 //! the one documented in [`crate::ir`].
+//!
+//! Wasm verdict rules run first in each direction (`spec/language.md`, "Verdict rules"). The
+//! evaluator judges flows, not packets, so it does not run modules itself: the caller of
+//! [`evaluate_with`] says what each module answers for the flow's packet (the tests run it
+//! with the runtime's wasmtime runner, which the compiler may not depend on). [`evaluate`]
+//! refuses a flow that a verdict rule judges instead of guessing.
 
-use crate::ir::{EndpointView, Ir, L4Match, PeerKind, PolicyId, RuleId, Tier};
+use crate::ir::{EndpointView, Ir, L4Match, PeerKind, PolicyId, RuleId, Tier, VerdictId};
 use crate::resolve::Inventory;
 use crate::source::ast::{Action, Entity, PolicyDirection};
+use sluice_policy::verdict::VerdictOutcome;
 use std::net::IpAddr;
 
 /// One end of a flow.
@@ -43,6 +50,9 @@ pub enum Reason {
     Isolated,
     /// First-match rule in the baseline tier.
     Baseline,
+    /// A Wasm verdict rule answered allow or deny, or trapped and its `on-trap` decided
+    /// (`DirectionVerdict::verdict` holds it).
+    Verdict,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +66,8 @@ pub struct DirectionVerdict {
     pub isolated_by: Vec<PolicyId>,
     /// An admin `pass` rule that handed the flow to the default tier.
     pub passed_by: Option<RuleId>,
+    /// The verdict rule that decided and what its module answered (a trap included).
+    pub verdict: Option<(VerdictId, VerdictOutcome)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +84,8 @@ pub struct Verdict {
 pub enum EvalError {
     #[error("no endpoint with index {0}")]
     NoSuchEndpoint(usize),
+    #[error("a Wasm verdict rule ({0}) judges this flow: evaluate it with the module's answer")]
+    NeedsVerdict(VerdictId),
 }
 
 /// A flow end with everything matching needs.
@@ -82,15 +96,35 @@ struct End {
 }
 
 /// Evaluates a flow: the source's egress, the destination's ingress, both must allow.
+/// A flow some verdict rule judges is `EvalError::NeedsVerdict` (see [`evaluate_with`]).
 pub fn evaluate(ir: &Ir, inv: &Inventory, flow: &Flow) -> Result<Verdict, EvalError> {
+    let mut needed = None;
+    let v = evaluate_with(ir, inv, flow, &mut |v| {
+        needed.get_or_insert(v);
+        VerdictOutcome::Pass
+    })?;
+    match needed {
+        Some(v) => Err(EvalError::NeedsVerdict(v)),
+        None => Ok(v),
+    }
+}
+
+/// [`evaluate`], with `module(v)` saying what verdict rule `v`'s module answers for the
+/// flow's packet. It is asked only for the rules that run, in the order they run.
+pub fn evaluate_with(
+    ir: &Ir,
+    inv: &Inventory,
+    flow: &Flow,
+    module: &mut dyn FnMut(VerdictId) -> VerdictOutcome,
+) -> Result<Verdict, EvalError> {
     let src = end(inv, &flow.src)?;
     let dst = end(inv, &flow.dst)?;
     let egress = src
         .endpoint
-        .map(|s| direction(ir, inv, s, dst, PolicyDirection::Egress, flow.l4));
+        .map(|s| direction(ir, inv, s, dst, PolicyDirection::Egress, flow.l4, module));
     let ingress = dst
         .endpoint
-        .map(|d| direction(ir, inv, d, src, PolicyDirection::Ingress, flow.l4));
+        .map(|d| direction(ir, inv, d, src, PolicyDirection::Ingress, flow.l4, module));
     let all = [&egress, &ingress];
     let allow = all.iter().all(|v| v.as_ref().is_none_or(|v| v.allow));
     let audited = all.iter().any(|v| v.as_ref().is_some_and(|v| v.audited));
@@ -126,6 +160,7 @@ fn direction(
     remote: End,
     dir: PolicyDirection,
     l4: L4Match,
+    module: &mut dyn FnMut(VerdictId) -> VerdictOutcome,
 ) -> DirectionVerdict {
     let view = inv.view(subject);
     let selecting: Vec<PolicyId> = ir
@@ -157,7 +192,24 @@ fn direction(
             })
             .collect(),
         passed_by: None,
+        verdict: None,
     };
+
+    // 0. Verdict rules, before every rule: allow and deny decide, pass goes on; a trap is
+    //    what the rule's `on-trap` says.
+    for vid in ir.verdicts_for(&view, dir) {
+        let answer = module(vid);
+        let effective = match answer {
+            VerdictOutcome::Trap(_) => ir.verdicts[vid].on_trap.outcome(),
+            other => other,
+        };
+        if effective != VerdictOutcome::Pass {
+            v.reason = Reason::Verdict;
+            v.allow = effective == VerdictOutcome::Allow;
+            v.verdict = Some((vid, answer));
+            return v;
+        }
+    }
 
     // 1. Admin tiers: first match decides; `pass` goes on to the default tier.
     if let Some(first) = in_tier(&|t| matches!(t, Tier::Admin(_))).first() {
@@ -287,6 +339,7 @@ mod tests {
     use crate::ir::L4;
     use crate::resolve::InventoryFiles;
     use crate::source::ast::Document;
+    use cranelift_entity::EntityRef;
 
     const INV: &str = "
 nodes:
@@ -387,5 +440,59 @@ endpoints:
         )
         .unwrap();
         assert_eq!(v.egress.unwrap().reason, Reason::Unrestricted);
+    }
+
+    /// Verdict rules run before every rule, in priority order; pass hands on, a trap is the
+    /// rule's `on-trap`, and `evaluate` refuses to guess a module's answer.
+    #[test]
+    fn verdict_rules_run_first_in_priority_order() {
+        const SHA: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+        let (ir, inv) = setup(&format!(
+            r#"{{"items":[
+            {{"kind":"policy","name":"late","tier":{{"tier":"admin","priority":20}},"subject":{{}},
+             "verdicts":[{{"direction":"ingress","module":"b.wasm","sha256":"{SHA}","on_trap":"pass"}}]}},
+            {{"kind":"policy","name":"early","tier":{{"tier":"admin","priority":1}},"subject":{{}},
+             "rules":[{{"direction":"ingress","action":"deny"}}],
+             "verdicts":[{{"direction":"ingress","module":"a.wasm","sha256":"{SHA}"}}]}}
+            ]}}"#
+        ));
+        let late = crate::ir::VerdictId::new(0);
+        let early = crate::ir::VerdictId::new(1);
+        let flow = flow(FlowEnd::Endpoint(0), FlowEnd::Endpoint(1), tcp(22));
+        let run = |a: VerdictOutcome, b: VerdictOutcome| {
+            let mut asked = Vec::new();
+            let v = evaluate_with(&ir, &inv, &flow, &mut |v| {
+                asked.push(v);
+                if v == early { a } else { b }
+            })
+            .unwrap();
+            (v.ingress.unwrap(), asked)
+        };
+        use crate::wasm_verdict::TrapKind;
+        // The priority-1 policy's module runs first and decides.
+        let (d, asked) = run(VerdictOutcome::Allow, VerdictOutcome::Deny);
+        assert!(d.allow && d.reason == Reason::Verdict);
+        assert_eq!(asked, [early]);
+        assert_eq!(d.verdict, Some((early, VerdictOutcome::Allow)));
+        // A trap with the default on-trap denies.
+        let trap = VerdictOutcome::Trap(TrapKind::Unreachable);
+        let (d, _) = run(trap, VerdictOutcome::Allow);
+        assert!(!d.allow && d.verdict == Some((early, trap)));
+        // Pass goes on to the next module; there a trap with on-trap pass goes on to the
+        // rules, where the admin deny decides.
+        let (d, asked) = run(VerdictOutcome::Pass, trap);
+        assert_eq!(asked, [early, late]);
+        assert!(!d.allow && d.reason == Reason::Admin && d.verdict.is_none());
+        let (d, _) = run(VerdictOutcome::Pass, VerdictOutcome::Allow);
+        assert!(d.allow && d.verdict == Some((late, VerdictOutcome::Allow)));
+        // Egress has no verdict rule: `evaluate` answers; ingress needs the module.
+        assert_eq!(
+            evaluate(&ir, &inv, &flow),
+            Err(EvalError::NeedsVerdict(early))
+        );
+        assert!(
+            ir.verdicts_for(&inv.view(0), PolicyDirection::Egress)
+                .is_empty()
+        );
     }
 }

@@ -17,7 +17,7 @@ use cranelift_entity::EntityRef;
 use crate::ir::{Ir, RuleId};
 use crate::resolve::Inventory;
 use crate::source::SourceMap;
-use crate::source::ast::Action;
+use crate::source::ast::{Action, Span};
 pub use sluice_bundle::trace_info::*;
 
 fn action_name(a: Action) -> &'static str {
@@ -29,18 +29,41 @@ fn action_name(a: Action) -> &'static str {
     }
 }
 
-/// The rule table of a compilation: every rule of `ir`, located in `sources`.
+fn locate(sources: &SourceMap, span: Span) -> Option<SourceLocation> {
+    sources.location(span).map(|l| SourceLocation {
+        file: l.file,
+        line: l.line as u32,
+        column: l.column as u32,
+    })
+}
+
+/// The rule table of a compilation: every rule of `ir`, then every verdict rule (numbered
+/// after the rules, `Ir::verdict_rule_number`), located in `sources`.
 pub fn rule_table(ir: &Ir, sources: &SourceMap) -> RuleTable {
+    let verdicts = ir.verdicts.iter().map(|(v, d)| {
+        let policy = &ir.policies[d.policy];
+        RuleEntry {
+            id: ir.verdict_rule_number(v),
+            policy: policy.name.clone(),
+            name: d.name.clone(),
+            index: policy.verdicts.iter().position(|x| *x == v).unwrap_or(0) as u32 + 1,
+            direction: d.direction.as_str().to_owned(),
+            action: "verdict".to_owned(),
+            tier: policy.tier.name(),
+            location: locate(sources, d.span),
+            verdict: Some(VerdictEntry {
+                module: d.path.clone(),
+                sha256: crate::ir::verdict::hex(&d.sha256),
+                on_trap: crate::source::dsl::on_trap_word(d.on_trap).to_owned(),
+            }),
+        }
+    });
     RuleTable(
         ir.rules
             .iter()
             .map(|(id, r): (RuleId, _)| {
                 let policy = &ir.policies[ir.policy_of(id)];
-                let location = sources.location(ir.rule_span(id)).map(|l| SourceLocation {
-                    file: l.file,
-                    line: l.line as u32,
-                    column: l.column as u32,
-                });
+                let location = locate(sources, ir.rule_span(id));
                 RuleEntry {
                     id: id.index() as u32 + 1,
                     policy: policy.name.clone(),
@@ -50,8 +73,10 @@ pub fn rule_table(ir: &Ir, sources: &SourceMap) -> RuleTable {
                     action: action_name(r.action).to_owned(),
                     tier: policy.tier.name(),
                     location,
+                    verdict: None,
                 }
             })
+            .chain(verdicts)
             .collect(),
     )
 }

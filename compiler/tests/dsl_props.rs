@@ -158,6 +158,27 @@ fn rule(admin: bool) -> impl Strategy<Value = Rule> {
         })
 }
 
+fn verdict() -> impl Strategy<Value = VerdictRule> {
+    (
+        prop::option::of(text()),
+        prop_oneof![
+            Just(PolicyDirection::Ingress),
+            Just(PolicyDirection::Egress)
+        ],
+        text(),
+        "[0-9a-f]{64}",
+        prop_oneof![Just(OnTrap::Deny), Just(OnTrap::Allow), Just(OnTrap::Pass)],
+    )
+        .prop_map(|(name, direction, module, sha256, on_trap)| VerdictRule {
+            name,
+            direction,
+            module,
+            sha256,
+            on_trap,
+            span: N,
+        })
+}
+
 fn policy() -> impl Strategy<Value = Policy> {
     let tier = prop_oneof![
         any::<u32>().prop_map(|priority| Tier::Admin { priority }),
@@ -181,20 +202,25 @@ fn policy() -> impl Strategy<Value = Policy> {
     )
         .prop_flat_map(|(tier, name, namespace, ns_sel, pods, isolate)| {
             let admin = matches!(tier, Tier::Admin { .. });
-            prop::collection::vec(rule(admin), 0..4).prop_map(move |rules| Policy {
-                name: name.clone(),
-                namespace: namespace.clone(),
-                tier,
-                subject: Subject {
-                    namespaces: ns_sel.clone(),
-                    pods: pods.clone(),
+            (
+                prop::collection::vec(rule(admin), 0..4),
+                prop::collection::vec(verdict(), 0..3),
+            )
+                .prop_map(move |(rules, verdicts)| Policy {
+                    name: name.clone(),
+                    namespace: namespace.clone(),
+                    tier,
+                    subject: Subject {
+                        namespaces: ns_sel.clone(),
+                        pods: pods.clone(),
+                        span: N,
+                    },
+                    isolate: isolate.clone(),
+                    rules,
+                    verdicts,
                     span: N,
-                },
-                isolate: isolate.clone(),
-                rules,
-                span: N,
-                name_span: N,
-            })
+                    name_span: N,
+                })
         })
 }
 

@@ -196,6 +196,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 },
                 isolate,
                 rules,
+                verdicts: Vec::new(),
                 span: Span::NONE,
                 name_span: Span::NONE,
             })

@@ -6,8 +6,9 @@
 //! Kinds: `syntax` parses the file with the DSL parser; `readers` reads `NAME.yaml`/`.yml`/`.json`
 //! with the YAML front ends (`load::read_yaml`); `node` reads node configurations
 //! (`node::read`, spec/node.md); `semantic` parses, lowers and checks the file
-//! (against `NAME.inventory.yaml` when present, for named ports). Add a kind by adding a
-//! directory and an arm to [`run`].
+//! (against `NAME.inventory.yaml` when present, for named ports); `verdict` parses and lowers
+//! the file, then reads its verdict rules' modules relative to it (`ir::verdict::load`). Add a
+//! kind by adding a directory and an arm to [`run`].
 
 use sluice_compiler::diag::{Diagnostics, render_plain};
 use sluice_compiler::ir::{self, check::check};
@@ -39,6 +40,22 @@ fn run(kind: &str, path: &Path, name: &str) -> String {
             let (ir, mut diags) = ir::lower(&[doc]);
             let named = inventory.as_ref().map(|i| i.named_ports());
             check(ir, named.as_deref(), &mut diags);
+            diags.sorted()
+        }
+        "verdict" => {
+            let doc = dsl::parse(id, &text)
+                .unwrap_or_else(|d| panic!("{name} must parse:\n{}", render_plain(&d, &sources)));
+            let (mut ir, mut diags) = ir::lower(&[doc]);
+            let dir = path.parent().unwrap().to_path_buf();
+            ir::verdict::load(&mut ir, &|_| dir.clone(), &mut diags);
+            // The rule whose module passed every check has it; the others do not.
+            for (_, v) in ir.verdicts.iter() {
+                assert_eq!(
+                    v.module.is_some(),
+                    v.name.as_deref() == Some("fine"),
+                    "{v:?}"
+                );
+            }
             diags.sorted()
         }
         other => {

@@ -448,6 +448,8 @@ fn stage_name(s: Option<Stage>) -> &'static str {
         Some(Stage::Reply) => "reply",
         Some(Stage::Malformed) => "malformed",
         Some(Stage::NotIpv4) => "not-ipv4",
+        Some(Stage::WasmVerdict) => "wasm-verdict",
+        Some(Stage::WasmTrap) => "wasm-trap",
         None => "unknown",
     }
 }
@@ -455,7 +457,15 @@ fn stage_name(s: Option<Stage>) -> &'static str {
 fn decision(d: &Decoded, info: &TraceInfo, endpoint: &EndpointRef, dir: &str) -> Decision {
     let rule = info.rules.get(d.rule).cloned();
     let reason = match (d.stage, &rule) {
+        (Some(Stage::WasmTrap), Some(r)) => Some(format!(
+            "the verdict module trapped; its rule says on-trap {}",
+            r.verdict.as_ref().map_or("deny", |v| v.on_trap.as_str())
+        )),
         (_, Some(_)) => None,
+        (Some(Stage::WasmVerdict | Stage::WasmTrap), None) => Some(format!(
+            "verdict rule number {} is not in the generation's rule table",
+            d.rule
+        )),
         (Some(Stage::Policy), None) if d.rule != 0 => Some(format!(
             "rule number {} is not in the generation's rule table",
             d.rule
@@ -727,13 +737,16 @@ pub fn render_text(r: &TraceReport) -> String {
             }
         );
         let why = match (&h.decision.rule, &h.decision.reason) {
-            (Some(rule), _) => format!(
-                "{} {} ({} {}, {} tier)",
+            (Some(rule), reason) => format!(
+                "{} {} ({} {}, {} tier){}",
                 location_text(&rule.location),
                 rule.describe(),
                 rule.direction,
                 rule.action,
-                rule.tier
+                rule.tier,
+                reason
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!("; {r}"))
             ),
             (None, Some(reason)) => reason.clone(),
             (None, None) => String::new(),
@@ -949,5 +962,52 @@ mod tests {
         assert_eq!(parse_proto("SCTP"), Some(132));
         assert_eq!(parse_proto("47"), Some(47));
         assert_eq!(parse_proto("gre"), None);
+    }
+
+    /// A verdict decided by a Wasm module names its rule, module and digest; a trap also says
+    /// that its `on-trap` decided; a number missing from the table says so.
+    #[test]
+    fn wasm_verdict_decisions_name_the_module() {
+        use sluice_bundle::trace_info::{RuleEntry, RuleTable, VerdictEntry};
+        let mut i = info();
+        i.rules = RuleTable(vec![RuleEntry {
+            id: 1,
+            policy: "guard".into(),
+            name: Some("ssh".into()),
+            index: 1,
+            direction: "ingress".into(),
+            action: "verdict".into(),
+            tier: "admin (priority 5)".into(),
+            location: None,
+            verdict: Some(VerdictEntry {
+                module: "ssh.wasm".into(),
+                sha256: "ab".repeat(32),
+                on_trap: "allow".into(),
+            }),
+        }]);
+        let ep = EndpointRef {
+            namespace: "x".into(),
+            name: "a".into(),
+        };
+        let code = |allow, stage, rule| keys::decode(keys::rule_stage_code(allow, stage, rule));
+        let d = decision(&code(false, Stage::WasmVerdict, 1), &i, &ep, "ingress");
+        assert_eq!((d.stage, d.reason.as_deref()), ("wasm-verdict", None));
+        let rule = d.rule.unwrap();
+        assert_eq!(
+            rule.describe(),
+            format!(
+                "verdict rule `ssh` of policy `guard`: module ssh.wasm (sha256 {})",
+                "ab".repeat(32)
+            )
+        );
+        let d = decision(&code(true, Stage::WasmTrap, 1), &i, &ep, "ingress");
+        assert_eq!(d.stage, "wasm-trap");
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("the verdict module trapped; its rule says on-trap allow")
+        );
+        let d = decision(&code(false, Stage::WasmVerdict, 9), &i, &ep, "ingress");
+        assert!(d.rule.is_none());
+        assert!(d.reason.unwrap().contains("number 9 is not in"));
     }
 }

@@ -5,7 +5,7 @@
 //! property the schema declares.
 
 use serde_json::Value;
-use sluice_policy::ast::{self, Action, Entity, LabelOp, PolicyDirection};
+use sluice_policy::ast::{self, Action, Entity, LabelOp, OnTrap, PolicyDirection};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -62,6 +62,10 @@ fn enums_match_the_ast() {
     assert_eq!(
         enum_of(def(&s, "entity")),
         names(&[Entity::World, Entity::Host, Entity::Cluster, Entity::All])
+    );
+    assert_eq!(
+        enum_of(def(&s, "on_trap")),
+        names(&[OnTrap::Deny, OnTrap::Allow, OnTrap::Pass])
     );
 }
 

@@ -47,6 +47,10 @@ pub enum Stage {
     Malformed = 3,
     /// Not IPv4: ARP passes; anything else is dropped where the direction is enforced.
     NotIpv4 = 4,
+    /// A Wasm verdict module answered allow or deny (the rule is its verdict rule).
+    WasmVerdict = 5,
+    /// A Wasm verdict module trapped and its rule's `on-trap` decided.
+    WasmTrap = 6,
 }
 
 impl Stage {
@@ -57,6 +61,8 @@ impl Stage {
             2 => Stage::Reply,
             3 => Stage::Malformed,
             4 => Stage::NotIpv4,
+            5 => Stage::WasmVerdict,
+            6 => Stage::WasmTrap,
             _ => return None,
         })
     }
@@ -65,6 +71,15 @@ impl Stage {
 /// The code of an outcome decided outside the table.
 pub fn stage_code(allow: bool, stage: Stage) -> u32 {
     ((stage as u32) << code::STAGE_SHIFT) | if allow { code::ALLOW } else { 0 }
+}
+
+/// The code of an outcome decided outside the table by a numbered rule (a verdict rule).
+pub fn rule_stage_code(allow: bool, stage: Stage, rule: u32) -> u32 {
+    assert!(
+        rule <= code::MAX_RULE + 1,
+        "rule {rule} beyond the verdict code"
+    );
+    stage_code(allow, stage) | (rule << code::RULE_SHIFT)
 }
 
 /// A verdict code taken apart (what `sluice trace` shows).

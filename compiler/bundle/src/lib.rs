@@ -1120,6 +1120,7 @@ mod tests {
                     line: 3,
                     column: 3,
                 }),
+                verdict: None,
             }]),
             endpoints: vec![EndpointEntry {
                 namespace: "default".into(),

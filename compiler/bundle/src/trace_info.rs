@@ -51,14 +51,33 @@ pub struct RuleEntry {
     pub tier: String,
     /// `None` when the rule has no source text (built in code, not read from a file).
     pub location: Option<SourceLocation>,
+    /// For a verdict rule (`action` is `verdict`): its module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictEntry>,
+}
+
+/// The Wasm module of a verdict rule, as a trace names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictEntry {
+    /// The file as the rule wrote it.
+    pub module: String,
+    /// Its sha256, lowercase hex.
+    pub sha256: String,
+    /// `deny`, `allow` or `pass`: what a trap means.
+    pub on_trap: String,
 }
 
 impl RuleEntry {
     /// "rule `allow-web` of policy `web`" or "rule 2 of policy `web`".
     pub fn describe(&self) -> String {
-        match &self.name {
+        let rule = match &self.name {
             Some(n) => format!("rule `{n}` of policy `{}`", self.policy),
             None => format!("rule {} of policy `{}`", self.index, self.policy),
+        };
+        match &self.verdict {
+            Some(v) => format!("verdict {rule}: module {} (sha256 {})", v.module, v.sha256),
+            None => rule,
         }
     }
 }

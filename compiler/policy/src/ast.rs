@@ -15,6 +15,8 @@ use core::net::IpAddr;
 use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
+pub use crate::verdict::OnTrap;
+
 /// Identifies one loaded source file (the compiler's `SourceMap` holds the text).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceId(pub u32);
@@ -115,6 +117,10 @@ pub struct Policy {
     pub isolate: Option<Vec<PolicyDirection>>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Wasm verdict modules run on the subject's packets before its decision table
+    /// (`spec/language.md`, "Verdict rules").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<VerdictRule>,
     #[serde(skip, default = "none_span")]
     pub span: Span,
     /// Span of the name, for diagnostics that point at "this policy".
@@ -226,6 +232,26 @@ pub struct Rule {
     /// Empty = every protocol and port.
     #[serde(default)]
     pub ports: Vec<PortSpec>,
+    #[serde(skip, default = "none_span")]
+    pub span: Span,
+}
+
+/// `ingress verdict "guard.wasm" sha256 "…" on-trap deny`: a Wasm verdict module
+/// (`spec/wasm-verdict.md`) that judges every new flow of the policy's subject in `direction`
+/// before the decision table, like an admin-tier rule: allow and deny decide, pass hands the
+/// packet on, a trap becomes `on_trap`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub direction: PolicyDirection,
+    /// The module file, relative to the directory of the file that names it (as `include`);
+    /// in a policy module's output, relative to that module's file.
+    pub module: String,
+    /// The module's sha256, 64 hex digits: a module with other bytes is refused.
+    pub sha256: String,
+    #[serde(default)]
+    pub on_trap: OnTrap,
     #[serde(skip, default = "none_span")]
     pub span: Span,
 }

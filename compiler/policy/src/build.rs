@@ -50,6 +50,7 @@ impl Policy {
             subject: Subject::default(),
             isolate: None,
             rules: Vec::new(),
+            verdicts: Vec::new(),
             span: Span::NONE,
             name_span: Span::NONE,
         }
@@ -89,6 +90,42 @@ impl Policy {
 
     pub fn rule(mut self, rule: Rule) -> Policy {
         self.rules.push(rule);
+        self
+    }
+
+    /// Attaches a Wasm verdict module (see [`VerdictRule::new`]); it needs an admin tier.
+    pub fn verdict(mut self, verdict: VerdictRule) -> Policy {
+        self.verdicts.push(verdict);
+        self
+    }
+}
+
+impl VerdictRule {
+    /// The module at `module` (relative to the policy module's file), pinned by its sha256
+    /// (64 hex digits), judging `direction`; a trap denies.
+    pub fn new(
+        direction: PolicyDirection,
+        module: impl Into<String>,
+        sha256: impl Into<String>,
+    ) -> VerdictRule {
+        VerdictRule {
+            name: None,
+            direction,
+            module: module.into(),
+            sha256: sha256.into(),
+            on_trap: OnTrap::Deny,
+            span: Span::NONE,
+        }
+    }
+
+    pub fn named(mut self, name: impl Into<String>) -> VerdictRule {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// What a trap turns into.
+    pub fn on_trap(mut self, on_trap: OnTrap) -> VerdictRule {
+        self.on_trap = on_trap;
         self
     }
 }
@@ -418,5 +455,35 @@ mod tests {
         );
         assert_eq!(Protocol::from_k8s("Udp"), Some(Protocol::Udp));
         assert_eq!(Protocol::from_k8s("icmp"), None);
+    }
+
+    /// What a policy module writes to attach a verdict module (`spec/wasm-abi.md`).
+    #[test]
+    fn verdict_rules_build_the_documented_json() {
+        let p = Policy::new("guard")
+            .tier(Tier::Admin { priority: 5 })
+            .verdict(
+                VerdictRule::new(PolicyDirection::Ingress, "ssh.wasm", "ab")
+                    .named("ssh")
+                    .on_trap(OnTrap::Pass),
+            );
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            json.ends_with(
+                r#""rules":[],"verdicts":[{"name":"ssh","direction":"ingress","module":"ssh.wasm","sha256":"ab","on_trap":"pass"}]}"#
+            ),
+            "{json}"
+        );
+        // `on_trap` may be left out: fail closed.
+        let v: VerdictRule =
+            serde_json::from_str(r#"{"direction":"egress","module":"m.wasm","sha256":"ab"}"#)
+                .unwrap();
+        assert_eq!(v.on_trap, OnTrap::Deny);
+        // A policy without verdict rules serializes as before.
+        assert!(
+            !serde_json::to_string(&Policy::new("p"))
+                .unwrap()
+                .contains("verdicts")
+        );
     }
 }

@@ -22,6 +22,8 @@ pub enum Owner {
     Verdict,
     /// The node datapath (`super::node`): forwarding after the policy verdict.
     Node,
+    /// Inlined Wasm verdict modules (`crate::wasm_verdict`).
+    Wasm,
 }
 
 /// Every stack variable of the programs, in allocation order (the first just below `R10`).
@@ -51,7 +53,7 @@ pub enum Var {
     IpcacheKey,
     /// A u32 map key (class → profile).
     U32Key,
-    /// The context, saved at entry with rule recording (u64).
+    /// The context, saved at entry with rule recording or verdict modules (u64).
     Ctx,
     /// The node ingress key (16 bytes): table, class, protocol, port.
     NodeKey,
@@ -66,6 +68,9 @@ pub enum Var {
     /// What `skb->cb[0]` held on entry (a trace probe's mark), u32; 0 in programs that
     /// are never traced.
     Probe,
+    /// The rest of the stack: inlined Wasm verdict modules keep their locals and operand
+    /// stack here (`InlineEnv::scratch`).
+    WasmScratch,
 }
 
 /// One stack slot: `size` bytes at `R10 + off`.
@@ -88,6 +93,9 @@ const fn spec(var: Var, owner: Owner, size: i16, align: i16) -> Slot {
     }
 }
 
+/// The size of a slot that takes the rest of the frame (the last one).
+const REST: i16 = -1;
+
 /// Places each slot just below the one before it, aligned down to its alignment.
 const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
     let mut top = 0i16;
@@ -98,7 +106,14 @@ const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
             "SLOTS lists the variables in the order Var declares them"
         );
         let s = &mut slots[i];
-        s.off = (top - s.size).div_euclid(s.align) * s.align;
+        if s.size == REST {
+            // Whatever the slots above leave, whole aligned units.
+            s.off = (-STACK_MAX).div_euclid(s.align) * s.align;
+            let below = top.div_euclid(s.align) * s.align;
+            s.size = below - s.off;
+        } else {
+            s.off = (top - s.size).div_euclid(s.align) * s.align;
+        }
         top = s.off;
         i += 1;
     }
@@ -110,7 +125,7 @@ const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
 }
 
 /// The frame: every slot, laid out.
-pub const SLOTS: [Slot; 19] = allocate([
+pub const SLOTS: [Slot; 20] = allocate([
     spec(Var::Saddr, Owner::Parse, 4, 4),
     spec(Var::Daddr, Owner::Parse, 4, 4),
     spec(Var::Sport, Owner::Parse, 2, 2),
@@ -131,6 +146,7 @@ pub const SLOTS: [Slot; 19] = allocate([
     spec(Var::Class, Owner::Node, 4, 4),
     spec(Var::FibParams, Owner::Node, 64, 8),
     spec(Var::Probe, Owner::Node, 4, 4),
+    spec(Var::WasmScratch, Owner::Wasm, REST, 8),
 ]);
 
 impl Var {
@@ -263,6 +279,7 @@ mod tests {
         assert!(check(&overlap).unwrap_err().contains("overlap"));
         let mut deep = SLOTS;
         deep[12].off = -STACK_MAX - 8;
+        assert_eq!(SLOTS[13].off, -STACK_MAX, "the Wasm scratch takes the rest");
         assert!(check(&deep).unwrap_err().contains("512"));
         const { assert!(FRAME_SIZE <= STACK_MAX) };
     }

@@ -4,6 +4,7 @@
 //! Each file emits one concern into an [`crate::bpf::Asm`], as bpfilter's `cgen/` does:
 //! [`parse`] (headers into registers), [`ct`] (conntrack), [`decide`] (a decision table as
 //! compare trees or map lookups, chosen by [`cost`]), [`verdict`] (the common tail), and
+//! [`wasm`] (inlined Wasm verdict modules), and
 //! [`program`] composes them into the per-endpoint programs `from_ep` and `to_ep`. Every
 //! stack slot and register role they use comes from one description, [`frame`].
 
@@ -17,9 +18,14 @@ pub mod node;
 pub mod parse;
 pub mod program;
 pub mod verdict;
+pub mod wasm;
 
 pub use disasm::emit_asm;
-pub use program::{CodegenOptions, EndpointArtifacts, Mode, compile_endpoint, compile_program};
+pub use program::{
+    CodegenOptions, EndpointArtifacts, Mode, compile_endpoint, compile_endpoint_with,
+    compile_program, compile_program_with,
+};
+pub use wasm::InlineVerdict;
 
 /// Where a program type's context keeps the packet pointers (not a tcx hook: see
 /// [`TcxHook`] for those).
@@ -60,5 +66,11 @@ pub enum DatapathError {
         program: String,
         #[source]
         source: crate::bpf::BpfError,
+    },
+    #[error("inlining a verdict module into {program}: {source}")]
+    Verdict {
+        program: String,
+        #[source]
+        source: Box<crate::wasm_verdict::VerdictError>,
     },
 }

@@ -5,8 +5,11 @@
 //! the pod) enforces its ingress policy against the source address. Each is
 //!
 //! ```text
-//! parse → ARP: pass; not IPv4: drop if enforced → conntrack lookups → decision → tail (trace, conntrack insert, verdict)
+//! parse → ARP: pass; not IPv4: drop if enforced → conntrack lookups → [Wasm verdict modules] → decision → tail (trace, conntrack insert, verdict)
 //! ```
+//!
+//! The verdict modules are the direction's verdict rules, inlined by [`super::wasm`]; a
+//! direction with one is enforced and its endpoint tracks connections.
 //!
 //! A direction is *enforced* when the endpoint is isolated in it or some rule in it can deny.
 //! An enforced direction drops what its table cannot judge: frames that are neither IPv4 nor
@@ -23,6 +26,7 @@ use super::frame::{CODE, L3_PROTO};
 use super::keys::{self, Stage};
 use super::parse;
 use super::verdict::{self, TC_ACT_OK};
+use super::wasm::{self, InlineVerdict};
 use super::{CtxLayout, DatapathError, MapContents, ProgramArtifact, TcxHook, ct};
 use crate::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg, Size};
 use crate::plan::{Classes, DecisionTable, Verdict};
@@ -83,10 +87,40 @@ pub fn compile_endpoint(
     classes: &Classes,
     opts: &CodegenOptions,
 ) -> Result<EndpointArtifacts, DatapathError> {
-    let conntrack = needs_conntrack(ingress, egress);
+    compile_endpoint_with(ingress, egress, [&[], &[]], classes, opts)
+}
+
+/// [`compile_endpoint`] with the verdict rules of each direction (`[ingress, egress]`), in
+/// the order they run. A direction with verdict rules can deny, so it is enforced and the
+/// endpoint tracks connections.
+pub fn compile_endpoint_with(
+    ingress: Option<&DecisionTable>,
+    egress: Option<&DecisionTable>,
+    verdicts: [&[InlineVerdict]; 2],
+    classes: &Classes,
+    opts: &CodegenOptions,
+) -> Result<EndpointArtifacts, DatapathError> {
+    let [vin, veg] = verdicts;
+    let conntrack = needs_conntrack(ingress, egress) || !vin.is_empty() || !veg.is_empty();
     Ok(EndpointArtifacts {
-        from_ep: compile_program(TcxHook::Ingress, egress, classes, opts, conntrack)?,
-        to_ep: compile_program(TcxHook::Egress, ingress, classes, opts, conntrack)?,
+        from_ep: compile_program_with(
+            TcxHook::Ingress,
+            egress,
+            veg,
+            classes,
+            opts,
+            conntrack,
+            None,
+        )?,
+        to_ep: compile_program_with(
+            TcxHook::Egress,
+            ingress,
+            vin,
+            classes,
+            opts,
+            conntrack,
+            None,
+        )?,
     })
 }
 
@@ -98,22 +132,24 @@ pub fn compile_program(
     opts: &CodegenOptions,
     conntrack: bool,
 ) -> Result<ProgramArtifact, DatapathError> {
-    compile_program_with(hook, table, classes, opts, conntrack, None)
+    compile_program_with(hook, table, &[], classes, opts, conntrack, None)
 }
 
-/// [`compile_program`], and with `node` the node datapath's forwarding after an allowed
-/// verdict (`super::node::forward`; the from-pod program).
+/// [`compile_program`] with the direction's verdict rules, run before `table`, and with
+/// `node` the node datapath's forwarding after an allowed verdict (`super::node::forward`;
+/// the from-pod program).
 pub fn compile_program_with(
     hook: TcxHook,
     table: Option<&DecisionTable>,
+    verdicts: &[InlineVerdict],
     classes: &Classes,
     opts: &CodegenOptions,
     conntrack: bool,
     node: Option<&super::node::NodeMaps>,
 ) -> Result<ProgramArtifact, DatapathError> {
     let name = hook.program_name();
-    let deny = can_deny(table);
-    let enforced = enforced(table);
+    let deny = can_deny(table) || !verdicts.is_empty();
+    let enforced = enforced(table) || !verdicts.is_empty();
     let mut a = Asm::new();
     let mut ct_map = None;
     let mut ipcache = None;
@@ -138,7 +174,8 @@ pub fn compile_program_with(
         let tail = a.label();
         let malformed = a.label();
         let fail = a.label();
-        verdict::emit_save_ctx(&mut a, opts.trace || node.is_some());
+        // Inlined verdict modules read the packet through the saved context.
+        verdict::emit_save_ctx(&mut a, opts.trace || node.is_some() || !verdicts.is_empty());
         if node.is_some() {
             super::node::deliver::emit_save_probe(&mut a, opts.trace);
         }
@@ -161,7 +198,10 @@ pub fn compile_program_with(
             ct::emit_lookup(&mut a, hook, deny, tail);
             ct_map = Some(ct::map());
         }
+        let decides = wasm::emit_verdicts(&mut a, name, verdicts, tail)?;
         match (table, opts.mode) {
+            // Every module always decides: nothing reaches the table.
+            _ if !decides => {}
             (Some(t), Mode::Generic) => {
                 decision_maps = decide::emit_generic(&mut a, hook, t, tail, fail);
                 ipcache = Some(decide::ipcache_contents(classes));
@@ -194,10 +234,11 @@ pub fn compile_program_with(
                 .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32);
         }
         a.bind(tail);
+        let wasm = !verdicts.is_empty();
         match node {
-            None => verdict::emit_tail(&mut a, opts.trace, conntrack),
+            None => verdict::emit_tail(&mut a, opts.trace, conntrack, wasm),
             Some(n) => {
-                verdict::emit_record(&mut a, opts.trace, conntrack);
+                verdict::emit_record(&mut a, opts.trace, conntrack, wasm);
                 super::node::forward::emit(&mut a);
                 // Delivery tracks for its destination; forwarding reads the node maps.
                 ct_map = Some(ct::map());

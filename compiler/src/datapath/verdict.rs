@@ -13,7 +13,7 @@
 
 use super::ct;
 use super::frame::{CODE, Var};
-use super::keys::{self, code};
+use super::keys::{self, Stage, code};
 use crate::bpf::{Asm, Cond, Reg, Size};
 
 pub const TC_ACT_OK: i32 = 0;
@@ -30,15 +30,16 @@ pub fn emit_save_ctx(a: &mut Asm, trace: bool) {
     }
 }
 
-/// Emits the tail at the current position.
-pub fn emit_tail(a: &mut Asm, trace: bool, conntrack: bool) {
-    emit_record(a, trace, conntrack);
+/// Emits the tail at the current position. `wasm`: the program runs verdict modules, whose
+/// allowed flows (stages `WasmVerdict`, `WasmTrap`) are inserted like the table's.
+pub fn emit_tail(a: &mut Asm, trace: bool, conntrack: bool, wasm: bool) {
+    emit_record(a, trace, conntrack, wasm);
     emit_return(a);
 }
 
 /// The tail's first half: the trace record and the conntrack insert, leaving the verdict
 /// code in `R7` (the node datapath forwards after it, `super::node`).
-pub fn emit_record(a: &mut Asm, trace: bool, conntrack: bool) {
+pub fn emit_record(a: &mut Asm, trace: bool, conntrack: bool, wasm: bool) {
     use Reg::*;
     let skip_ct = a.label();
     if trace {
@@ -51,11 +52,21 @@ pub fn emit_record(a: &mut Asm, trace: bool, conntrack: bool) {
         }
     }
     if conntrack {
-        // Insert only what policy allowed (stage 0); conntrack hits are in already.
+        // Insert only what policy (stage 0) or a verdict module allowed; conntrack hits
+        // are in already.
         let skip = a.label();
+        let insert = a.label();
         a.mov64(R1, CODE)
-            .and64(R1, (code::STAGE_MASK | code::ALLOW) as i32)
-            .jmp(Cond::Ne, R1, code::ALLOW as i32, skip);
+            .and64(R1, (code::STAGE_MASK | code::ALLOW) as i32);
+        if wasm {
+            for stage in [Stage::WasmVerdict, Stage::WasmTrap] {
+                a.jmp(Cond::Eq, R1, keys::stage_code(true, stage) as i32, insert);
+            }
+        }
+        a.jmp(Cond::Ne, R1, code::ALLOW as i32, skip);
+        if a.is_targeted(insert) {
+            a.bind(insert);
+        }
         ct::emit_insert(a);
         a.bind(skip);
     }

@@ -5,7 +5,7 @@
 //! borrowing the IR. Selectors and port sets are interned: two rules that wrote the same thing
 //! (after normalisation) share one id, which makes "same peers / same ports" a cheap compare.
 
-use crate::source::ast::{Action, Cidr, Entity, PolicyDirection, Span};
+use crate::source::ast::{Action, Cidr, Entity, OnTrap, PolicyDirection, Span};
 use cranelift_entity::entity_impl;
 use std::collections::BTreeMap;
 
@@ -18,6 +18,11 @@ entity_impl!(PolicyId, "policy");
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(u32);
 entity_impl!(RuleId, "rule");
+
+/// A Wasm verdict rule, in declaration order across all policies.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VerdictId(u32);
+entity_impl!(VerdictId, "verdict");
 
 /// A normalised label selector (interned).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +86,8 @@ pub struct PolicyData {
     pub isolates: Isolation,
     /// Rules in the order written (the order first-match tiers evaluate them).
     pub rules: Vec<RuleId>,
+    /// Verdict rules in the order written (admin tier only).
+    pub verdicts: Vec<VerdictId>,
     pub span: Span,
     pub name_span: Span,
     pub subject_span: Span,
@@ -100,6 +107,27 @@ pub struct RuleData {
     pub span: Span,
     /// Where each named port was written (the interned port set has no spans).
     pub named_port_spans: Vec<(String, Span)>,
+}
+
+/// A Wasm verdict rule (`ingress verdict "m.wasm" sha256 "…"`): the module runs on the
+/// subject's new flows in `direction` before its decision table (`spec/wasm-verdict.md`).
+#[derive(Clone, Debug)]
+pub struct VerdictData {
+    pub name: Option<String>,
+    pub direction: PolicyDirection,
+    pub policy: PolicyId,
+    /// The module file as written (relative to the file of `span`).
+    pub path: String,
+    /// The sha256 the rule pins.
+    pub sha256: [u8; 32],
+    pub on_trap: OnTrap,
+    pub span: Span,
+    /// The module, read, checked against `sha256` and translated by
+    /// [`super::verdict::load`]; `None` until then (code generation refuses it).
+    pub module: Option<std::sync::Arc<crate::wasm_verdict::VerdictModule>>,
+    /// Where [`super::verdict::load`] read it (the path as written, resolved against its
+    /// file's directory); what a bundle's manifest records it under.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Which namespaces an endpoint peer may be in.

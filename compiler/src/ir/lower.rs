@@ -77,6 +77,7 @@ impl Lower {
             subject_pods,
             isolates,
             rules: Vec::new(),
+            verdicts: Vec::new(),
             span: p.span,
             name_span: p.name_span,
             subject_span: p.subject.span,
@@ -121,6 +122,53 @@ impl Lower {
             });
             self.ir.rule_policy[rule] = id.into();
             self.ir.policies[id].rules.push(rule);
+        }
+        self.verdicts(p, id);
+    }
+
+    /// A policy's verdict rules: admin tier only (they run like its first-match rules), and a
+    /// sha256 of 64 hex digits. The module itself is read later, by [`super::verdict::load`].
+    fn verdicts(&mut self, p: &ast::Policy, id: PolicyId) {
+        for v in &p.verdicts {
+            if !matches!(self.ir.policies[id].tier, Tier::Admin(_)) {
+                self.diags.push(
+                    Diag::error(
+                        "sluice::verdict::tier",
+                        format!(
+                            "a verdict rule runs like an admin-tier rule, but policy `{}` is in the {} tier",
+                            p.name,
+                            self.ir.policies[id].tier.name()
+                        ),
+                    )
+                    .with_label(v.span, "verdict rule here")
+                    .with_label(p.name_span, "policy declared here")
+                    .with_help("add `tier admin priority N` to the policy"),
+                );
+                continue;
+            }
+            let Some(sha256) = super::verdict::parse_hex_digest(&v.sha256) else {
+                self.diags.push(
+                    Diag::error(
+                        "sluice::verdict::digest",
+                        format!("`{}` is not a sha256: expected 64 hex digits", v.sha256),
+                    )
+                    .with_label(v.span, "in this verdict rule")
+                    .with_help("`sha256sum FILE` prints it"),
+                );
+                continue;
+            };
+            let vid = self.ir.verdicts.push(VerdictData {
+                name: v.name.clone(),
+                direction: v.direction,
+                policy: id,
+                path: v.module.clone(),
+                sha256,
+                on_trap: v.on_trap,
+                span: v.span,
+                module: None,
+                file: None,
+            });
+            self.ir.policies[id].verdicts.push(vid);
         }
     }
 

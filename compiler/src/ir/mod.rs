@@ -18,13 +18,14 @@
 pub mod check;
 pub mod entities;
 pub mod lower;
+pub mod verdict;
 
 pub use entities::*;
 pub use lower::lower;
 
 use crate::source::ast::{PolicyDirection, Span};
 use cranelift_entity::packed_option::PackedOption;
-use cranelift_entity::{PrimaryMap, SecondaryMap};
+use cranelift_entity::{EntityRef, PrimaryMap, SecondaryMap};
 use std::collections::HashMap;
 
 /// The lowered policy of one compilation.
@@ -32,6 +33,7 @@ use std::collections::HashMap;
 pub struct Ir {
     pub policies: PrimaryMap<PolicyId, PolicyData>,
     pub rules: PrimaryMap<RuleId, RuleData>,
+    pub verdicts: PrimaryMap<VerdictId, VerdictData>,
     pub selectors: PrimaryMap<SelectorId, SelectorData>,
     pub peers: PrimaryMap<PeerId, PeerData>,
     pub port_sets: PrimaryMap<PortSetId, PortSet>,
@@ -85,6 +87,44 @@ impl Ir {
             .flat_map(|p| self.policies[p].rules.iter().copied())
             .filter(|r| self.rules[*r].direction == direction)
             .collect()
+    }
+
+    /// The verdict rules that judge `ep`'s traffic in `direction`, in the order they run:
+    /// the selecting policies in evaluation order, each policy's in the order written.
+    pub fn verdicts_for(
+        &self,
+        ep: &EndpointView<'_>,
+        direction: PolicyDirection,
+    ) -> Vec<VerdictId> {
+        // Most compilations have none; skip sorting the policies for every endpoint.
+        if self.verdicts.is_empty() {
+            return Vec::new();
+        }
+        self.evaluation_order()
+            .into_iter()
+            .filter(|p| self.selects(*p, ep))
+            .flat_map(|p| self.policies[p].verdicts.iter().copied())
+            .filter(|v| self.verdicts[*v].direction == direction)
+            .collect()
+    }
+
+    /// The rule number a verdict rule records in the verdict code (`spec/datapath.md`): it
+    /// follows the rules' numbers (`RuleId` index + 1), so one table names both.
+    pub fn verdict_rule_number(&self, v: VerdictId) -> u32 {
+        (self.rules.len() + v.index() + 1) as u32
+    }
+
+    /// "verdict rule `ssh-guard` of policy `guard`" (or its position), for messages.
+    pub fn describe_verdict(&self, v: VerdictId) -> String {
+        let d = &self.verdicts[v];
+        let p = &self.policies[d.policy];
+        match &d.name {
+            Some(n) => format!("verdict rule `{n}` of policy `{}`", p.name),
+            None => {
+                let n = p.verdicts.iter().position(|x| *x == v).unwrap_or(0) + 1;
+                format!("verdict rule {n} of policy `{}`", p.name)
+            }
+        }
     }
 
     /// Whether a policy applies to an endpoint (its subject selects it).

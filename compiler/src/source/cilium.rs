@@ -395,6 +395,7 @@ impl Cx {
             subject,
             isolate: Some(isolate),
             rules,
+            verdicts: Vec::new(),
             span,
             name_span,
         })

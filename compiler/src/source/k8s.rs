@@ -186,6 +186,7 @@ pub fn convert(np: &NetworkPolicy, node: &Node, diags: &mut Diagnostics) -> Opti
         subject,
         isolate: Some(isolate),
         rules,
+        verdicts: Vec::new(),
         span: node.span,
         name_span: name.1,
     })

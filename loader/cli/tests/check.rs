@@ -372,3 +372,47 @@ fn ipv6_ip_blocks_warn_that_ipv6_is_not_enforced() {
         r.stderr
     );
 }
+
+/// Verdict rules read their module relative to the file that names them: a DSL file's
+/// directory, or a policy module's (its output has no file of its own). The module's sha256
+/// is checked, and a mismatch points into the output that pinned it.
+#[test]
+fn verdict_modules_are_relative_to_the_file_or_module_that_names_them() {
+    const PASS: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+    let s = Scratch::new("verdict");
+    let wasm = std::fs::read(repo("compiler/tests/golden/verdict/pass.wasm")).unwrap();
+    std::fs::create_dir_all(s.path().join("sub/guard")).unwrap();
+    std::fs::create_dir_all(s.path().join("mods/guard")).unwrap();
+    std::fs::write(s.path().join("sub/guard/pass.wasm"), &wasm).unwrap();
+    std::fs::write(s.path().join("mods/guard/pass.wasm"), &wasm).unwrap();
+    let guard = |sha: &str| {
+        format!(
+            "policy \"g\" {{\n  tier admin priority 1\n  select app = web\n  ingress verdict \"guard/pass.wasm\" sha256 \"{sha}\"\n}}\n"
+        )
+    };
+    s.write("sub/g.sluice", guard(PASS));
+    let r = check(s.path(), &["sub/g.sluice"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "ok: 1 policy, 0 rules, 1 verdict rule, 0 warnings\n"
+    );
+
+    let inv = repo("examples/wasm/inventory.json");
+    s.write("mods/gen.wat", returning_dsl(&guard(PASS)));
+    let r = check(s.path(), &["mods/gen.wat", "--inventory", &inv]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "ok: 1 policy, 0 rules, 1 verdict rule, 0 warnings\n"
+    );
+
+    let wrong = "0".repeat(64);
+    s.write("mods/gen.wat", returning_dsl(&guard(&wrong)));
+    let r = check(s.path(), &["mods/gen.wat", "--inventory", &inv]);
+    assert_eq!(r.code, 1);
+    let err = flat(&r.stderr);
+    assert!(err.contains("sluice::verdict::digest-mismatch"), "{err}");
+    assert!(err.contains(&format!("has sha256 {PASS}")), "{err}");
+    assert!(err.contains("gen.wat (output, sha256 "), "{err}");
+}

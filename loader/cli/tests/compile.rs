@@ -220,3 +220,30 @@ fn a_node_configuration_adds_the_node_datapath() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("typo.yaml:4:"), "{}", r.stderr);
 }
+
+/// A verdict rule's module is an input like the policy files: the manifest records it by
+/// sha256, under its path as read (relative to the rule's file).
+#[test]
+fn verdict_modules_are_bundle_inputs() {
+    const PASS: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+    let s = Scratch::new("verdict");
+    let wasm = std::fs::read(cli::repo().join("compiler/tests/golden/verdict/pass.wasm")).unwrap();
+    std::fs::create_dir_all(s.path().join("sub")).unwrap();
+    std::fs::write(s.path().join("sub/pass.wasm"), &wasm).unwrap();
+    s.write(
+        "sub/g.sluice",
+        format!(
+            "policy \"g\" {{\n  tier admin priority 1\n  select app = web\n  ingress verdict \"pass.wasm\" sha256 \"{PASS}\"\n}}\n"
+        ),
+    )
+    .write("inv.yaml", INVENTORY);
+    let r = compile(&s, &["sub/g.sluice"], &["-o", "b"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bundle = Bundle::read(&s.path().join("b")).unwrap();
+    let module = bundle
+        .inputs
+        .iter()
+        .find(|i| i.name == "sub/pass.wasm")
+        .unwrap_or_else(|| panic!("{:?}", bundle.inputs));
+    assert_eq!(module.sha256.hex(), PASS);
+}

@@ -134,6 +134,7 @@ pub fn compile_node(
         from_pod.push(super::program::compile_program_with(
             super::TcxHook::Ingress,
             egress.as_ref(),
+            &[],
             classes,
             opts,
             *ct,

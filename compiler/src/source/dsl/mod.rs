@@ -11,6 +11,7 @@ mod parser;
 mod printer;
 
 pub use include::load_with_includes;
+pub(crate) use parser::on_trap_word;
 pub use parser::parse;
 pub use printer::{format, print};
 

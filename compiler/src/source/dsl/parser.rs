@@ -45,7 +45,8 @@ pub(crate) const KEYWORDS: &[&str] = &[
 const ITEMS: &[&str] = &["policy", "masquerade", "ipam", "include"];
 const PROTOCOLS: &[&str] = &["tcp", "udp", "sctp", "icmp", "any"];
 const ENTITIES: &[&str] = &["world", "host", "cluster", "all"];
-const ACTIONS: &[&str] = &["allow", "deny", "audit", "pass"];
+const ACTIONS: &[&str] = &["allow", "deny", "audit", "pass", "verdict"];
+const ON_TRAP: &[&str] = &["deny", "allow", "pass"];
 
 /// Parses one DSL file.
 pub fn parse(source: SourceId, text: &str) -> Result<Document, Diagnostics> {
@@ -307,6 +308,7 @@ fn policy<'a>(cx: &Cx, start: &'a str) -> R<'a, Policy> {
     let mut subject: Option<(Subject, &str)> = None;
     let mut isolate: Option<(Vec<PolicyDirection>, &str)> = None;
     let mut rules = Vec::new();
+    let mut verdicts = Vec::new();
     let mut passes = Vec::new();
     loop {
         let (rest, w) = peek_word(i)?;
@@ -337,10 +339,15 @@ fn policy<'a>(cx: &Cx, start: &'a str) -> R<'a, Policy> {
             }
             Some("rule" | "ingress" | "egress") => {
                 let (rest, (r, action_at)) = rule(cx, i)?;
-                if r.action == Action::Pass {
-                    passes.push(action_at);
+                match r {
+                    RuleStmt::Rule(r) => {
+                        if r.action == Action::Pass {
+                            passes.push(action_at);
+                        }
+                        rules.push(r);
+                    }
+                    RuleStmt::Verdict(v) => verdicts.push(v),
                 }
-                rules.push(r);
                 i = rest;
             }
             _ if at_item_start(i) => return unclosed(brace, i, "the policy body"),
@@ -401,6 +408,7 @@ fn policy<'a>(cx: &Cx, start: &'a str) -> R<'a, Policy> {
             subject,
             isolate: isolate.map(|d| d.0),
             rules,
+            verdicts,
             span: cx.span(start, i),
             name_span,
         },
@@ -777,9 +785,16 @@ fn value_list<'a>(mut i: &'a str, op_at: &str) -> R<'a, Vec<String>> {
     }
 }
 
-/// `[rule "name"] ingress|egress ACTION [from|to PEERS] [ports ..] [proto ..]`.
+/// A statement that starts like a rule: a rule, or a verdict rule.
+enum RuleStmt {
+    Rule(Rule),
+    Verdict(VerdictRule),
+}
+
+/// `[rule "name"] ingress|egress ACTION [from|to PEERS] [ports ..] [proto ..]`, or
+/// `[rule "name"] ingress|egress verdict "FILE" sha256 "HEX" [on-trap deny|allow|pass]`.
 /// Also returns where the action word is (for the `pass` check).
-fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
+fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (RuleStmt, &'a str)> {
     let (i, named) = opt_kw(start, "rule")?;
     let (i, name) = if named {
         let (i, ()) = sp(i)?;
@@ -800,6 +815,10 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
     let i = &i[w.unwrap().len()..];
     let (i, w) = peek_word(i)?;
     let action_at = i;
+    if w == Some("verdict") {
+        let (i, v) = verdict_rule(cx, start, name, direction, &i[7..])?;
+        return Ok((i, (RuleStmt::Verdict(v), action_at)));
+    }
     let action = match w {
         Some("allow") => Action::Allow,
         Some("deny") => Action::Deny,
@@ -812,7 +831,7 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
                 EXPECTED,
                 format!("expected an action, found {}", describe(i)),
             )
-            .label("expected `allow`, `deny`, `audit` or `pass`");
+            .label("expected `allow`, `deny`, `audit`, `pass` or `verdict`");
             if let Some(s) = other.and_then(|w| suggest(w, ACTIONS)) {
                 e = e.help(format!("did you mean `{s}`?"));
             }
@@ -868,17 +887,82 @@ fn rule<'a>(cx: &Cx, start: &'a str) -> R<'a, (Rule, &'a str)> {
     Ok((
         i,
         (
-            Rule {
+            RuleStmt::Rule(Rule {
                 name,
                 direction,
                 action,
                 peers,
                 ports,
                 span,
-            },
+            }),
             action_at,
         ),
     ))
+}
+
+/// The rest of a verdict rule, after `verdict`: `"FILE" sha256 "HEX" [on-trap ACTION]`.
+/// The digest's form is checked in lowering, with the file (it applies to module output too).
+fn verdict_rule<'a>(
+    cx: &Cx,
+    start: &'a str,
+    name: Option<String>,
+    direction: PolicyDirection,
+    i: &'a str,
+) -> R<'a, VerdictRule> {
+    let (i, ()) = sp(i)?;
+    if !i.starts_with('"') {
+        return expected(i, "the verdict module's file name, quoted");
+    }
+    let (i, module) = string(i)?;
+    let (i, ()) = expect_kw(i, "sha256")?;
+    let (i, ()) = sp(i)?;
+    if !i.starts_with('"') {
+        return expected(i, "the module's sha256, quoted (64 hex digits)");
+    }
+    let (mut i, sha256) = string(i)?;
+    let mut on_trap = OnTrap::Deny;
+    let (rest, trap) = opt_kw(i, "on-trap")?;
+    if trap {
+        let (rest, w) = peek_word(rest)?;
+        on_trap = match w {
+            Some("deny") => OnTrap::Deny,
+            Some("allow") => OnTrap::Allow,
+            Some("pass") => OnTrap::Pass,
+            other => {
+                let mut e = PErr::at(
+                    rest,
+                    token_width(rest),
+                    EXPECTED,
+                    format!("expected what a trap means, found {}", describe(rest)),
+                )
+                .label("expected `deny`, `allow` or `pass`");
+                if let Some(s) = other.and_then(|w| suggest(w, ON_TRAP)) {
+                    e = e.help(format!("did you mean `{s}`?"));
+                }
+                return fail(e);
+            }
+        };
+        i = &rest[w.unwrap().len()..];
+    }
+    Ok((
+        i,
+        VerdictRule {
+            name,
+            direction,
+            module,
+            sha256,
+            on_trap,
+            span: cx.span(start, i),
+        },
+    ))
+}
+
+pub(crate) fn on_trap_word(t: OnTrap) -> &'static str {
+    match t {
+        OnTrap::Deny => "deny",
+        OnTrap::Allow => "allow",
+        OnTrap::Pass => "pass",
+    }
 }
 
 pub(crate) fn action_word(a: Action) -> &'static str {

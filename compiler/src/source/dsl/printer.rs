@@ -8,7 +8,7 @@
 //! trailed).
 
 use super::lex::{is_bare, quote};
-use super::parser::{KEYWORDS, action_word};
+use super::parser::{KEYWORDS, action_word, on_trap_word};
 use crate::diag::Diagnostics;
 use crate::source::ast::*;
 
@@ -220,15 +220,27 @@ impl Printer<'_> {
             };
             self.line(1, Span::NONE, &format!("isolate {text}"));
         }
-        for r in &p.rules {
-            let parts = rule(r);
+        // Verdict rules and rules keep the order they were written in; without positions
+        // (a document built in code) verdict rules come first, as they are evaluated first.
+        let mut stmts: Vec<(Span, Vec<String>)> = p
+            .verdicts
+            .iter()
+            .map(|v| (v.span, verdict_rule(v)))
+            .chain(p.rules.iter().map(|r| (r.span, rule(r))))
+            .collect();
+        stmts.sort_by_key(|(span, _)| (!span.is_none()).then_some(span.start));
+        for (span, parts) in stmts {
             let one = parts.concat();
             if one.len() + 2 <= WIDTH {
-                self.line(1, r.span, &one);
+                self.line(1, span, &one);
             } else {
-                // Too long: fill lines with whole port clauses, continuation lines indented.
+                // Too long: fill lines with whole clauses, continuation lines indented.
                 // The peers stay on the first line: `egress allow` alone says little.
-                let first = if r.peers.is_empty() { 1 } else { 2 };
+                let first = if parts.get(1).is_some_and(|p| is_peers(p)) {
+                    2
+                } else {
+                    1
+                };
                 let mut text = parts[..first].concat();
                 let mut len = 2 + text.len();
                 for part in &parts[first..] {
@@ -241,7 +253,7 @@ impl Printer<'_> {
                         len += part.len();
                     }
                 }
-                self.line(1, r.span, &text);
+                self.line(1, span, &text);
             }
         }
         self.close(0, p.span);
@@ -468,6 +480,30 @@ fn port_spec(p: &PortSpec) -> String {
 
 /// Output lines stay under this width where the printer can break them.
 const WIDTH: usize = 100;
+
+/// True for the peers part of a rule (it stays on the rule's first line).
+fn is_peers(part: &str) -> bool {
+    part.starts_with(" from ") || part.starts_with(" to ")
+}
+
+/// A verdict rule as its parts: `[rule "n"] ingress verdict "file"`, ` sha256 "…"`,
+/// ` on-trap …` (always written: what a trap does should be visible).
+fn verdict_rule(v: &VerdictRule) -> Vec<String> {
+    let mut head = String::new();
+    if let Some(n) = &v.name {
+        head.push_str(&format!("rule {} ", quote(n)));
+    }
+    head.push_str(&format!(
+        "{} verdict {}",
+        v.direction.as_str(),
+        quote(&v.module)
+    ));
+    vec![
+        head,
+        format!(" sha256 {}", quote(&v.sha256)),
+        format!(" on-trap {}", on_trap_word(v.on_trap)),
+    ]
+}
 
 /// A rule as its parts: `[rule "n"] ingress allow`, ` from ...`, ` ports ...`, ` proto ...`.
 fn rule(r: &Rule) -> Vec<String> {

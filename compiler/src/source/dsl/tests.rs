@@ -110,3 +110,46 @@ fn value_errors_are_all_reported() {
         ]
     );
 }
+
+/// Verdict rules: `on-trap` defaults to deny; `sluice fmt` keeps them where they were written
+/// among the rules (with their comments), writes `on-trap` out and wraps the long line; a
+/// document without positions prints them first; the JSON form carries them.
+#[test]
+fn verdict_rules_parse_format_and_serialize() {
+    const SHA: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
+    let text = format!(
+        "policy g {{ tier admin priority 5 select app = web\n  ingress deny from world\n  # guards ssh\n  rule \"ssh\" ingress verdict \"ssh-guard.wasm\" sha256 \"{SHA}\"\n  egress verdict \"e.wasm\" sha256 \"{SHA}\" on-trap pass }}\n"
+    );
+    let p = match doc(&text).items.remove(0) {
+        Item::Policy(p) => p,
+        _ => unreachable!(),
+    };
+    assert_eq!(p.verdicts.len(), 2);
+    assert_eq!(p.verdicts[0].name.as_deref(), Some("ssh"));
+    assert_eq!(p.verdicts[0].module, "ssh-guard.wasm");
+    assert_eq!(p.verdicts[0].on_trap, OnTrap::Deny);
+    assert_eq!(p.verdicts[1].direction, PolicyDirection::Egress);
+    assert_eq!(p.verdicts[1].on_trap, OnTrap::Pass);
+
+    let formatted = super::format(SourceId(0), &text).unwrap();
+    let want = format!(
+        "policy \"g\" {{\n  tier admin priority 5\n  select app = web\n  ingress deny from world\n  # guards ssh\n  rule \"ssh\" ingress verdict \"ssh-guard.wasm\"\n      sha256 \"{SHA}\" on-trap deny\n  egress verdict \"e.wasm\" sha256 \"{SHA}\"\n      on-trap pass\n}}\n"
+    );
+    assert_eq!(formatted, want);
+    assert_eq!(super::format(SourceId(0), &formatted).unwrap(), formatted);
+
+    // Without positions: verdict rules first, as they run first.
+    let mut bare = doc(&formatted);
+    let json = serde_json::to_string(&bare).unwrap();
+    assert!(json.contains(&format!(
+        r#""verdicts":[{{"name":"ssh","direction":"ingress","module":"ssh-guard.wasm","sha256":"{SHA}","on_trap":"deny"}}"#
+    )));
+    bare = serde_json::from_str(&json).unwrap();
+    let printed = super::print(&bare);
+    let verdict_at = printed.find("verdict").unwrap();
+    assert!(
+        verdict_at < printed.find("ingress deny").unwrap(),
+        "{printed}"
+    );
+    assert_eq!(super::print(&doc(&printed)), printed);
+}

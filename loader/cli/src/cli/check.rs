@@ -38,7 +38,7 @@ pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let docs: Vec<_> = docs.into_iter().map(|(_, d)| d).collect();
-    let checked = compile::check_documents(&docs, inventory.as_ref());
+    let checked = compile::check_documents_in(&docs, inventory.as_ref(), Some(&sources));
     tracing::info!(lower = ?checked.times.lower, checks = ?checked.times.check, "checked");
     diags.extend(checked.diags);
     let diags = diags.sorted();

@@ -125,7 +125,7 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         }
     };
     let docs: Vec<_> = docs.into_iter().map(|(_, d)| d).collect();
-    let checked = compile::check_documents(&docs, Some(&inventory));
+    let checked = compile::check_documents_in(&docs, Some(&inventory), Some(&sources));
     diags.extend(checked.diags);
     let diags = diags.sorted();
     if !diags.is_empty() && print_diagnostics(&diags, &sources) {
@@ -148,7 +148,11 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         datapath,
     };
     // The manifest records every input by sha256: the policy files (the inventory's text
-    // is among the sources too) and the modules.
+    // is among the sources too), the modules and the verdict modules.
+    files.extend(checked.ir.verdicts.values().filter_map(|v| {
+        let (m, f) = (v.module.as_ref()?, v.file.as_ref()?);
+        Some((f.display().to_string(), m.bytes().to_vec()))
+    }));
     files.sort();
     files.dedup_by(|a, b| a.0 == b.0);
     let mut bar: Option<ProgressBar> = None;

@@ -6,13 +6,14 @@
 //! that says which module (and which sha256) produced it, so every later finding about its
 //! rules points at a line of readable text. A module that fails becomes one error naming the
 //! module and its sha256, and the other inputs are still read, so one run reports everything.
+//! A module's verdict rules name their Wasm files relative to the module's own file.
 
 use super::module::{LimitArgs, read_module};
 use clap::Args;
 use sluice_compiler::compile;
 use sluice_compiler::diag::{Diag, Diagnostics};
 use sluice_compiler::resolve::Inventory;
-use sluice_compiler::source::ast::{Document, SourceId};
+use sluice_compiler::source::ast::{Document, Item, SourceId};
 use sluice_compiler::source::{SourceMap, dsl, load};
 use sluice_runtime::{Input, Runtime};
 use std::path::{Path, PathBuf};
@@ -177,8 +178,19 @@ fn run_modules(
             tracing::info!(module = %name, level = ?line.level, "{}", line.message);
         }
         tracing::info!(module = %out.module, fuel_used = out.fuel_used, "module ran");
+        // A verdict rule's module is relative to the policy module's file; once printed,
+        // the output has no file, so make the path relative to the working directory.
+        let mut document = out.document.clone();
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for item in &mut document.items {
+            if let Item::Policy(p) = item {
+                for v in &mut p.verdicts {
+                    v.module = dir.join(&v.module).display().to_string();
+                }
+            }
+        }
         // Printed and parsed back, so findings point at readable lines of the output.
-        let text = dsl::print(&out.document);
+        let text = dsl::print(&document);
         let shown = format!("{name} (output, sha256 {})", &out.module.digest.hex()[..12]);
         let id = sources.add(shown, text.clone());
         match dsl::parse(id, &text) {
@@ -187,7 +199,7 @@ fn run_modules(
                 // The printer and parser round-trip (a property test says so); should they
                 // ever disagree, the document itself is still right, only without positions.
                 tracing::warn!(module = %name, "module output did not re-parse; no positions");
-                docs.push((id, out.document.clone()));
+                docs.push((id, document));
             }
         }
     }
