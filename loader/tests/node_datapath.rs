@@ -97,6 +97,7 @@ fn build_with(
             "eth0",
             routing,
         ),
+        masquerade: Vec::new(),
     };
     let c = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap();
     (c, checked.ir, inv)

@@ -175,6 +175,11 @@ fn build_policy(
             &format!("{prefix}u{node}"),
             routing,
         ),
+        // The ip-masq-agent defaults, as a node without a config file has them: the
+        // underlay (192.168.0.0/16) keeps the pods' addresses and goes through the stack.
+        masquerade: vec![sluice_compiler::source::ipmasq::defaults(
+            sluice_compiler::source::ast::Span::NONE,
+        )],
         ..CompileOptions::default()
     };
     compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
@@ -320,8 +325,13 @@ fn up_with_mtu(prefix: &str, routing: Routing, route_mtu: u32) -> Cluster {
         }));
         let report = generation::apply_bundle(&compiled.bundle, &opts)
             .unwrap_or_else(|e| panic!("n{n}: {e}"));
-        // Both programs of each pod, and the node's device.
-        assert_eq!(report.hooks.len(), 2 * compiled.endpoints.len() + 1, "n{n}");
+        // Both programs of each pod, and the node's devices.
+        let devices = compiled.node.as_ref().unwrap().devices.len();
+        assert_eq!(
+            report.hooks.len(),
+            2 * compiled.endpoints.len() + devices,
+            "n{n}"
+        );
     }
     c
 }
