@@ -1,0 +1,355 @@
+//! Kernel tests of masquerade on real traffic (needs root): the study's scenarios in a
+//! `sluice lab` with the node datapath applied by `sluice apply --node-config` on both
+//! nodes. The router and the VM report the peer address of every socket they accept, so
+//! the tests see what the outside sees: the node's IP when the pod is masqueraded, the pod's
+//! IP when the destination is excluded. Each test uses its own prefix, state directory and
+//! pin roots, and removes them however it ends.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/net.rs"]
+mod net;
+#[path = "support/leftovers.rs"]
+mod support;
+
+use cli::{Run, Scratch, sluice};
+use sluice_cli::lab::{ROUTER_LOOPS, VM_IP};
+use sluice_cli::topology::{self, unique_prefix};
+use sluice_loader::netlink::{Netlink, Route};
+use sluice_loader::sys::netns::Netns;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const PORT: u16 = 7000;
+const NODE_IPS: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(192, 168, 10, 11),
+    Ipv4Addr::new(192, 168, 10, 12),
+];
+
+/// A lab with the node datapath loaded on both nodes; removed on drop.
+struct Lab {
+    prefix: String,
+    state: Scratch,
+}
+
+impl Lab {
+    fn up(name: &str, routing: &str, ip_masq_agent: Option<&str>) -> Lab {
+        let lab = Lab {
+            prefix: unique_prefix(),
+            state: Scratch::new(name),
+        };
+        let mut args = vec!["up", "--nodes", "2", "--routing", routing];
+        let agent = lab.state.path().join("agent.yaml");
+        if let Some(text) = ip_masq_agent {
+            std::fs::write(&agent, text).unwrap();
+            args.extend(["--ip-masq-agent", agent.to_str().unwrap()]);
+        }
+        let up = lab.lab(&args);
+        assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
+        let dir = lab.state.path().join(&lab.prefix);
+        let policy = lab.state.path().join("none.sluice");
+        std::fs::write(&policy, "").unwrap();
+        for n in 1..=2 {
+            let root = lab.root(n);
+            let run = lab.state.path().join(format!("run-{n}"));
+            let ns = lab.ns(&format!("node-{n}"));
+            let apply = sluice(
+                Path::new("."),
+                &[
+                    "apply",
+                    policy.to_str().unwrap(),
+                    "--inventory",
+                    dir.join("inventory.yaml").to_str().unwrap(),
+                    "--node-config",
+                    dir.join(format!("node-{n}.yaml")).to_str().unwrap(),
+                    "--netns",
+                    &ns,
+                    "--root",
+                    root.to_str().unwrap(),
+                    "--state-dir",
+                    run.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(apply.code, 0, "node-{n}: {}{}", apply.stdout, apply.stderr);
+        }
+        for pod in ["pod-web-frontend", "pod-web-client", "pod-web-api"] {
+            net::sysctl(&lab.ns(pod), "net/ipv4/ping_group_range", "0 0");
+        }
+        lab
+    }
+
+    fn lab(&self, args: &[&str]) -> Run {
+        let dir = self.state.path().to_str().unwrap().to_owned();
+        let mut all = vec!["lab", "--prefix", &self.prefix, "--state-dir", &dir];
+        all.extend_from_slice(args);
+        sluice(Path::new("."), &all)
+    }
+
+    fn ns(&self, member: &str) -> String {
+        format!("{}-{member}", self.prefix)
+    }
+
+    fn root(&self, node: usize) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/bpf/{}-node-{node}", self.prefix))
+    }
+
+    /// `sluice nat` of a node, as JSON.
+    fn nat(&self, node: usize) -> serde_json::Value {
+        let root = self.root(node);
+        let run = sluice(
+            Path::new("."),
+            &["nat", "--root", root.to_str().unwrap(), "--output", "json"],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
+    /// Routes on the router to each node's pod CIDR through the node (the study's "without
+    /// masquerade" setup).
+    fn router_pod_routes(&self) {
+        let mut nl = Netlink::open_in(&Netns::open(&self.ns("router")).unwrap()).unwrap();
+        let dev = nl.index_of(sluice_cli::lab::UPLINK).unwrap();
+        for (n, ip) in NODE_IPS.iter().enumerate() {
+            nl.add_route(&Route::via_onlink(
+                Ipv4Addr::new(10, 244, n as u8 + 1, 0).into(),
+                24,
+                (*ip).into(),
+                dev,
+            ))
+            .unwrap();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"]);
+        let _ = topology::cleanup_stale(&format!("{}-", self.prefix));
+        for n in 1..=2 {
+            let _ = std::fs::remove_dir_all(self.root(n));
+        }
+        let made = support::Made {
+            prefix: self.prefix.clone(),
+            dirs: vec![self.root(1), self.root(2)],
+            ..Default::default()
+        };
+        if !std::thread::panicking() {
+            support::assert_clean(&made);
+        }
+    }
+}
+
+/// TCP and UDP servers in a namespace that answer each peer with its address as they see
+/// it (`a.b.c.d:port`).
+struct PeerEcho {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl PeerEcho {
+    /// `udp_on`: the addresses to answer UDP on, one socket each, so a reply leaves from
+    /// the address the datagram was sent to (as a connected peer would see it).
+    fn start(ns: &str, udp_on: &[Ipv4Addr]) -> PeerEcho {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tcp, udps) = Netns::open(ns)
+            .unwrap()
+            .run(|| {
+                let t = TcpListener::bind(("0.0.0.0", PORT)).unwrap();
+                let u: Vec<UdpSocket> = udp_on
+                    .iter()
+                    .map(|a| UdpSocket::bind((*a, PORT)).unwrap())
+                    .collect();
+                (t, u)
+            })
+            .unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let s = stop.clone();
+        let mut threads = vec![std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((mut c, peer)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(peer.to_string().as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        })];
+        for udp in udps {
+            udp.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let s = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while !s.load(Ordering::Relaxed) {
+                    if let Ok((_, peer)) = udp.recv_from(&mut buf) {
+                        let _ = udp.send_to(peer.to_string().as_bytes(), peer);
+                    }
+                }
+            }));
+        }
+        PeerEcho { stop, threads }
+    }
+}
+
+impl Drop for PeerEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What `to` saw as this TCP connection's peer (None: no connection).
+fn tcp_peer(ns: &str, to: Ipv4Addr) -> Option<SocketAddrV4> {
+    Netns::open(ns)
+        .unwrap()
+        .run(|| {
+            let mut c = TcpStream::connect_timeout(&SocketAddr::from((to, PORT)), TIMEOUT).ok()?;
+            c.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).ok()?;
+            s.parse().ok()
+        })
+        .unwrap()
+}
+
+/// What `to` saw as the peer of a UDP datagram sent from `sport` (0: any port).
+fn udp_peer(ns: &str, to: Ipv4Addr, sport: u16) -> Option<SocketAddrV4> {
+    Netns::open(ns)
+        .unwrap()
+        .run(|| {
+            let s = UdpSocket::bind(("0.0.0.0", sport)).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.send_to(b"who", (to, PORT)).unwrap();
+            let mut buf = [0u8; 64];
+            let (n, _) = s.recv_from(&mut buf).ok()?;
+            std::str::from_utf8(&buf[..n]).ok()?.parse().ok()
+        })
+        .unwrap()
+}
+
+/// Pod -> router (both loops) and pod -> VM, TCP, UDP and ping: the outside sees the node's
+/// IP; two pods of one node on the same source port to the same destination both work.
+fn masqueraded(routing: &str) {
+    let lab = Lab::up(&format!("masq-{routing}"), routing, None);
+    let _router = PeerEcho::start(&lab.ns("router"), &ROUTER_LOOPS);
+    let _vm = PeerEcho::start(&lab.ns("vm"), &[VM_IP]);
+    let frontend = lab.ns("pod-web-frontend");
+    let client = lab.ns("pod-web-client");
+    let api = lab.ns("pod-web-api");
+    for to in [ROUTER_LOOPS[0], ROUTER_LOOPS[1], VM_IP] {
+        let seen = tcp_peer(&frontend, to).unwrap_or_else(|| panic!("{routing}: tcp to {to}"));
+        assert_eq!(*seen.ip(), NODE_IPS[0], "{routing}: {to} sees the node");
+        let seen = udp_peer(&frontend, to, 0).unwrap_or_else(|| panic!("{routing}: udp {to}"));
+        assert_eq!(
+            *seen.ip(),
+            NODE_IPS[0],
+            "{routing}: {to} sees the node (udp)"
+        );
+        assert!(net::ping(&frontend, to, TIMEOUT), "{routing}: ping {to}");
+        // The other node's pods leave by their own node.
+        let seen = tcp_peer(&api, to).unwrap_or_else(|| panic!("{routing}: api tcp to {to}"));
+        assert_eq!(*seen.ip(), NODE_IPS[1], "{routing}: {to} sees node-2");
+    }
+    // Same node, same source port, same destination: two mappings, two node ports.
+    let a = udp_peer(&frontend, ROUTER_LOOPS[0], 40000).expect("frontend from port 40000");
+    let b = udp_peer(&client, ROUTER_LOOPS[0], 40000).expect("client from port 40000");
+    assert_eq!((*a.ip(), *b.ip()), (NODE_IPS[0], NODE_IPS[0]));
+    assert_ne!(a.port(), b.port(), "{routing}: one node port per pod");
+    assert!(
+        [a.port(), b.port()].contains(&40000),
+        "{routing}: the first keeps its port: {a} {b}"
+    );
+    // The counters: mappings made, one retry at least (the second 40000), no drops.
+    let nat = lab.nat(1);
+    let c = &nat["counters"];
+    assert!(c["mapped"].as_u64().unwrap() >= 8, "{c}");
+    assert!(c["retries"].as_u64().unwrap() >= 1, "{c}");
+    assert_eq!(c["no_mapping"], 0, "{c}");
+    assert!(c["reversed"].as_u64().unwrap() > 0, "{c}");
+    // A forward and a reverse entry per mapping.
+    let entries = nat["entries"].as_array().unwrap();
+    assert_eq!(entries.len() as u64, 2 * c["mapped"].as_u64().unwrap());
+}
+
+#[test]
+fn vxlan_pods_are_masqueraded_to_the_node_ip() {
+    masqueraded("vxlan");
+}
+
+#[test]
+fn native_pods_are_masqueraded_to_the_node_ip() {
+    masqueraded("native");
+}
+
+/// The ip-masq-agent file lists 10.0.0.0/16: the router sees the pod's IP, which works
+/// only once the router routes the pod CIDRs through the nodes; the VM is still
+/// masqueraded.
+#[test]
+fn excluded_destinations_keep_the_pod_ip() {
+    let agent = "nonMasqueradeCIDRs:\n- 10.0.0.0/16\n";
+    let lab = Lab::up("masq-excluded", "native", Some(agent));
+    let _router = PeerEcho::start(&lab.ns("router"), &ROUTER_LOOPS);
+    let _vm = PeerEcho::start(&lab.ns("vm"), &[VM_IP]);
+    let frontend = lab.ns("pod-web-frontend");
+    assert_eq!(
+        tcp_peer(&frontend, ROUTER_LOOPS[0]),
+        None,
+        "the router cannot answer a pod address it has no route to"
+    );
+    let seen = tcp_peer(&frontend, VM_IP).expect("vm");
+    assert_eq!(*seen.ip(), NODE_IPS[0], "the VM is not excluded");
+    lab.router_pod_routes();
+    let pod_ip = |s: SocketAddrV4| *s.ip();
+    for to in ROUTER_LOOPS {
+        let seen = tcp_peer(&frontend, to).expect("router with pod routes");
+        assert_eq!(
+            seen.ip().octets()[..3],
+            [10, 244, 1],
+            "{to} sees the pod: {seen}"
+        );
+        let udp = udp_peer(&frontend, to, 0).expect("udp");
+        assert_eq!(pod_ip(udp), pod_ip(seen));
+    }
+}
+
+/// Many short connections through NAT: none fails (each takes a mapping; the LRU table
+/// holds them all, nothing frees them yet).
+#[test]
+fn many_short_connections_through_nat() {
+    const N: usize = 2000;
+    let lab = Lab::up("masq-many", "vxlan", None);
+    let _router = PeerEcho::start(&lab.ns("router"), &ROUTER_LOOPS);
+    let frontend = lab.ns("pod-web-frontend");
+    let failures = Netns::open(&frontend)
+        .unwrap()
+        .run(|| {
+            (0..N)
+                .filter(|_| {
+                    let c = TcpStream::connect_timeout(
+                        &SocketAddr::from((ROUTER_LOOPS[1], PORT)),
+                        TIMEOUT,
+                    );
+                    let Ok(mut c) = c else { return true };
+                    let _ = c.set_read_timeout(Some(TIMEOUT));
+                    let mut s = String::new();
+                    c.read_to_string(&mut s).is_err() || !s.starts_with(&NODE_IPS[0].to_string())
+                })
+                .count()
+        })
+        .unwrap();
+    assert_eq!(failures, 0, "of {N}");
+    // The pod reuses its ephemeral ports: a reused one finds its mapping again.
+    let c = &lab.nat(1)["counters"];
+    assert_eq!(c["no_mapping"], 0, "{c}");
+    assert!(c["mapped"].as_u64().unwrap() >= (N / 2) as u64, "{c}");
+    assert!(c["reversed"].as_u64().unwrap() >= 2 * N as u64, "{c}");
+}
