@@ -253,7 +253,8 @@ fn checksums_valid(pkt: &[u8]) -> bool {
 /// Masquerade on BPF_PROG_TEST_RUN: b's packet to the outside leaves with the node's
 /// address and its own port (free, in range), checksums still valid; a's packet from the
 /// same port to the same destination gets another port; the reply to each node port is
-/// translated back on the uplink's ingress and delivered to its pod, checksums valid.
+/// translated back on the uplink's ingress and delivered to its pod, checksums valid, and so
+/// is an ICMP port unreachable quoting the translated packet.
 #[test]
 fn snat_and_reverse_nat_rewrite_with_valid_checksums() {
     let pins = PinDir::new();
@@ -309,6 +310,45 @@ fn snat_and_reverse_nat_rewrite_with_valid_checksums() {
             "{pod}: its port back"
         );
         assert!(checksums_valid(b), "{pod}: checksums after reverse NAT");
+
+        // A port unreachable quoting the translated packet: the outer destination and the
+        // quoted source address and port become the pod's, every checksum still valid.
+        let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&o[14..42]);
+        let c = !sum16(&icmp, 0);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut err = eth(0x0800, &ipv4(1, ip("8.8.8.8"), node_ip, 0, &icmp));
+        let c = !sum16(&err[14..34], 0);
+        err[24..26].copy_from_slice(&c.to_be_bytes());
+        let back = netdev.test_run("from_netdev", &err, 1).unwrap();
+        if pod == "a" {
+            // a's ingress admits only b: conntrack does not relate ICMP errors to flows.
+            assert_eq!(
+                back.retval, TC_ACT_SHOT,
+                "{pod}: its ingress policy decides"
+            );
+            continue;
+        }
+        assert_eq!(
+            back.retval, TC_ACT_REDIRECT,
+            "{pod}: the error delivered to the pod"
+        );
+        let b = &back.packet_out;
+        assert_eq!(&b[30..34], &ip(addr).octets(), "{pod}: outer destination");
+        assert_eq!(sum16(&b[14..34], 0), 0xffff, "{pod}: outer IPv4 checksum");
+        assert_eq!(sum16(&b[34..], 0), 0xffff, "{pod}: ICMP checksum");
+        let inner = &b[42..];
+        assert_eq!(&inner[12..16], &ip(addr).octets(), "{pod}: quoted source");
+        assert_eq!(
+            sum16(&inner[..20], 0),
+            0xffff,
+            "{pod}: quoted IPv4 checksum"
+        );
+        assert_eq!(
+            u16::from_be_bytes([inner[20], inner[21]]),
+            40000,
+            "{pod}: quoted port"
+        );
     }
     assert_eq!(ports[0], 40000, "the first keeps its port");
     assert_ne!(ports[1], 40000, "the second gets another");

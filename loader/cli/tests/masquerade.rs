@@ -236,8 +236,25 @@ fn udp_peer(ns: &str, to: Ipv4Addr, sport: u16) -> Option<SocketAddrV4> {
         .unwrap()
 }
 
+/// Whether a UDP datagram from `ns` to a closed port of `to` comes back as "connection
+/// refused" (the ICMP port unreachable reached the socket).
+fn udp_refused(ns: &str, to: Ipv4Addr) -> bool {
+    Netns::open(ns)
+        .unwrap()
+        .run(|| {
+            let s = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.connect((to, PORT + 999)).unwrap();
+            s.send(b"anyone").unwrap();
+            let mut buf = [0u8; 16];
+            matches!(s.recv(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+        .unwrap()
+}
+
 /// Pod -> router (both loops) and pod -> VM, TCP, UDP and ping: the outside sees the node's
-/// IP; two pods of one node on the same source port to the same destination both work.
+/// IP, and an ICMP port unreachable reaches the pod; two pods of one node on the same source
+/// port to the same destination both work.
 fn masqueraded(routing: &str) {
     let lab = Lab::up(&format!("masq-{routing}"), routing, None);
     let _router = PeerEcho::start(&lab.ns("router"), &ROUTER_LOOPS);
@@ -255,6 +272,11 @@ fn masqueraded(routing: &str) {
             "{routing}: {to} sees the node (udp)"
         );
         assert!(net::ping(&frontend, to, TIMEOUT), "{routing}: ping {to}");
+        // The port unreachable comes back to the node and is translated for the pod.
+        assert!(
+            udp_refused(&frontend, to),
+            "{routing}: port unreachable from {to}"
+        );
         // The other node's pods leave by their own node.
         let seen = tcp_peer(&api, to).unwrap_or_else(|| panic!("{routing}: api tcp to {to}"));
         assert_eq!(*seen.ip(), NODE_IPS[1], "{routing}: {to} sees node-2");

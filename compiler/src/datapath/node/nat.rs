@@ -24,7 +24,8 @@
 //! finds none is dropped and counted ("no mapping"). A mapping is claimed by inserting its
 //! reverse entry with `BPF_NOEXIST`, so two pods can never share a node port towards the
 //! same remote address and port. TCP, UDP and ICMP echo (its identifier) are translated;
-//! other protocols and other ICMP messages keep the pod's address. The layouts are
+//! other protocols and other ICMP messages keep the pod's address. Replies and ICMP errors
+//! quoting a translated packet are translated back on the uplink. The layouts are
 //! `sluice_bundle::abi::node`'s (`NAT`, `NAT_STATS`, `MASQ_EXCLUDED`) and
 //! `spec/datapath.md` ("Masquerade").
 
@@ -46,6 +47,8 @@ const IPPROTO_TCP: i32 = 6;
 const IPPROTO_UDP: i32 = 17;
 const ICMP_ECHO_REPLY: i32 = 0;
 const ICMP_ECHO: i32 = 8;
+const ICMP_DEST_UNREACH: i32 = 3;
+const ICMP_TIME_EXCEEDED: i32 = 11;
 /// Offsets from the frame start: the IPv4 checksum, source and destination.
 const IP_CSUM: i32 = 14 + 10;
 const IP_SADDR: i32 = 14 + 12;
@@ -407,10 +410,13 @@ pub fn emit_reverse(a: &mut Asm, drop: Label) {
     let ports = a.label();
     let keyed = a.label();
     let k = Var::NatKey.off();
+    let error = a.label();
     a.jmp(Cond::Eq, L4_PROTO, IPPROTO_TCP, ports)
         .jmp(Cond::Eq, L4_PROTO, IPPROTO_UDP, ports)
         .jmp(Cond::Ne, L4_PROTO, IPPROTO_ICMP, skip)
         .ldx(Size::B, R1, R10, Var::IcmpType.off())
+        .jmp(Cond::Eq, R1, ICMP_DEST_UNREACH, error)
+        .jmp(Cond::Eq, R1, ICMP_TIME_EXCEEDED, error)
         .jmp(Cond::Ne, R1, ICMP_ECHO_REPLY, skip)
         .st(Size::H, R10, k + 8, 0)
         .ldx(Size::H, R1, R10, Var::Sport.off())
@@ -443,9 +449,141 @@ pub fn emit_reverse(a: &mut Asm, drop: Label) {
         .ja(done)
         .bind(icmp)
         .stx(Size::H, R10, Var::Sport.off(), R6)
-        .bind(done)
+        .bind(done);
+    let translated = a.label();
+    a.bind(translated)
         .ldx(Size::W, R1, R10, v)
         .stx(Size::W, R10, Var::Daddr.off(), R1);
     count(a, NAT_STAT_REVERSED);
-    a.bind(skip);
+    let out = a.label();
+    a.ja(out);
+    emit_icmp_error(a, error, skip, translated, drop);
+    a.bind(skip).bind(out);
+}
+
+/// An ICMP error (destination unreachable, time exceeded) about a packet this node SNATed:
+/// the embedded header is the translated packet (node → remote), so its reverse entry is
+/// keyed by the embedded destination and source. The outer destination, the embedded
+/// source address and port (or echo identifier) get the pod's back; the embedded IPv4
+/// checksum follows its source, so the outer ICMP checksum changes by the port only. The
+/// embedded TCP/UDP checksum is left as it is (nothing checks a quoted one). Entered at
+/// `at`; goes on to `translated` (with [`Var::NatVal`] the pod's address) or `skip`.
+fn emit_icmp_error(a: &mut Asm, at: Label, skip: Label, translated: Label, drop: Label) {
+    use Reg::*;
+    // The embedded IPv4 header and 8 bytes of its L4, copied to the (here unused) FIB slot.
+    let e = Var::FibParams.off();
+    let k = Var::NatKey.off();
+    let v = Var::NatVal.off();
+    const INNER: i32 = 8;
+    a.bind(at).ldx(Size::DW, R1, R10, Var::Ctx.off());
+    l4_at(a, INNER);
+    a.mov64(R3, R10)
+        .add64(R3, i32::from(e))
+        .mov64(R4, 28)
+        .call(Helper::SkbLoadBytes)
+        .jmp(Cond::Ne, R0, 0, skip)
+        // IPv4 without options only.
+        .ldx(Size::B, R1, R10, e)
+        .jmp(Cond::Ne, R1, 0x45, skip)
+        .ldx(Size::B, R1, R10, e + 9)
+        .stx(Size::B, R10, k + 12, R1)
+        .ldx(Size::W, R2, R10, e + 16)
+        .stx(Size::W, R10, k, R2)
+        .ldx(Size::W, R2, R10, e + 12)
+        .stx(Size::W, R10, k + 4, R2)
+        .st(Size::B, R10, k + 13, i32::from(NAT_REVERSE))
+        .st(Size::H, R10, k + 14, 0);
+    // Embedded TCP/UDP: (its destination port, its source port); echo: (0, identifier).
+    let ports = a.label();
+    let keyed = a.label();
+    a.jmp(Cond::Eq, R1, IPPROTO_TCP, ports)
+        .jmp(Cond::Eq, R1, IPPROTO_UDP, ports)
+        .jmp(Cond::Ne, R1, IPPROTO_ICMP, skip)
+        .ldx(Size::B, R2, R10, e + 20)
+        .jmp(Cond::Ne, R2, ICMP_ECHO, skip)
+        .st(Size::H, R10, k + 8, 0)
+        .ldx(Size::H, R2, R10, e + 24)
+        .be16(R2)
+        .stx(Size::H, R10, k + 10, R2)
+        .ja(keyed)
+        .bind(ports)
+        .ldx(Size::H, R2, R10, e + 22)
+        .be16(R2)
+        .stx(Size::H, R10, k + 8, R2)
+        .ldx(Size::H, R2, R10, e + 20)
+        .be16(R2)
+        .stx(Size::H, R10, k + 10, R2)
+        .bind(keyed);
+    lookup(a, NAT, k);
+    a.jmp(Cond::Eq, R0, 0, skip)
+        .ldx(Size::W, R1, R0, 0)
+        .stx(Size::W, R10, v, R1)
+        .ldx(Size::H, R1, R0, 4)
+        .be16(R1)
+        .stx(Size::H, R10, v + 4, R1);
+    let ctx = |a: &mut Asm| {
+        a.ldx(Size::DW, R1, R10, Var::Ctx.off());
+    };
+    // Outer destination and the outer IPv4 checksum.
+    ctx(a);
+    a.mov64(R2, IP_DADDR)
+        .mov64(R3, R10)
+        .add64(R3, i32::from(v))
+        .mov64(R4, 4)
+        .mov64(R5, 0)
+        .call(Helper::SkbStoreBytes)
+        .jmp(Cond::Ne, R0, 0, drop);
+    ctx(a);
+    a.mov64(R2, IP_CSUM)
+        .ldx(Size::W, R3, R10, Var::Daddr.off())
+        .ldx(Size::W, R4, R10, v)
+        .mov64(R5, 4)
+        .call(Helper::L3CsumReplace)
+        .jmp(Cond::Ne, R0, 0, drop);
+    // Embedded source and the embedded IPv4 checksum.
+    ctx(a);
+    l4_at(a, INNER + 12);
+    a.mov64(R3, R10)
+        .add64(R3, i32::from(v))
+        .mov64(R4, 4)
+        .mov64(R5, 0)
+        .call(Helper::SkbStoreBytes)
+        .jmp(Cond::Ne, R0, 0, drop);
+    ctx(a);
+    l4_at(a, INNER + 10);
+    a.ldx(Size::W, R3, R10, e + 12)
+        .ldx(Size::W, R4, R10, v)
+        .mov64(R5, 4)
+        .call(Helper::L3CsumReplace)
+        .jmp(Cond::Ne, R0, 0, drop);
+    // Embedded source port (TCP/UDP at +20) or echo identifier (+24), and the outer ICMP
+    // checksum for it.
+    let echo = a.label();
+    let port_at = a.label();
+    a.ldx(Size::B, R1, R10, k + 12)
+        .jmp(Cond::Eq, R1, IPPROTO_ICMP, echo)
+        .mov64(R6, INNER + 20)
+        .ldx(Size::H, R7, R10, e + 20)
+        .ja(port_at)
+        .bind(echo)
+        .mov64(R6, INNER + 24)
+        .ldx(Size::H, R7, R10, e + 24)
+        .bind(port_at);
+    ctx(a);
+    a.ldx(Size::H, R2, R10, Var::L4Off.off())
+        .add64(R2, R6)
+        .mov64(R3, R10)
+        .add64(R3, i32::from(v + 4))
+        .mov64(R4, 2)
+        .mov64(R5, 0)
+        .call(Helper::SkbStoreBytes)
+        .jmp(Cond::Ne, R0, 0, drop);
+    ctx(a);
+    l4_at(a, 2);
+    a.mov64(R3, R7)
+        .ldx(Size::H, R4, R10, v + 4)
+        .mov64(R5, 2)
+        .call(Helper::L4CsumReplace)
+        .jmp(Cond::Ne, R0, 0, drop)
+        .ja(translated);
 }
