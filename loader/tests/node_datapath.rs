@@ -352,6 +352,15 @@ fn snat_and_reverse_nat_rewrite_with_valid_checksums() {
     }
     assert_eq!(ports[0], 40000, "the first keeps its port");
     assert_ne!(ports[1], 40000, "the second gets another");
+    // A TCP segment other than a SYN takes no new mapping (b answering a connection from
+    // outside): it keeps b's address.
+    let mut synack = tcp(8080, 51000);
+    synack[13] = 0x12;
+    let pkt = eth(0x0800, &ipv4(6, ip("10.1.1.11"), ip("8.8.4.4"), 0, &synack));
+    let obj = load(&from_pod(&c, "b"), &pins);
+    let out = obj.test_run("from_ep", &pkt, 1).unwrap();
+    assert_eq!(out.retval, TC_ACT_OK, "to the host stack");
+    assert_eq!(out.packet_out, pkt, "unchanged");
     // A reply to a port nobody mapped is the host's.
     let stray = checksummed(eth(
         0x0800,

@@ -110,6 +110,21 @@ impl Lab {
         serde_json::from_str(&run.stdout).unwrap()
     }
 
+    /// A pod's address, from `sluice lab status`.
+    fn pod_ip(&self, name: &str) -> Ipv4Addr {
+        let st = self.lab(&["status", "--output", "json"]);
+        assert_eq!(st.code, 0, "{}", st.stderr);
+        let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+        let m = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap();
+        let addr = m["addresses"][0].as_str().unwrap();
+        addr.trim_end_matches("/32").parse().unwrap()
+    }
+
     /// Routes on the router to each node's pod CIDR through the node (the study's "without
     /// masquerade" setup).
     fn router_pod_routes(&self) {
@@ -341,6 +356,11 @@ fn excluded_destinations_keep_the_pod_ip() {
         let udp = udp_peer(&frontend, to, 0).expect("udp");
         assert_eq!(pod_ip(udp), pod_ip(seen));
     }
+    // The VM connects to the pod (routed by the router): the pod's answer is not
+    // masqueraded (a TCP segment other than a SYN takes no new mapping), so it works.
+    let _pod = PeerEcho::start(&frontend, &[]);
+    let seen = tcp_peer(&lab.ns("vm"), lab.pod_ip("web/frontend")).expect("vm -> pod");
+    assert_eq!(*seen.ip(), VM_IP, "the pod sees the VM");
 }
 
 /// Many short connections through NAT: none fails (each takes a mapping; the LRU table

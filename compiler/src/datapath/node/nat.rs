@@ -48,6 +48,10 @@ const IPPROTO_UDP: i32 = 17;
 const ICMP_ECHO_REPLY: i32 = 0;
 const ICMP_ECHO: i32 = 8;
 const ICMP_DEST_UNREACH: i32 = 3;
+/// The TCP flags byte (from the TCP header) and the two a connection's first segment has.
+const TCP_FLAGS: i32 = 13;
+const TCP_SYN: i32 = 0x02;
+const TCP_ACK: i32 = 0x10;
 const ICMP_TIME_EXCEEDED: i32 = 11;
 /// Offsets from the frame start: the IPv4 checksum, source and destination.
 const IP_CSUM: i32 = 14 + 10;
@@ -327,10 +331,27 @@ pub fn emit_snat(a: &mut Asm, plan: &MasqPlan, keep: Label, drop: Label, out: La
         .ldx(Size::H, R6, R0, 4)
         .ja(rewrite);
 
-    // A new mapping: claim the reverse entry (remote → node:port) → the pod.
+    // A new mapping. TCP takes one only for a SYN: any other segment without a mapping
+    // belongs to a connection the pod did not open (its answer to an inbound connection,
+    // which conntrack calls a reply only when the pod's programs track) and keeps its
+    // address.
     let v = Var::NatVal.off();
+    let opens = a.label();
     a.bind(alloc)
-        .ldx(Size::W, R1, R10, Var::Saddr.off())
+        .jmp(Cond::Ne, L4_PROTO, IPPROTO_TCP, opens)
+        .ldx(Size::DW, R1, R10, Var::Ctx.off());
+    l4_at(a, TCP_FLAGS);
+    a.mov64(R3, R10)
+        .add64(R3, i32::from(v))
+        .mov64(R4, 1)
+        .call(Helper::SkbLoadBytes)
+        .jmp(Cond::Ne, R0, 0, keep)
+        .ldx(Size::B, R1, R10, v)
+        .and64(R1, TCP_SYN | TCP_ACK)
+        .jmp(Cond::Ne, R1, TCP_SYN, keep)
+        .bind(opens);
+    // Claim the reverse entry (remote → node:port) → the pod.
+    a.ldx(Size::W, R1, R10, Var::Saddr.off())
         .stx(Size::W, R10, v, R1)
         .ldx(Size::H, R1, R10, Var::Sport.off())
         .stx(Size::H, R10, v + 4, R1)
