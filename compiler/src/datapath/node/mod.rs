@@ -420,6 +420,53 @@ endpoints:
         assert_eq!(got, want);
     }
 
+    /// Masquerade on (the default): the NAT table and its counters are persistent maps
+    /// pinned by name, the exclusions a generation map holding the plan's prefixes, and the
+    /// uplink gets `from_netdev` in VXLAN mode too; off: none of it.
+    #[test]
+    fn masquerade_maps_and_programs() {
+        let b = build("n1", Mode::Specialized);
+        let nat = map(&b, NAT);
+        assert_eq!(
+            (nat.scope, nat.pin.as_deref(), nat.def.ty),
+            (
+                MapScope::Persistent,
+                Some("nat"),
+                crate::bpf::MapType::LruHash
+            )
+        );
+        assert!(nat.entries.is_empty());
+        assert_eq!(map(&b, NAT_STATS).pin.as_deref(), Some("nat_cnt"));
+        let excl = map(&b, MASQ_EXCLUDED);
+        assert_eq!(excl.scope, MapScope::Generation);
+        // No exclusion source: only link-local (IPv4) is excluded.
+        let mut k = 16u32.to_ne_bytes().to_vec();
+        k.extend_from_slice(&[169, 254, 0, 0]);
+        assert_eq!(excl.entries, vec![(k, 1u32.to_le_bytes().to_vec())]);
+        let programs: Vec<&str> = b.artifacts.values().map(|a| a.program.as_str()).collect();
+        assert!(programs.contains(&"from_overlay") && programs.contains(&"from_netdev"));
+
+        // Off: no NAT maps, no uplink program under VXLAN.
+        let mut sm = SourceMap::new();
+        let id = sm.add("web.sluice", POLICY);
+        let doc = crate::source::dsl::parse(id, POLICY).unwrap();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let checked = check_documents(&[doc], Some(&inv));
+        let net = "192.168.10.0/24".parse().unwrap();
+        let mut cfg = config_from_inventory(&inv, "n1", net, "eth0", Routing::Vxlan).unwrap();
+        cfg.masquerade.enabled = false;
+        let opts = CompileOptions {
+            node: Some("n1".into()),
+            datapath: Some(cfg),
+            ..CompileOptions::default()
+        };
+        let off = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {})
+            .unwrap()
+            .bundle;
+        assert!(!off.shared_maps.iter().any(|m| m.def.name == NAT));
+        assert!(!off.artifacts.values().any(|a| a.program == "from_netdev"));
+    }
+
     /// The node configuration and the inventory must place the nodes alike.
     #[test]
     fn a_configuration_that_disagrees_with_the_inventory_is_refused() {
