@@ -328,20 +328,19 @@ fn native_pods_are_masqueraded_to_the_node_ip() {
 /// The ip-masq-agent file lists 10.0.0.0/16: the router sees the pod's IP, which works
 /// only once the router routes the pod CIDRs through the nodes; the VM is still
 /// masqueraded.
-#[test]
-fn excluded_destinations_keep_the_pod_ip() {
+fn excluded_keep_the_pod_ip(routing: &str) {
     let agent = "nonMasqueradeCIDRs:\n- 10.0.0.0/16\n";
-    let lab = Lab::up("masq-excluded", "native", Some(agent));
+    let lab = Lab::up(&format!("masq-excluded-{routing}"), routing, Some(agent));
     let _router = PeerEcho::start(&lab.ns("router"), &ROUTER_LOOPS);
     let _vm = PeerEcho::start(&lab.ns("vm"), &[VM_IP]);
     let frontend = lab.ns("pod-web-frontend");
     assert_eq!(
         tcp_peer(&frontend, ROUTER_LOOPS[0]),
         None,
-        "the router cannot answer a pod address it has no route to"
+        "{routing}: the router cannot answer a pod address it has no route to"
     );
     let seen = tcp_peer(&frontend, VM_IP).expect("vm");
-    assert_eq!(*seen.ip(), NODE_IPS[0], "the VM is not excluded");
+    assert_eq!(*seen.ip(), NODE_IPS[0], "{routing}: the VM is not excluded");
     lab.router_pod_routes();
     let pod_ip = |s: SocketAddrV4| *s.ip();
     for to in ROUTER_LOOPS {
@@ -359,6 +358,16 @@ fn excluded_destinations_keep_the_pod_ip() {
     let _pod = PeerEcho::start(&frontend, &[]);
     let seen = tcp_peer(&lab.ns("vm"), lab.pod_ip("web/frontend")).expect("vm -> pod");
     assert_eq!(*seen.ip(), VM_IP, "the pod sees the VM");
+}
+
+#[test]
+fn native_excluded_destinations_keep_the_pod_ip() {
+    excluded_keep_the_pod_ip("native");
+}
+
+#[test]
+fn vxlan_excluded_destinations_keep_the_pod_ip() {
+    excluded_keep_the_pod_ip("vxlan");
 }
 
 /// Many short connections through NAT: none fails (each takes a mapping; the LRU table
