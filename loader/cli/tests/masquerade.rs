@@ -15,7 +15,7 @@ mod support;
 use cli::{Run, Scratch, sluice};
 use sluice_cli::lab::{ROUTER_LOOPS, VM_IP};
 use sluice_cli::topology::{self, unique_prefix};
-use sluice_loader::netlink::{Netlink, Route};
+use sluice_loader::netlink::{Address, Netlink, Route};
 use sluice_loader::sys::netns::Netns;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -403,4 +403,46 @@ fn many_short_connections_through_nat() {
     assert_eq!(c["no_mapping"], 0, "{c}");
     assert!(c["mapped"].as_u64().unwrap() >= (N / 2) as u64, "{c}");
     assert!(c["reversed"].as_u64().unwrap() >= 2 * N as u64, "{c}");
+}
+
+/// A link-local destination (an address on the router's loopback): excluded unless the
+/// ip-masq-agent file says `masqLinkLocal: true`.
+fn link_local(masq_link_local: bool) {
+    const LL: Ipv4Addr = Ipv4Addr::new(169, 254, 77, 1);
+    let agent = format!("nonMasqueradeCIDRs: []\nmasqLinkLocal: {masq_link_local}\n");
+    let lab = Lab::up(
+        &format!("masq-ll-{masq_link_local}"),
+        "native",
+        Some(&agent),
+    );
+    {
+        let mut nl = Netlink::open_in(&Netns::open(&lab.ns("router")).unwrap()).unwrap();
+        let lo = nl.index_of("lo").unwrap();
+        nl.add_address(&Address::new(lo, LL.into(), 32)).unwrap();
+    }
+    lab.router_pod_routes();
+    let _router = PeerEcho::start(&lab.ns("router"), &[LL]);
+    let frontend = lab.ns("pod-web-frontend");
+    let seen = tcp_peer(&frontend, LL).expect("tcp to the link-local address");
+    let udp = udp_peer(&frontend, LL, 0).expect("udp to the link-local address");
+    let want = if masq_link_local {
+        NODE_IPS[0]
+    } else {
+        lab.pod_ip("web/frontend")
+    };
+    assert_eq!(
+        (*seen.ip(), *udp.ip()),
+        (want, want),
+        "masqLinkLocal {masq_link_local}"
+    );
+}
+
+#[test]
+fn link_local_is_excluded_by_default() {
+    link_local(false);
+}
+
+#[test]
+fn link_local_is_masqueraded_with_masq_link_local() {
+    link_local(true);
 }
