@@ -52,36 +52,76 @@ impl Lab {
         }
         let up = lab.lab(&args);
         assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
-        let dir = lab.state.path().join(&lab.prefix);
-        let policy = lab.state.path().join("none.sluice");
-        std::fs::write(&policy, "").unwrap();
         for n in 1..=2 {
-            let root = lab.root(n);
-            let run = lab.state.path().join(format!("run-{n}"));
-            let ns = lab.ns(&format!("node-{n}"));
-            let apply = sluice(
-                Path::new("."),
-                &[
-                    "apply",
-                    policy.to_str().unwrap(),
-                    "--inventory",
-                    dir.join("inventory.yaml").to_str().unwrap(),
-                    "--node-config",
-                    dir.join(format!("node-{n}.yaml")).to_str().unwrap(),
-                    "--netns",
-                    &ns,
-                    "--root",
-                    root.to_str().unwrap(),
-                    "--state-dir",
-                    run.to_str().unwrap(),
-                ],
-            );
-            assert_eq!(apply.code, 0, "node-{n}: {}{}", apply.stdout, apply.stderr);
+            lab.apply(n, "");
         }
         for pod in ["pod-web-frontend", "pod-web-client", "pod-web-api"] {
             net::sysctl(&lab.ns(pod), "net/ipv4/ping_group_range", "0 0");
         }
         lab
+    }
+
+    /// `sluice apply` of `policy` (DSL text) with node `n`'s configuration.
+    fn apply(&self, n: usize, policy: &str) {
+        let dir = self.state.path().join(&self.prefix);
+        let file = self.state.path().join(format!("policy-{n}.sluice"));
+        std::fs::write(&file, policy).unwrap();
+        let root = self.root(n);
+        let run = self.run_dir(n);
+        let ns = self.ns(&format!("node-{n}"));
+        let apply = sluice(
+            Path::new("."),
+            &[
+                "apply",
+                file.to_str().unwrap(),
+                "--inventory",
+                dir.join("inventory.yaml").to_str().unwrap(),
+                "--node-config",
+                dir.join(format!("node-{n}.yaml")).to_str().unwrap(),
+                "--netns",
+                &ns,
+                "--root",
+                root.to_str().unwrap(),
+                "--state-dir",
+                run.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(apply.code, 0, "node-{n}: {}{}", apply.stdout, apply.stderr);
+    }
+
+    fn run_dir(&self, n: usize) -> PathBuf {
+        self.state.path().join(format!("run-{n}"))
+    }
+
+    /// The program each hook of node `n` runs, by endpoint and hook (`sluice status`).
+    fn programs(&self, n: usize) -> Vec<(String, String, u64)> {
+        let root = self.root(n);
+        let run = self.run_dir(n);
+        let st = sluice(
+            Path::new("."),
+            &[
+                "status",
+                "--json",
+                "--root",
+                root.to_str().unwrap(),
+                "--state-dir",
+                run.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(st.code, 0, "{}", st.stderr);
+        let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+        v["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["endpoint"].as_str().unwrap().to_owned(),
+                    h["hook"].as_str().unwrap().to_owned(),
+                    h["program_id"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
     }
 
     fn lab(&self, args: &[&str]) -> Run {
@@ -171,6 +211,13 @@ impl PeerEcho {
     /// `udp_on`: the addresses to answer UDP on, one socket each, so a reply leaves from
     /// the address the datagram was sent to (as a connected peer would see it).
     fn start(ns: &str, udp_on: &[Ipv4Addr]) -> PeerEcho {
+        PeerEcho::serve(ns, udp_on, false)
+    }
+
+    /// `echo`: after the address, each TCP connection echoes what it gets until the peer
+    /// closes; otherwise the server closes first (TIME_WAIT stays on its side, so a client
+    /// reuses its ports at once).
+    fn serve(ns: &str, udp_on: &[Ipv4Addr], echo: bool) -> PeerEcho {
         let stop = Arc::new(AtomicBool::new(false));
         let (tcp, udps) = Netns::open(ns)
             .unwrap()
@@ -187,10 +234,21 @@ impl PeerEcho {
         let tv = nix::sys::time::TimeVal::new(0, 100_000);
         nix::sys::socket::setsockopt(&tcp, nix::sys::socket::sockopt::ReceiveTimeout, &tv).unwrap();
         let s = stop.clone();
+        // Each connection: its peer's address and a newline (then the echo).
         let mut threads = vec![std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 if let Ok((mut c, peer)) = tcp.accept() {
-                    let _ = c.write_all(peer.to_string().as_bytes());
+                    std::thread::spawn(move || {
+                        let _ = c.write_all(format!("{peer}\n").as_bytes());
+                        if !echo {
+                            return;
+                        }
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                        let mut buf = [0u8; 64];
+                        while let Ok(n @ 1..) = c.read(&mut buf) {
+                            let _ = c.write_all(&buf[..n]);
+                        }
+                    });
                 }
             }
         })];
@@ -222,14 +280,25 @@ impl Drop for PeerEcho {
 
 /// What `to` saw as this TCP connection's peer (None: no connection).
 fn tcp_peer(ns: &str, to: Ipv4Addr) -> Option<SocketAddrV4> {
+    tcp_open(ns, to).map(|(_, peer)| peer)
+}
+
+/// The first line a connection receives.
+fn first_line(c: &TcpStream) -> Option<String> {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(c), &mut line).ok()?;
+    Some(line.trim_end().to_owned())
+}
+
+/// A TCP connection from `ns` to `to`'s echo server, and the peer address it saw.
+fn tcp_open(ns: &str, to: Ipv4Addr) -> Option<(TcpStream, SocketAddrV4)> {
     Netns::open(ns)
         .unwrap()
         .run(|| {
-            let mut c = TcpStream::connect_timeout(&SocketAddr::from((to, PORT)), TIMEOUT).ok()?;
+            let c = TcpStream::connect_timeout(&SocketAddr::from((to, PORT)), TIMEOUT).ok()?;
             c.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let mut s = String::new();
-            c.read_to_string(&mut s).ok()?;
-            s.parse().ok()
+            let peer = first_line(&c)?.parse().ok()?;
+            Some((c, peer))
         })
         .unwrap()
 }
@@ -388,10 +457,15 @@ fn many_short_connections_through_nat() {
                         &SocketAddr::from((ROUTER_LOOPS[1], PORT)),
                         TIMEOUT,
                     );
-                    let Ok(mut c) = c else { return true };
+                    let Ok(c) = c else { return true };
                     let _ = c.set_read_timeout(Some(TIMEOUT));
-                    let mut s = String::new();
-                    c.read_to_string(&mut s).is_err() || !s.starts_with(&NODE_IPS[0].to_string())
+                    let ok =
+                        first_line(&c).is_some_and(|s| s.starts_with(&NODE_IPS[0].to_string()));
+                    // The server closes first, so TIME_WAIT stays on its side and the pod
+                    // reuses its ports at once, as a client normally does.
+                    let _ = c.shutdown(std::net::Shutdown::Write);
+                    let _ = (&c).read_to_end(&mut Vec::new());
+                    !ok
                 })
                 .count()
         })
@@ -445,4 +519,46 @@ fn link_local_is_excluded_by_default() {
 #[test]
 fn link_local_is_masqueraded_with_masq_link_local() {
     link_local(true);
+}
+
+/// A masqueraded connection survives a new generation on its node (the NAT table is pinned
+/// and shared across generations, like conntrack), and a new connection after the swap is
+/// masqueraded as before.
+#[test]
+fn a_masqueraded_connection_survives_a_swap() {
+    let lab = Lab::up("masq-swap", "vxlan", None);
+    let _router = PeerEcho::serve(&lab.ns("router"), &[], true);
+    let frontend = lab.ns("pod-web-frontend");
+    let (mut c, seen) = tcp_open(&frontend, ROUTER_LOOPS[0]).expect("connect");
+    assert_eq!(*seen.ip(), NODE_IPS[0]);
+    let echo = |c: &mut TcpStream, msg: &str| {
+        let mut back = vec![0u8; msg.len()];
+        c.write_all(msg.as_bytes()).is_ok()
+            && c.read_exact(&mut back).is_ok()
+            && back == msg.as_bytes()
+    };
+    assert!(echo(&mut c, "before\n"));
+    let before = lab.programs(1);
+    lab.apply(
+        1,
+        "policy \"c\" in namespace web {\n  select app = client\n  \
+         ingress allow from pods { app = frontend } ports 80/tcp\n}\n",
+    );
+    let after = lab.programs(1);
+    let frontend_egress = |p: &[(String, String, u64)]| {
+        p.iter()
+            .find(|(e, h, _)| e == "web/frontend" && h == "ingress")
+            .map(|x| x.2)
+    };
+    assert_ne!(
+        frontend_egress(&before),
+        frontend_egress(&after),
+        "the frontend's from-pod program was replaced: {before:?} {after:?}"
+    );
+    assert!(
+        echo(&mut c, "after the swap\n"),
+        "the flow survived the swap"
+    );
+    let seen = tcp_peer(&frontend, ROUTER_LOOPS[1]).expect("a new connection");
+    assert_eq!(*seen.ip(), NODE_IPS[0]);
 }
