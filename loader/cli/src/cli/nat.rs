@@ -119,3 +119,33 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_entries_and_sums_counters() {
+        // A reverse entry: 10.0.1.1:7000 → 192.168.10.11:40000, back to 10.244.1.10:40000.
+        let mut k = vec![10, 0, 1, 1, 192, 168, 10, 11];
+        k.extend_from_slice(&7000u16.to_le_bytes());
+        k.extend_from_slice(&40000u16.to_le_bytes());
+        k.extend_from_slice(&[6, NAT_REVERSE, 0, 0]);
+        let mut v = vec![10, 244, 1, 10];
+        v.extend_from_slice(&40000u16.to_le_bytes());
+        v.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            entry(&k, &v),
+            Some(Entry {
+                dir: "reverse",
+                proto: 6,
+                src: "10.0.1.1:7000".into(),
+                dst: "192.168.10.11:40000".into(),
+                to: "10.244.1.10:40000".into(),
+            })
+        );
+        assert_eq!(entry(&k[..8], &v), None, "not the layout");
+        let per_cpu: Vec<u8> = [3u64, 4].iter().flat_map(|n| n.to_le_bytes()).collect();
+        assert_eq!(sum(&per_cpu), 7);
+    }
+}
