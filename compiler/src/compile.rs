@@ -218,6 +218,9 @@ pub struct CompileOptions {
     /// Generate the node datapath too, for the node `node` names (which must be the
     /// configuration's): spec/datapath.md, "Nodes"; spec/node.md.
     pub datapath: Option<crate::datapath::node::NodeConfig>,
+    /// The masquerade exclusion sources of the node datapath, already read
+    /// (`crate::masq::load`); none: only the link-local ranges are excluded.
+    pub masquerade: Vec<crate::source::ast::Masquerade>,
 }
 
 /// What the driver reports as it goes, for progress bars and logs.
@@ -476,6 +479,7 @@ pub fn compile(
                 &distinct_of,
                 &node_tables,
                 &opts.codegen,
+                &crate::masq::MasqPlan::new(cfg, &opts.masquerade),
             )
             .map_err(|source| CompileError::Node(node.clone(), source))?;
             for (ep, &d) in endpoints.iter_mut().zip(&distinct_of) {
@@ -544,7 +548,7 @@ pub fn compile(
         for art in &node.devices {
             let id = bb.program(art.clone())?;
             // The node's own device: an attachment whose endpoint is the device's role.
-            let (role, device) = crate::datapath::node::device(cfg);
+            let (role, device) = crate::datapath::node::device(cfg, &art.name);
             bb.attach(Attachment {
                 endpoint: EndpointRef {
                     namespace: sluice_bundle::abi::node::DEVICE_NAMESPACE.to_owned(),

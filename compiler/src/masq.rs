@@ -46,7 +46,7 @@ pub fn exclusions(sources: &[Masquerade]) -> Vec<Cidr> {
 }
 
 /// What the node's masquerade programs work from (spec/node.md, "Masquerade data").
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MasqPlan {
     pub enabled: bool,
     pub routing: Routing,

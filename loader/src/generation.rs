@@ -1587,6 +1587,12 @@ fn remove_tree(dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), SwapError> 
     std::fs::remove_dir(dir).map_err(prep(format!("removing {}", dir.display())))
 }
 
+/// Every entry of the map pinned at `path`, sorted by key (`sluice nat`).
+pub fn pinned_map_entries(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let info = MapInfo::from_pin(path).map_err(io::Error::other)?;
+    map_entries(info.id())
+}
+
 /// Every entry of a map by kernel id, sorted by key (for status, tests and diagnostics).
 pub fn map_entries(map_id: u32) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let map = MapData::from_id(map_id).map_err(io::Error::other)?;

@@ -97,6 +97,7 @@ fn build_with(
             "eth0",
             routing,
         ),
+        masquerade: Vec::new(),
     };
     let c = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap();
     (c, checked.ir, inv)
@@ -168,13 +169,16 @@ fn every_node_program_loads() {
                 load(&from_pod(&c, name), &pins);
             }
             let node = c.node.as_ref().unwrap();
-            assert_eq!(node.devices.len(), 1);
-            let want = match routing {
-                Routing::Vxlan => "from_overlay",
-                Routing::Native => "from_netdev",
+            let names: Vec<&str> = node.devices.iter().map(|d| d.name.as_str()).collect();
+            // Masquerade is on: the uplink's reverse NAT runs in both modes.
+            let want: &[&str] = match routing {
+                Routing::Vxlan => &["from_overlay", "from_netdev"],
+                Routing::Native => &["from_netdev"],
             };
-            assert_eq!(node.devices[0].name, want);
-            load(&node.devices[0], &pins);
+            assert_eq!(names, want);
+            for d in &node.devices {
+                load(d, &pins);
+            }
         }
     }
 }
@@ -209,6 +213,163 @@ fn from_pod_sends_each_packet_where_it_belongs() {
         let arp = eth(0x0806, &[0u8; 28]);
         assert_eq!(run(&arp).retval, TC_ACT_OK);
     }
+}
+
+/// The one's complement sum of `data` folded to 16 bits (a valid checksummed span sums to
+/// 0xffff).
+fn sum16(data: &[u8], mut acc: u32) -> u16 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The TCP/UDP pseudo header's sum.
+fn pseudo(pkt: &[u8]) -> u32 {
+    let ip = &pkt[14..];
+    let l4_len = pkt.len() - 34;
+    let mut p = ip[12..20].to_vec();
+    p.extend_from_slice(&[0, ip[9]]);
+    p.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    u32::from(sum16(&p, 0))
+}
+
+/// Sets valid IPv4 and TCP checksums (no IP options).
+fn checksummed(mut pkt: Vec<u8>) -> Vec<u8> {
+    let c = !sum16(&pkt[14..34], 0);
+    pkt[24..26].copy_from_slice(&c.to_be_bytes());
+    let c = !sum16(&pkt[34..], pseudo(&pkt));
+    pkt[34 + 16..34 + 18].copy_from_slice(&c.to_be_bytes());
+    pkt
+}
+
+fn checksums_valid(pkt: &[u8]) -> bool {
+    sum16(&pkt[14..34], 0) == 0xffff && sum16(&pkt[34..], pseudo(pkt)) == 0xffff
+}
+
+/// Masquerade on BPF_PROG_TEST_RUN: b's packet to the outside leaves with the node's
+/// address and its own port (free, in range), checksums still valid; a's packet from the
+/// same port to the same destination gets another port; the reply to each node port is
+/// translated back on the uplink's ingress and delivered to its pod, checksums valid, and so
+/// is an ICMP port unreachable quoting the translated packet.
+#[test]
+fn snat_and_reverse_nat_rewrite_with_valid_checksums() {
+    let pins = PinDir::new();
+    let c = build("n1", Routing::Native, Mode::Specialized);
+    let node_ip = ip("192.168.10.11");
+    let uplink = c.node.as_ref().unwrap().devices[0].clone();
+    assert_eq!(uplink.name, "from_netdev");
+    let netdev = load(&uplink, &pins);
+    let mut ports = Vec::new();
+    for (pod, addr) in [("b", "10.1.1.11"), ("a", "10.1.1.10")] {
+        let obj = load(&from_pod(&c, pod), &pins);
+        let pkt = checksummed(eth(
+            0x0800,
+            &ipv4(6, ip(addr), ip("8.8.8.8"), 0, &tcp(40000, 443)),
+        ));
+        let out = obj.test_run("from_ep", &pkt, 1).unwrap();
+        assert!(
+            [TC_ACT_OK, TC_ACT_REDIRECT].contains(&out.retval),
+            "{pod}: {}",
+            out.retval
+        );
+        let o = &out.packet_out;
+        assert_eq!(
+            &o[26..30],
+            &node_ip.octets(),
+            "{pod}: the source is the node's"
+        );
+        assert_eq!(&o[30..34], &[8, 8, 8, 8]);
+        assert!(checksums_valid(o), "{pod}: checksums after SNAT");
+        let port = u16::from_be_bytes([o[34], o[35]]);
+        assert!(port >= 32768, "{pod}: {port}");
+        ports.push(port);
+
+        // The reply, to the node's port: back to the pod's address and port.
+        let reply = checksummed(eth(
+            0x0800,
+            &ipv4(6, ip("8.8.8.8"), node_ip, 0, &tcp(443, port)),
+        ));
+        let back = netdev.test_run("from_netdev", &reply, 1).unwrap();
+        assert_eq!(
+            back.retval, TC_ACT_REDIRECT,
+            "{pod}: delivered into the pod"
+        );
+        let b = &back.packet_out;
+        assert_eq!(
+            &b[30..34],
+            &ip(addr).octets(),
+            "{pod}: the pod's address back"
+        );
+        assert_eq!(
+            u16::from_be_bytes([b[36], b[37]]),
+            40000,
+            "{pod}: its port back"
+        );
+        assert!(checksums_valid(b), "{pod}: checksums after reverse NAT");
+
+        // A port unreachable quoting the translated packet: the outer destination and the
+        // quoted source address and port become the pod's, every checksum still valid.
+        let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&o[14..42]);
+        let c = !sum16(&icmp, 0);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut err = eth(0x0800, &ipv4(1, ip("8.8.8.8"), node_ip, 0, &icmp));
+        let c = !sum16(&err[14..34], 0);
+        err[24..26].copy_from_slice(&c.to_be_bytes());
+        let back = netdev.test_run("from_netdev", &err, 1).unwrap();
+        if pod == "a" {
+            // a's ingress admits only b: conntrack does not relate ICMP errors to flows.
+            assert_eq!(
+                back.retval, TC_ACT_SHOT,
+                "{pod}: its ingress policy decides"
+            );
+            continue;
+        }
+        assert_eq!(
+            back.retval, TC_ACT_REDIRECT,
+            "{pod}: the error delivered to the pod"
+        );
+        let b = &back.packet_out;
+        assert_eq!(&b[30..34], &ip(addr).octets(), "{pod}: outer destination");
+        assert_eq!(sum16(&b[14..34], 0), 0xffff, "{pod}: outer IPv4 checksum");
+        assert_eq!(sum16(&b[34..], 0), 0xffff, "{pod}: ICMP checksum");
+        let inner = &b[42..];
+        assert_eq!(&inner[12..16], &ip(addr).octets(), "{pod}: quoted source");
+        assert_eq!(
+            sum16(&inner[..20], 0),
+            0xffff,
+            "{pod}: quoted IPv4 checksum"
+        );
+        assert_eq!(
+            u16::from_be_bytes([inner[20], inner[21]]),
+            40000,
+            "{pod}: quoted port"
+        );
+    }
+    assert_eq!(ports[0], 40000, "the first keeps its port");
+    assert_ne!(ports[1], 40000, "the second gets another");
+    // A TCP segment other than a SYN takes no new mapping (b answering a connection from
+    // outside): it keeps b's address.
+    let mut synack = tcp(8080, 51000);
+    synack[13] = 0x12;
+    let pkt = eth(0x0800, &ipv4(6, ip("10.1.1.11"), ip("8.8.4.4"), 0, &synack));
+    let obj = load(&from_pod(&c, "b"), &pins);
+    let out = obj.test_run("from_ep", &pkt, 1).unwrap();
+    assert_eq!(out.retval, TC_ACT_OK, "to the host stack");
+    assert_eq!(out.packet_out, pkt, "unchanged");
+    // A reply to a port nobody mapped is the host's.
+    let stray = checksummed(eth(
+        0x0800,
+        &ipv4(6, ip("8.8.8.8"), node_ip, 0, &tcp(443, 50001)),
+    ));
+    assert_eq!(
+        netdev.test_run("from_netdev", &stray, 1).unwrap().retval,
+        TC_ACT_OK
+    );
 }
 
 /// The overlay accepts only what came through a tunnel: a packet without tunnel metadata

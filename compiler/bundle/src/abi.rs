@@ -168,6 +168,37 @@ pub mod node {
     /// `(VNI identity u32, class u32) → class u32` (hash).
     pub const WIRE: &str = "sluice_wire";
 
+    /// Masquerade's NAT table (LRU hash, pinned and shared across generations like
+    /// conntrack): key [`NAT_KEY_SIZE`] bytes `saddr u32 | daddr u32 | sport u16 | dport u16 |
+    /// proto u8 | dir u8 | pad u16` (addresses network order, ports host order; for ICMP
+    /// echo the identifier is the local port and the remote port is 0) → value
+    /// `addr u32 (network order) | port u16 (host order) | pad u16`.
+    pub const NAT: &str = "sluice_nat";
+    pub const NAT_KEY_SIZE: u32 = 16;
+    pub const NAT_VALUE_SIZE: u32 = 8;
+    pub const NAT_MAX_ENTRIES: u32 = 131_072;
+    /// `dir` of a forward entry: the pod's tuple → the node's address and port.
+    pub const NAT_FORWARD: u8 = 0;
+    /// `dir` of a reverse entry: the tuple a reply arrives with (remote → node) → the pod's
+    /// address and port.
+    pub const NAT_REVERSE: u8 = 1;
+    /// The NAT counters: a per-CPU array of u64, pinned and shared like [`NAT`].
+    pub const NAT_STATS: &str = "sluice_nat_cnt";
+    /// New mappings made.
+    pub const NAT_STAT_MAPPED: u32 = 0;
+    /// Ports tried and found taken.
+    pub const NAT_STAT_RETRIES: u32 = 1;
+    /// Packets dropped because no port was free after the retries ("no mapping").
+    pub const NAT_STAT_NO_MAPPING: u32 = 2;
+    /// Replies whose destination was rewritten back to a pod.
+    pub const NAT_STAT_REVERSED: u32 = 3;
+    pub const NAT_STATS_LEN: u32 = 4;
+    /// The masquerade exclusions: an LPM trie, key `prefixlen u32 (host order) | addr u32
+    /// (network order)`, value u32 (unused: a hit means "keep the pod's address").
+    pub const MASQ_EXCLUDED: &str = "sluice_nat_excl";
+    /// The SNAT port range.
+    pub const NAT_PORT_MIN: u16 = 32768;
+
     /// The node's own devices are attachments too, whose endpoint has this (empty, so never
     /// a Kubernetes namespace) namespace and the device's role as its name.
     pub const DEVICE_NAMESPACE: &str = "";

@@ -65,6 +65,10 @@ pub enum Var {
     Class,
     /// `struct bpf_fib_lookup` (64 bytes).
     FibParams,
+    /// A NAT table key (16 bytes), also the exclusion LPM key.
+    NatKey,
+    /// A NAT table value (8 bytes), and the scratch the rewrite stores from.
+    NatVal,
     /// What `skb->cb[0]` held on entry (a trace probe's mark), u32; 0 in programs that
     /// are never traced.
     Probe,
@@ -125,7 +129,7 @@ const fn allocate<const N: usize>(mut slots: [Slot; N]) -> [Slot; N] {
 }
 
 /// The frame: every slot, laid out.
-pub const SLOTS: [Slot; 20] = allocate([
+pub const SLOTS: [Slot; 22] = allocate([
     spec(Var::Saddr, Owner::Parse, 4, 4),
     spec(Var::Daddr, Owner::Parse, 4, 4),
     spec(Var::Sport, Owner::Parse, 2, 2),
@@ -145,6 +149,8 @@ pub const SLOTS: [Slot; 20] = allocate([
     spec(Var::EpPtr, Owner::Node, 8, 8),
     spec(Var::Class, Owner::Node, 4, 4),
     spec(Var::FibParams, Owner::Node, 64, 8),
+    spec(Var::NatKey, Owner::Node, 16, 8),
+    spec(Var::NatVal, Owner::Node, 8, 8),
     spec(Var::Probe, Owner::Node, 4, 4),
     spec(Var::WasmScratch, Owner::Wasm, REST, 8),
 ]);

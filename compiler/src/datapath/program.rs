@@ -239,13 +239,14 @@ pub fn compile_program_with(
             None => verdict::emit_tail(&mut a, opts.trace, conntrack, wasm),
             Some(n) => {
                 verdict::emit_record(&mut a, opts.trace, conntrack, wasm);
-                super::node::forward::emit(&mut a);
+                super::node::forward::emit(&mut a, &n.masq);
                 // Delivery tracks for its destination; forwarding reads the node maps.
                 ct_map = Some(ct::map());
                 let have = ipcache.is_some();
                 node_maps = n.all();
                 node_maps.retain(|m| !(have && m.name == keys::IPCACHE));
                 node_maps.retain(|m| m.name != keys::node::WIRE);
+                node_maps.extend(n.persistent());
             }
         }
     }

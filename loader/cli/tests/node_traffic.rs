@@ -14,6 +14,9 @@
 //! only. In VXLAN mode n2 compiles an inventory without `b` (its inventory lags), so only
 //! the VNI tells n2 that b's packets come from `app=b`.
 
+#[path = "support/net.rs"]
+mod net;
+
 use sluice_cli::topology::probe::probe;
 use sluice_cli::topology::{ProbeOutcome, Proto, Servers};
 use sluice_compiler::bundle::abi::node::VXLAN_IFNAME;
@@ -175,6 +178,11 @@ fn build_policy(
             &format!("{prefix}u{node}"),
             routing,
         ),
+        // The ip-masq-agent defaults, as a node without a config file has them: the
+        // underlay (192.168.0.0/16) keeps the pods' addresses and goes through the stack.
+        masquerade: vec![sluice_compiler::source::ipmasq::defaults(
+            sluice_compiler::source::ast::Span::NONE,
+        )],
         ..CompileOptions::default()
     };
     compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {}).unwrap()
@@ -297,9 +305,9 @@ fn up_with_mtu(prefix: &str, routing: Routing, route_mtu: u32) -> Cluster {
         } else {
             "0"
         };
-        sysctl(&ns, "net/ipv4/ip_forward", on);
+        net::sysctl(&ns, "net/ipv4/ip_forward", on);
         // Ping sockets for root, so the test can ping without raw sockets.
-        sysctl(&ns, "net/ipv4/ping_group_range", "0 0");
+        net::sysctl(&ns, "net/ipv4/ping_group_range", "0 0");
     }
 
     // One compilation per node; n2's inventory lacks b under VXLAN (the VNI must say it).
@@ -320,18 +328,15 @@ fn up_with_mtu(prefix: &str, routing: Routing, route_mtu: u32) -> Cluster {
         }));
         let report = generation::apply_bundle(&compiled.bundle, &opts)
             .unwrap_or_else(|e| panic!("n{n}: {e}"));
-        // Both programs of each pod, and the node's device.
-        assert_eq!(report.hooks.len(), 2 * compiled.endpoints.len() + 1, "n{n}");
+        // Both programs of each pod, and the node's devices.
+        let devices = compiled.node.as_ref().unwrap().devices.len();
+        assert_eq!(
+            report.hooks.len(),
+            2 * compiled.endpoints.len() + devices,
+            "n{n}"
+        );
     }
     c
-}
-
-fn sysctl(ns: &str, key: &str, value: &str) {
-    Netns::open(ns)
-        .unwrap()
-        .run(|| std::fs::write(format!("/proc/sys/{key}"), value))
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{key} in {ns}: {e}"));
 }
 
 /// `Ip: ForwDatagrams` of a namespace (`/proc/thread-self/net/snmp`: `/proc/net` is the
@@ -410,32 +415,8 @@ fn capture_vxlan(ns: &str, inner_src: Ipv4Addr, send: impl FnOnce()) -> Option<O
     None
 }
 
-/// One echo request from `ns` to `to` over a ping socket: true when the reply came.
 fn ping(ns: &str, to: Ipv4Addr) -> bool {
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recv, sendto,
-        setsockopt, socket, sockopt,
-    };
-    use std::os::fd::AsRawFd;
-    Netns::open(ns)
-        .unwrap()
-        .run(|| {
-            let s = socket(
-                AddressFamily::Inet,
-                SockType::Datagram,
-                SockFlag::empty(),
-                SockProtocol::Icmp,
-            )
-            .unwrap();
-            let tv = nix::sys::time::TimeVal::new(TIMEOUT.as_secs() as i64, 0);
-            setsockopt(&s, sockopt::ReceiveTimeout, &tv).unwrap();
-            let req = [8u8, 0, 0, 0, 0, 0, 0, 1, b's', b'l', b'c', b'e'];
-            let addr = SockaddrIn::from(std::net::SocketAddrV4::new(to, 0));
-            sendto(s.as_raw_fd(), &req, &addr, MsgFlags::empty()).unwrap();
-            let mut buf = [0u8; 64];
-            matches!(recv(s.as_raw_fd(), &mut buf, MsgFlags::empty()), Ok(n) if n >= 8 && buf[0] == 0)
-        })
-        .unwrap()
+    net::ping(ns, to, TIMEOUT)
 }
 
 fn tcp_udp(c: &Cluster, from: &str, to: Ipv4Addr, port: u16) -> [ProbeOutcome; 2] {

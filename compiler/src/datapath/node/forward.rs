@@ -13,8 +13,11 @@
 //!    for the tunnel with DF set goes to the host stack instead, for path-MTU discovery);
 //!    in native mode
 //!    `bpf_fib_lookup` and `bpf_redirect_neigh`;
-//! 4. anything else: the host stack. This is where the masquerade decision goes (not
-//!    generated yet: such packets leave with the pod's address).
+//! 4. anything else: the masquerade decision ([`super::nat::emit_snat`]); what keeps the
+//!    pod's address goes to the host stack, what is SNATed is routed by the FIB as under
+//!    native routing (a packet from a pod's veth with the node's own address as source
+//!    would be dropped by the stack as martian). No route for it: the host stack, which
+//!    drops it.
 
 use super::super::frame::{CODE, L4_PROTO, Var};
 use super::super::keys::{self, Stage, code};
@@ -22,6 +25,7 @@ use super::super::verdict::{TC_ACT_OK, TC_ACT_SHOT};
 use super::deliver;
 use super::wire::MAX_WIRE_IDENTITY;
 use crate::bpf::{Asm, Cond, Helper, MapRef, Reg, Size};
+use crate::masq::MasqPlan;
 use crate::resolve::identity::WORLD;
 use sluice_bundle::abi::node::*;
 
@@ -66,11 +70,12 @@ pub fn emit_class_of(a: &mut Asm, addr: i16, fail: crate::bpf::Label) {
         .stx(Size::W, R10, Var::Class.off(), R1);
 }
 
-/// Emits steps 1–4; every path returns.
-pub fn emit(a: &mut Asm) {
+/// Emits steps 1–4 (`masq`: the SNAT's plan); every path returns.
+pub fn emit(a: &mut Asm, masq: &MasqPlan) {
     use Reg::*;
     let drop = a.label();
     let stack = a.label();
+    let outside = a.label();
     let remote = a.label();
     let native = a.label();
     a.mov64(R1, CODE)
@@ -98,9 +103,9 @@ pub fn emit(a: &mut Asm) {
         .ldx(Size::W, R1, R10, Var::Daddr.off())
         .stx(Size::W, R10, Var::IpcacheKey.off() + 4, R1);
     lookup(a, keys::IPCACHE, Var::IpcacheKey.off());
-    a.jmp(Cond::Eq, R0, 0, stack)
+    a.jmp(Cond::Eq, R0, 0, outside)
         .ldx(Size::W, R6, R0, 4)
-        .jmp(Cond::Eq, R6, 0, stack)
+        .jmp(Cond::Eq, R6, 0, outside)
         .st(Size::W, R10, Var::U32Key.off(), 0);
     lookup(a, NODE, Var::U32Key.off());
     a.jmp(Cond::Eq, R0, 0, stack)
@@ -195,6 +200,9 @@ pub fn emit(a: &mut Asm) {
         .mov64(R4, 0)
         .call(Helper::RedirectNeigh)
         .exit();
+
+    a.bind(outside);
+    super::nat::emit_snat(a, masq, stack, drop, native);
 
     a.bind(drop).ret(TC_ACT_SHOT);
     a.bind(stack).ret(TC_ACT_OK);

@@ -6,24 +6,27 @@
 //! [`maps`] fills the node's maps; [`forward`] is what a from-pod program does after the
 //! pod's egress verdict; [`deliver`] hands a packet to a local pod after its ingress
 //! policy; [`overlay`] builds the programs of the node's own devices. [`compile_node`]
-//! puts them together. `spec/datapath.md` ("Nodes") is the contract; masquerade is not
-//! generated yet (its place is `forward`'s host-stack exit).
+//! puts them together; [`nat`] is masquerade (SNAT at `forward`'s exit to the outside,
+//! reverse NAT on the uplink). `spec/datapath.md` ("Nodes", "Masquerade") is the contract.
 
 pub mod deliver;
 pub mod forward;
 pub mod maps;
+pub mod nat;
 pub mod overlay;
 pub mod wire;
 
 /// The node configuration is `spec/node.md`'s (read and checked by `crate::node`).
 pub use sluice_policy::node::{NodeConfig, Routing};
 
-/// The device the node program of `cfg`'s routing mode attaches to, with its role.
-pub fn device(cfg: &NodeConfig) -> (&'static str, &str) {
+/// The device a node program attaches to, with its role: `from_overlay` the VXLAN device,
+/// `from_netdev` the uplink.
+pub fn device<'c>(cfg: &'c NodeConfig, program: &str) -> (&'static str, &'c str) {
     use sluice_bundle::abi::node::{UPLINK_DEVICE, VXLAN_DEVICE, VXLAN_IFNAME};
-    match cfg.routing {
-        Routing::Vxlan => (VXLAN_DEVICE, VXLAN_IFNAME),
-        Routing::Native => (UPLINK_DEVICE, cfg.uplink.as_str()),
+    if program == overlay::Device::Overlay.program_name() {
+        (VXLAN_DEVICE, VXLAN_IFNAME)
+    } else {
+        (UPLINK_DEVICE, cfg.uplink.as_str())
     }
 }
 
@@ -66,6 +69,7 @@ pub fn config_from_inventory(
 }
 
 use super::MapContents;
+use crate::masq::MasqPlan;
 use crate::plan::{Classes, DecisionTable};
 use crate::resolve::Inventory;
 use crate::resolve::identity::Identities;
@@ -99,7 +103,8 @@ pub enum NodeError {
 pub struct NodeDatapath {
     pub maps: NodeMaps,
     pub from_pod: Vec<super::ProgramArtifact>,
-    /// `from_overlay` (VXLAN) or `from_netdev` (native routing).
+    /// `from_overlay` (VXLAN) and `from_netdev` (native routing, or VXLAN with masquerade:
+    /// the reverse NAT).
     pub devices: Vec<super::ProgramArtifact>,
 }
 
@@ -116,6 +121,7 @@ pub fn compile_node(
     distinct_of: &[usize],
     tables: &[(Option<DecisionTable>, Option<DecisionTable>, bool)],
     opts: &super::CodegenOptions,
+    masq: &MasqPlan,
 ) -> Result<NodeDatapath, NodeError> {
     let ingress: Vec<(Option<DecisionTable>, bool)> =
         tables.iter().map(|(i, _, ct)| (i.clone(), *ct)).collect();
@@ -128,6 +134,7 @@ pub fn compile_node(
         selected,
         distinct_of,
         &ingress,
+        masq,
     )?;
     let mut from_pod = Vec::with_capacity(tables.len());
     for (_, egress, ct) in tables {
@@ -141,11 +148,13 @@ pub fn compile_node(
             Some(&maps),
         )?);
     }
-    let device = match cfg.routing {
-        Routing::Vxlan => overlay::Device::Overlay,
-        Routing::Native => overlay::Device::Uplink,
-    };
-    let devices = vec![overlay::compile(device, &maps)?];
+    let mut devices = Vec::with_capacity(2);
+    if cfg.routing == Routing::Vxlan {
+        devices.push(overlay::compile(overlay::Device::Overlay, &maps)?);
+    }
+    if cfg.routing == Routing::Native || masq.enabled {
+        devices.push(overlay::compile(overlay::Device::Uplink, &maps)?);
+    }
     Ok(NodeDatapath {
         maps,
         from_pod,
@@ -161,9 +170,14 @@ pub struct NodeMaps {
     pub node: MapContents,
     pub ingress: MapContents,
     pub wire: MapContents,
+    /// The masquerade exclusions (`nat::exclusions_contents`).
+    pub excluded: MapContents,
+    /// What the SNAT is generated from.
+    pub masq: MasqPlan,
 }
 
 impl NodeMaps {
+    /// The per-generation maps (the bundle's shared maps).
     pub fn all(&self) -> Vec<MapContents> {
         vec![
             self.ipcache.clone(),
@@ -171,7 +185,18 @@ impl NodeMaps {
             self.node.clone(),
             self.ingress.clone(),
             self.wire.clone(),
+            self.excluded.clone(),
         ]
+    }
+
+    /// The maps shared across generations the node programs also use: NAT and its counters
+    /// when masquerade is on.
+    pub fn persistent(&self) -> Vec<MapContents> {
+        if self.masq.enabled {
+            vec![nat::nat_map(), nat::stats_map()]
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -189,6 +214,7 @@ pub fn node_maps(
     selected: &[usize],
     distinct_of: &[usize],
     tables: &[(Option<DecisionTable>, bool)],
+    masq: &MasqPlan,
 ) -> Result<NodeMaps, NodeError> {
     if cfg.name != node {
         return Err(NodeError::OtherNode {
@@ -255,6 +281,8 @@ pub fn node_maps(
         node: maps::node_contents(cfg.routing, ip),
         ingress: maps::ingress_contents(&refs),
         wire: wire::wire_contents(classes),
+        excluded: nat::exclusions_contents(masq),
+        masq: masq.clone(),
     })
 }
 
@@ -299,6 +327,7 @@ endpoints:
             },
             node: Some(node.into()),
             datapath: Some(cfg),
+            masquerade: Vec::new(),
         };
         compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {})
             .unwrap()
@@ -390,6 +419,53 @@ endpoints:
             .collect();
         assert!(!got.is_empty());
         assert_eq!(got, want);
+    }
+
+    /// Masquerade on (the default): the NAT table and its counters are persistent maps
+    /// pinned by name, the exclusions a generation map holding the plan's prefixes, and the
+    /// uplink gets `from_netdev` in VXLAN mode too; off: none of it.
+    #[test]
+    fn masquerade_maps_and_programs() {
+        let b = build("n1", Mode::Specialized);
+        let nat = map(&b, NAT);
+        assert_eq!(
+            (nat.scope, nat.pin.as_deref(), nat.def.ty),
+            (
+                MapScope::Persistent,
+                Some("nat"),
+                crate::bpf::MapType::LruHash
+            )
+        );
+        assert!(nat.entries.is_empty());
+        assert_eq!(map(&b, NAT_STATS).pin.as_deref(), Some("nat_cnt"));
+        let excl = map(&b, MASQ_EXCLUDED);
+        assert_eq!(excl.scope, MapScope::Generation);
+        // No exclusion source: only link-local (IPv4) is excluded.
+        let mut k = 16u32.to_ne_bytes().to_vec();
+        k.extend_from_slice(&[169, 254, 0, 0]);
+        assert_eq!(excl.entries, vec![(k, 1u32.to_le_bytes().to_vec())]);
+        let programs: Vec<&str> = b.artifacts.values().map(|a| a.program.as_str()).collect();
+        assert!(programs.contains(&"from_overlay") && programs.contains(&"from_netdev"));
+
+        // Off: no NAT maps, no uplink program under VXLAN.
+        let mut sm = SourceMap::new();
+        let id = sm.add("web.sluice", POLICY);
+        let doc = crate::source::dsl::parse(id, POLICY).unwrap();
+        let inv = Inventory::parse("inv.yaml", INVENTORY).unwrap();
+        let checked = check_documents(&[doc], Some(&inv));
+        let net = "192.168.10.0/24".parse().unwrap();
+        let mut cfg = config_from_inventory(&inv, "n1", net, "eth0", Routing::Vxlan).unwrap();
+        cfg.masquerade.enabled = false;
+        let opts = CompileOptions {
+            node: Some("n1".into()),
+            datapath: Some(cfg),
+            ..CompileOptions::default()
+        };
+        let off = compile(&checked.ir, &inv, &sm, &[], &opts, &mut |_| {})
+            .unwrap()
+            .bundle;
+        assert!(!off.shared_maps.iter().any(|m| m.def.name == NAT));
+        assert!(!off.artifacts.values().any(|a| a.program == "from_netdev"));
     }
 
     /// The node configuration and the inventory must place the nodes alike.

@@ -7,8 +7,10 @@
 //!   the source address, through `sluice_wire` ([`super::wire`]); no row drops the packet.
 //!   Frames other than IPv4 and ARP, and malformed ones, are dropped: the overlay carries
 //!   pod IPv4 only.
-//! - `from_netdev` (native routing): the class is the ipcache's for the source address, as
-//!   `to_ep` would compute it; everything that is not IPv4 for a local pod is the host's.
+//! - `from_netdev` (native routing, and VXLAN with masquerade): first the reverse NAT of
+//!   replies to masqueraded flows ([`super::nat::emit_reverse`]); then the class is the
+//!   ipcache's for the source address, as `to_ep` would compute it; everything that is not
+//!   IPv4 for a local pod is the host's.
 
 use super::super::frame::Var;
 use super::super::parse;
@@ -76,6 +78,9 @@ pub fn compile(device: Device, maps: &NodeMaps) -> Result<ProgramArtifact, Datap
             .call(Helper::SkbGetTunnelKey)
             .jmp(Cond::Ne, R0, 0, drop);
     }
+    if device == Device::Uplink && maps.masq.enabled {
+        super::nat::emit_reverse(&mut a, drop);
+    }
     // For a local pod?
     a.ld_map(R1, MapRef::new(ENDPOINTS))
         .mov64(R2, R10)
@@ -112,6 +117,8 @@ pub fn compile(device: Device, maps: &NodeMaps) -> Result<ProgramArtifact, Datap
     used.push(maps.ingress.clone());
     if device == Device::Overlay {
         used.push(maps.wire.clone());
+    } else {
+        used.extend(maps.persistent());
     }
     artifact(name, a, used)
 }

@@ -112,10 +112,18 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         return Ok(None);
     }
     let inventory = inventory.expect("an inventory without errors was read");
+    let mut masquerade = Vec::new();
     let datapath = match &args.node_config {
         None => None,
         Some(path) => {
-            let (config, node_diags) = compile::node_config(&mut sources, path, &mut files);
+            let (config, mut node_diags) = compile::node_config(&mut sources, path, &mut files);
+            // The masquerade exclusions the configuration names, relative to its directory.
+            if let Some(c) = &config {
+                let base = path.parent().unwrap_or(std::path::Path::new("."));
+                let (m, d) = sluice_compiler::masq::load(c, base, &mut sources);
+                node_diags.extend(d);
+                masquerade = m;
+            }
             if node_diags.has_errors() {
                 print_diagnostics(&node_diags.sorted(), &sources);
                 return Ok(None);
@@ -146,6 +154,7 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
             .clone()
             .or_else(|| datapath.as_ref().map(|c| c.name.clone())),
         datapath,
+        masquerade,
     };
     // The manifest records every input by sha256: the policy files (the inventory's text
     // is among the sources too), the modules and the verdict modules.

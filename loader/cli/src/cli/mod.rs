@@ -12,6 +12,7 @@ pub mod inputs;
 pub mod lab;
 pub mod load;
 pub mod module;
+pub mod nat;
 pub mod node;
 pub mod status;
 pub mod trace;
@@ -77,6 +78,8 @@ pub enum Command {
     Node(node::NodeArgs),
     /// The study's network in namespaces: LAN, router, VM, nodes and pods (spec/lab.md).
     Lab(lab::LabArgs),
+    /// The node's masquerade table and counters (spec/datapath.md, "Masquerade").
+    Nat(nat::Args),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -118,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Nat(args) => nat::run(args),
     };
     match result {
         Ok(code) => code,
