@@ -191,16 +191,20 @@ fn a_node_configuration_adds_the_node_datapath() {
     ] {
         assert!(names.contains(&m), "{m} missing from {names:?}");
     }
-    let dev = b
-        .attachments
-        .iter()
-        .find(|a| a.endpoint.namespace.is_empty())
-        .expect("the VXLAN device's attachment");
-    assert_eq!(
-        (dev.endpoint.name.as_str(), dev.interface.as_deref()),
-        ("vxlan", Some("sluice_vxlan"))
-    );
+    // Node devices are attachments with an empty namespace and their role as the name.
+    let device = |role: &str| {
+        b.attachments
+            .iter()
+            .find(|a| a.endpoint.namespace.is_empty() && a.endpoint.name == role)
+            .unwrap_or_else(|| panic!("no `{role}` device attachment"))
+    };
+    let dev = device("vxlan");
+    assert_eq!(dev.interface.as_deref(), Some("sluice_vxlan"));
     assert_eq!(b.artifacts[&dev.artifact].program, "from_overlay");
+    // Masquerade is on by default: replies come back through the uplink's reverse NAT.
+    let uplink = device("uplink");
+    assert_eq!(uplink.interface.as_deref(), Some("eth0"));
+    assert_eq!(b.artifacts[&uplink.artifact].program, "from_netdev");
     assert!(b.inputs.iter().any(|i| i.name.ends_with("n1.yaml")));
 
     let r = compile(
@@ -219,13 +223,38 @@ fn a_node_configuration_adds_the_node_datapath() {
     );
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("typo.yaml:4:"), "{}", r.stderr);
+
+    // The node datapath delivers through one per-node ingress lookup that cannot run a Wasm
+    // verdict: a verdict rule is refused there, never silently skipped.
+    let pass = std::fs::read(cli::repo().join("compiler/tests/golden/verdict/pass.wasm")).unwrap();
+    std::fs::write(s.path().join("pass.wasm"), pass).unwrap();
+    s.write(
+        "guard.sluice",
+        format!(
+            "policy \"g\" {{\n  tier admin priority 1\n  select app = web\n  ingress verdict \"pass.wasm\" sha256 \"{PASS_WASM}\"\n}}\n"
+        ),
+    );
+    let r = compile(
+        &s,
+        &["web.sluice", "guard.sluice"],
+        &["--node-config", "n1.yaml", "-o", "e"],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("shop/web-1 runs a Wasm verdict module"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path().join("e").join("manifest.json").exists());
 }
+
+/// sha256 of compiler/tests/golden/verdict/pass.wasm.
+const PASS_WASM: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
 
 /// A verdict rule's module is an input like the policy files: the manifest records it by
 /// sha256, under its path as read (relative to the rule's file).
 #[test]
 fn verdict_modules_are_bundle_inputs() {
-    const PASS: &str = "a3d74436c7dd34344cb99790f24940fa603e7d9f90325ccbb73a9df0019c6552";
     let s = Scratch::new("verdict");
     let wasm = std::fs::read(cli::repo().join("compiler/tests/golden/verdict/pass.wasm")).unwrap();
     std::fs::create_dir_all(s.path().join("sub")).unwrap();
@@ -233,7 +262,7 @@ fn verdict_modules_are_bundle_inputs() {
     s.write(
         "sub/g.sluice",
         format!(
-            "policy \"g\" {{\n  tier admin priority 1\n  select app = web\n  ingress verdict \"pass.wasm\" sha256 \"{PASS}\"\n}}\n"
+            "policy \"g\" {{\n  tier admin priority 1\n  select app = web\n  ingress verdict \"pass.wasm\" sha256 \"{PASS_WASM}\"\n}}\n"
         ),
     )
     .write("inv.yaml", INVENTORY);
@@ -245,5 +274,5 @@ fn verdict_modules_are_bundle_inputs() {
         .iter()
         .find(|i| i.name == "sub/pass.wasm")
         .unwrap_or_else(|| panic!("{:?}", bundle.inputs));
-    assert_eq!(module.sha256.hex(), PASS);
+    assert_eq!(module.sha256.hex(), PASS_WASM);
 }
