@@ -178,6 +178,35 @@ pub fn check_documents(docs: &[Document], inventory: Option<&Inventory>) -> Chec
     }
 }
 
+/// Why [`check_and_compile`] produced no bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The front half found errors; every finding (warnings too), sorted.
+    #[error("the policy has errors")]
+    Rejected(Diagnostics),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+}
+
+/// The whole pipeline from read documents to a bundle: the checks (stopping at errors), then
+/// [`compile`]. `sluice apply` and the agent both go through here. Returns the front half's
+/// findings (warnings, notes) with the result.
+pub fn check_and_compile(
+    docs: &[Document],
+    inventory: &Inventory,
+    sources: &SourceMap,
+    inputs: &[(String, Vec<u8>)],
+    opts: &CompileOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Compiled, Diagnostics), BuildError> {
+    let checked = check_documents(docs, Some(inventory));
+    if checked.diags.has_errors() {
+        return Err(BuildError::Rejected(checked.diags));
+    }
+    let compiled = compile(&checked.ir, inventory, sources, inputs, opts, progress)?;
+    Ok((compiled, checked.diags))
+}
+
 // ---- the back half: checked IR + inventory → bundle --------------------------------------
 
 /// How to compile.

@@ -109,13 +109,6 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
     }
     let inventory = inventory.expect("an inventory without errors was read");
     let docs: Vec<_> = docs.into_iter().map(|(_, d)| d).collect();
-    let checked = compile::check_documents(&docs, Some(&inventory));
-    diags.extend(checked.diags);
-    let diags = diags.sorted();
-    if !diags.is_empty() && print_diagnostics(&diags, &sources) {
-        return Ok(None);
-    }
-    tracing::info!(elapsed = ?t.elapsed(), "checked");
     let opts = CompileOptions {
         codegen: CodegenOptions {
             mode: match args.mode {
@@ -155,19 +148,27 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
             }
         }
     };
-    let compiled = compile::compile(
-        &checked.ir,
-        &inventory,
-        &sources,
-        &files,
-        &opts,
-        &mut progress,
-    )
-    .map_err(|e| miette!("{e}"));
+    let result =
+        compile::check_and_compile(&docs, &inventory, &sources, &files, &opts, &mut progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let compiled = compiled?;
+    let compiled = match result {
+        Ok((compiled, findings)) => {
+            diags.extend(findings);
+            let diags = diags.sorted();
+            if !diags.is_empty() {
+                print_diagnostics(&diags, &sources);
+            }
+            compiled
+        }
+        Err(compile::BuildError::Rejected(findings)) => {
+            diags.extend(findings);
+            print_diagnostics(&diags.sorted(), &sources);
+            return Ok(None);
+        }
+        Err(compile::BuildError::Compile(e)) => return Err(miette!("{e}")),
+    };
     if !compiled.unattached.is_empty() {
         let mut names: Vec<String> = compiled
             .unattached

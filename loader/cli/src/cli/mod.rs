@@ -2,17 +2,20 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod agent;
 pub mod check;
 pub mod compile;
 pub mod conformance;
 pub mod convert;
 pub mod demo;
+pub mod endpoint;
 pub mod fmt;
 pub mod inputs;
 pub mod lab;
 pub mod load;
 pub mod module;
 pub mod node;
+pub mod policy;
 pub mod status;
 pub mod trace;
 pub mod unload;
@@ -68,6 +71,12 @@ pub enum Command {
     Node(node::NodeArgs),
     /// The study's network in namespaces: LAN, router, VM, nodes and pods (spec/lab.md).
     Lab(lab::LabArgs),
+    /// Run the node agent: owns the policy set, compiles and swaps each change, serves the API (spec/api.md).
+    Agent(agent::AgentArgs),
+    /// The node's policies, through the agent: apply, get, delete.
+    Policy(policy::PolicyArgs),
+    /// The node's endpoints, through the agent: list, get.
+    Endpoint(endpoint::EndpointArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -109,6 +118,9 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Policy(args) => policy::run(args),
+        Command::Endpoint(args) => endpoint::run(args),
     };
     match result {
         Ok(code) => code,
