@@ -66,8 +66,10 @@ pub struct ChangeReport {
     /// Warnings and notes from the compiler.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<WireDiag>,
-    /// Time per stage, in microseconds: compile, swap, and the whole change.
+    /// Time per stage, in microseconds: compile, the durable commit to redb, the swap, and
+    /// the whole change from received to every hook flipped.
     pub compile_us: u64,
+    pub commit_us: u64,
     pub swap_us: u64,
     pub total_us: u64,
 }

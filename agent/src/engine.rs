@@ -201,7 +201,7 @@ impl Engine {
             self.startup = "adopted";
             return Ok(());
         }
-        self.swap(built, "startup".into())?;
+        self.swap(built, "startup".into(), Instant::now(), 0)?;
         self.startup = "applied";
         Ok(())
     }
@@ -261,7 +261,14 @@ impl Engine {
     }
 
     /// Swaps a built set in and records the generation.
-    fn swap(&mut self, built: Built, change: String) -> Result<ChangeReport, AgentError> {
+    /// `received`: when the change arrived (the report's `total_us` runs from there).
+    fn swap(
+        &mut self,
+        built: Built,
+        change: String,
+        received: Instant,
+        commit_us: u64,
+    ) -> Result<ChangeReport, AgentError> {
         let t = Instant::now();
         let report = generation::apply_bundle(&built.compiled.bundle, &self.cfg.load)
             .map_err(AgentError::Swap)?;
@@ -292,6 +299,7 @@ impl Engine {
             swap_us,
             "generation live"
         );
+        let total = received.elapsed();
         // The generation log is informational: a failure to write it is logged, not fatal
         // (the policy set itself was committed before the swap).
         if let Err(e) = self.store.record_generation(&rec) {
@@ -309,13 +317,15 @@ impl Engine {
             hooks_changed,
             diagnostics: built.findings,
             compile_us: built.compile_us,
+            commit_us,
             swap_us,
-            total_us: built.compile_us + swap_us,
+            total_us: total.as_micros() as u64,
         })
     }
 
     /// `Some(text)`: put; `None`: delete. The one path for every policy change.
     pub fn change(&mut self, name: &str, text: Option<String>) -> Result<ChangeReport, AgentError> {
+        let received = Instant::now();
         if !valid_name(name) {
             return Err(AgentError::BadName(name.to_string()));
         }
@@ -335,8 +345,10 @@ impl Engine {
             }
         };
         let built = self.build(&next)?;
+        let t = Instant::now();
         self.store.set_policy(name, text.as_deref())?;
-        match self.swap(built, format!("{verb} {name}")) {
+        let commit_us = t.elapsed().as_micros() as u64;
+        match self.swap(built, format!("{verb} {name}"), received, commit_us) {
             Ok(r) => {
                 self.policies = next;
                 Ok(r)

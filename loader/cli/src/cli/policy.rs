@@ -69,13 +69,14 @@ fn print_change(r: &ChangeReport) {
         });
     }
     println!(
-        "generation {} live (bundle {}): {} program(s) loaded, {} of {} hook(s) changed; compile {:.1} ms, swap {:.1} ms",
+        "generation {} live (bundle {}): {} program(s) loaded, {} of {} hook(s) changed; compile {:.1} ms, commit {:.1} ms, swap {:.1} ms",
         r.generation,
         &r.bundle[..12.min(r.bundle.len())],
         r.programs_loaded,
         r.hooks_changed,
         r.hooks,
         r.compile_us as f64 / 1000.0,
+        r.commit_us as f64 / 1000.0,
         r.swap_us as f64 / 1000.0
     );
 }
