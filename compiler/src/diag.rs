@@ -242,7 +242,31 @@ pub fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
 
 #[cfg(test)]
 mod tests {
-    use super::suggest;
+    use super::*;
+
+    /// A diagnostic sent as JSON renders exactly as the original does, labels in another file
+    /// included (named in the help).
+    #[test]
+    fn wire_diagnostics_render_like_the_original() {
+        let mut sources = SourceMap::new();
+        let a = sources.add("a.sluice", "policy \"x\" {\n  ports 80/tcpx\n}\n");
+        let b = sources.add("b.sluice", "policy \"y\" {}\n");
+        let d = Diag::error("sluice::test::code", "unknown protocol `tcpx`")
+            .with_label(Span::new(a, 24, 28), "here")
+            .with_label(Span::new(b, 0, 6), "also here")
+            .with_help("did you mean `tcp`?");
+        let wire = d.to_wire(&sources);
+        assert_eq!((wire.labels[0].line, wire.labels[0].column), (2, 12));
+        assert_eq!(wire.source.as_ref().unwrap().name, "a.sluice");
+        let back: WireDiag = serde_json::from_str(&serde_json::to_string(&wire).unwrap()).unwrap();
+        assert_eq!(back, wire);
+        let mut diags = Diagnostics::default();
+        diags.push(d);
+        assert_eq!(
+            render_reports_plain([back.render()]),
+            render_plain(&diags, &sources)
+        );
+    }
 
     #[test]
     fn suggestions() {
