@@ -102,7 +102,9 @@ impl PinArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // The daemon logs what it does (info) unless told otherwise; commands only warn.
+    let daemon = u8::from(matches!(cli.command, Command::Agent(_)));
+    init_tracing(cli.verbose.saturating_add(daemon));
     let result: miette::Result<ExitCode> = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Compile(args) => compile::run_compile(args),
