@@ -15,3 +15,5 @@ cargo bench -p sluice-loader --bench datapath -- --out "$PWD/bench/RESULTS.md" "
 cargo bench -p sluice-cli --bench swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"
 # Wasm verdict functions (issue 13): the translated example against the same decision in the DSL.
 cargo bench -p sluice-cli --bench verdict | tee -a "$PWD/bench/RESULTS.md"
+# The same swap through `sluice agent` (issue 10): PUT received → all hooks flipped.
+cargo bench -p sluice-cli --bench agent_swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"

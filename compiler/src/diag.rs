@@ -96,7 +96,7 @@ impl Diag {
         }
         let rendered = Rendered {
             message: self.message.clone(),
-            code: self.code,
+            code: self.code.to_string(),
             severity: self.severity,
             help,
             labels,
@@ -157,7 +157,7 @@ impl Diagnostics {
 #[derive(Debug)]
 struct Rendered {
     message: String,
-    code: &'static str,
+    code: String,
     severity: Severity,
     help: Option<String>,
     labels: Vec<LabeledSpan>,
@@ -174,7 +174,7 @@ impl std::error::Error for Rendered {}
 
 impl miette::Diagnostic for Rendered {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.code))
+        Some(Box::new(&self.code))
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.severity {
@@ -203,13 +203,18 @@ impl miette::Diagnostic for Rendered {
 /// Renders diagnostics as plain text (no colour, fixed width): the form golden tests compare and
 /// the CLI prints when stdout is not a terminal.
 pub fn render_plain(diags: &Diagnostics, sources: &SourceMap) -> String {
+    render_reports_plain(diags.items.iter().map(|d| d.render(sources)))
+}
+
+/// Rendered reports as plain text (no colour, no links), one after another: what
+/// [`render_plain`] prints, for reports made elsewhere (e.g. [`WireDiag::render`]).
+pub fn render_reports_plain(reports: impl IntoIterator<Item = miette::Report>) -> String {
     let handler =
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
             .with_width(100)
             .with_links(false);
     let mut out = String::new();
-    for d in &diags.items {
-        let report = d.render(sources);
+    for report in reports {
         handler
             .render_report(&mut out, report.as_ref())
             .expect("rendering to a String cannot fail");
@@ -237,7 +242,31 @@ pub fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
 
 #[cfg(test)]
 mod tests {
-    use super::suggest;
+    use super::*;
+
+    /// A diagnostic sent as JSON renders exactly as the original does, labels in another file
+    /// included (named in the help).
+    #[test]
+    fn wire_diagnostics_render_like_the_original() {
+        let mut sources = SourceMap::new();
+        let a = sources.add("a.sluice", "policy \"x\" {\n  ports 80/tcpx\n}\n");
+        let b = sources.add("b.sluice", "policy \"y\" {}\n");
+        let d = Diag::error("sluice::test::code", "unknown protocol `tcpx`")
+            .with_label(Span::new(a, 24, 28), "here")
+            .with_label(Span::new(b, 0, 6), "also here")
+            .with_help("did you mean `tcp`?");
+        let wire = d.to_wire(&sources);
+        assert_eq!((wire.labels[0].line, wire.labels[0].column), (2, 12));
+        assert_eq!(wire.source.as_ref().unwrap().name, "a.sluice");
+        let back: WireDiag = serde_json::from_str(&serde_json::to_string(&wire).unwrap()).unwrap();
+        assert_eq!(back, wire);
+        let mut diags = Diagnostics::default();
+        diags.push(d);
+        assert_eq!(
+            render_reports_plain([back.render()]),
+            render_plain(&diags, &sources)
+        );
+    }
 
     #[test]
     fn suggestions() {
@@ -261,5 +290,128 @@ mod tests {
         assert_eq!(suggest("zzz", &["podSelector", "ingress"]), None);
         // Ties go to the first candidate.
         assert_eq!(suggest("bb", &["ab", "ba"]), Some("ab"));
+    }
+}
+
+/// A diagnostic with its source text, as the agent's API sends it (spec/api.md): everything
+/// [`Diag::render`] needs, so a client renders the same miette report the CLI would, with no
+/// access to the files. Offsets are bytes into `source.text`; line and column (1-based) are
+/// for readers that do not render.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireDiag {
+    pub severity: WireSeverity,
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<WireLabel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// The primary label's file (name and whole text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<WireSource>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireSeverity {
+    Note,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireLabel {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub start: usize,
+    pub end: usize,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireSource {
+    pub name: String,
+    pub text: String,
+}
+
+impl Diag {
+    /// This diagnostic with its labels located in `sources` (labels without a position are left out).
+    pub fn to_wire(&self, sources: &SourceMap) -> WireDiag {
+        let labels = self
+            .labels
+            .iter()
+            .filter(|l| !l.span.is_none())
+            .filter_map(|l| {
+                let loc = sources.location(l.span)?;
+                Some(WireLabel {
+                    file: loc.file,
+                    line: loc.line,
+                    column: loc.column,
+                    start: l.span.start as usize,
+                    end: l.span.end as usize,
+                    text: l.text.clone(),
+                })
+            })
+            .collect();
+        WireDiag {
+            severity: match self.severity {
+                Severity::Note => WireSeverity::Note,
+                Severity::Warning => WireSeverity::Warning,
+                Severity::Error => WireSeverity::Error,
+            },
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            labels,
+            help: self.help.clone(),
+            source: self
+                .primary_span()
+                .filter(|s| !s.is_none())
+                .and_then(|p| sources.get(p.source))
+                .map(|f| WireSource {
+                    name: f.name.clone(),
+                    text: f.text.clone(),
+                }),
+        }
+    }
+}
+
+impl WireDiag {
+    /// The miette report [`Diag::render`] would have made: labels in the primary file are
+    /// drawn, others are named in the help.
+    pub fn render(&self) -> miette::Report {
+        let primary = self.source.as_ref().map(|s| s.name.as_str());
+        let mut labels = Vec::new();
+        let mut help = self.help.clone();
+        for l in &self.labels {
+            if Some(l.file.as_str()) == primary {
+                labels.push(LabeledSpan::new_with_span(
+                    (!l.text.is_empty()).then(|| l.text.clone()),
+                    SourceSpan::new(l.start.into(), l.end.saturating_sub(l.start)),
+                ));
+            } else {
+                let extra = format!("{}: {}:{}:{}", l.text, l.file, l.line, l.column);
+                help = Some(match help {
+                    Some(h) => format!("{h}\n{extra}"),
+                    None => extra,
+                });
+            }
+        }
+        miette::Report::new(Rendered {
+            message: self.message.clone(),
+            code: self.code.clone(),
+            severity: match self.severity {
+                WireSeverity::Note => Severity::Note,
+                WireSeverity::Warning => Severity::Warning,
+                WireSeverity::Error => Severity::Error,
+            },
+            help,
+            labels,
+            source: self
+                .source
+                .as_ref()
+                .map(|s| NamedSource::new(s.name.clone(), s.text.clone())),
+        })
     }
 }

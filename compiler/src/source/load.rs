@@ -137,6 +137,57 @@ pub fn files_under(
     }
 }
 
+/// Reads one policy given as text (not a file), by the extension of `name` like [`load_paths`]
+/// (`.sluice`: the DSL; `.yaml`, `.yml`, `.json`: by `kind`). The text is added to `sources`
+/// under `name`. A DSL `include` is an error here: there is no directory to resolve it in.
+pub fn read_text(
+    name: &str,
+    text: &str,
+    sources: &mut SourceMap,
+) -> (SourceId, Document, Diagnostics) {
+    let id = sources.add(name, text);
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    match ext {
+        "sluice" => match dsl::parse(id, text) {
+            Ok(doc) => {
+                let mut diags = Diagnostics::default();
+                for item in &doc.items {
+                    if let Item::Include(inc) = item {
+                        diags.push(
+                            Diag::error(
+                                "sluice::include::unsupported",
+                                "`include` needs a file system; a policy given as text cannot include",
+                            )
+                            .with_label(inc.span, "this include")
+                            .with_help("send the included file as a policy of its own"),
+                        );
+                    }
+                }
+                (id, doc, diags)
+            }
+            Err(d) => (id, Document::default(), d),
+        },
+        "yaml" | "yml" | "json" => {
+            let (doc, d) = read_yaml(id, text);
+            (id, doc, d)
+        }
+        _ => {
+            let mut diags = Diagnostics::default();
+            diags.push(
+                Diag::error(
+                    "sluice::load::unknown-file",
+                    format!("don't know how to read {name}"),
+                )
+                .with_help("policy names end in .sluice, .yaml, .yml or .json"),
+            );
+            (id, Document::default(), diags)
+        }
+    }
+}
+
 /// Reads a YAML or JSON file whose documents may be of any kind sluice understands.
 pub fn read_yaml(source: SourceId, text: &str) -> (Document, Diagnostics) {
     // A file that is only an ip-masq-agent config (no `kind` anywhere, maybe empty) is read

@@ -13,84 +13,20 @@
 //! size). The target (issue 4) is p99 < 10 ms; it is reported, not asserted.
 
 use sluice_compiler::resolve::InventoryFiles;
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sluice_cli::topology::unique_prefix;
 use sluice_compiler::compile::{self, CompileOptions, CompileTimes};
 use sluice_compiler::resolve::Inventory;
 use sluice_compiler::source::{SourceMap, dsl};
-use sluice_loader::generation::{self, LoadOptions};
-use sluice_loader::netlink::{Netlink, Netns, NewLink, Peer, remove_netns};
+use sluice_loader::generation;
 
-const GROUPS: usize = 10;
-
-/// The node namespace with its veths and the pin root; removed on drop.
-struct Node {
-    ns: String,
-    opts: LoadOptions,
-}
-
-impl Node {
-    fn new(prefix: &str, endpoints: usize) -> Node {
-        let ns = format!("{prefix}-node");
-        let handle = Netns::create(&ns).expect("netns add");
-        let node = Node {
-            ns: ns.clone(),
-            opts: LoadOptions {
-                root: PathBuf::from(format!("/sys/fs/bpf/{prefix}-sluice")),
-                state_dir: PathBuf::from(format!("/run/{prefix}-sluice")),
-                node_netns: Some(ns.clone()),
-            },
-        };
-        let mut nl = Netlink::open_in(&handle).expect("netlink");
-        for i in 0..endpoints {
-            let (v, w) = (format!("{prefix}v{i}"), format!("{prefix}w{i}"));
-            nl.add_link(&NewLink::veth(&v, Peer::new(&w)).up())
-                .and_then(|()| nl.set_up(&w, true))
-                .expect("creating veths");
-        }
-        node
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Err(e) = generation::unload(&self.opts) {
-            eprintln!("unload: {e}");
-        }
-        // The veths live in the namespace and go with it.
-        let _ = remove_netns(&self.ns);
-    }
-}
+#[path = "support/swap_node.rs"]
+mod swap_node;
+use swap_node::{Node, inventory_yaml, policy_text};
 
 fn inventory(prefix: &str, endpoints: usize) -> Inventory {
-    let mut y = String::from("endpoints:\n");
-    for i in 0..endpoints {
-        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i as u32 + 1);
-        y.push_str(&format!(
-            "- name: ep{i}\n  labels: {{app: g{}}}\n  ips: [{ip}]\n  interface: {prefix}v{i}\n",
-            i % GROUPS
-        ));
-    }
-    Inventory::parse("inventory.yaml", &y).expect("inventory")
-}
-
-/// The policy file; `version` changes one port of group 0's ingress rule.
-fn policy_text(version: usize) -> String {
-    let mut s = String::new();
-    for g in 0..GROUPS {
-        let port = if g == 0 { 8000 + version % 2 } else { 8000 };
-        s.push_str(&format!(
-            "policy \"g{g}\" {{\n  select app = g{g}\n  isolate ingress, egress\n  \
-             ingress allow from pods {{ app = g{} }} ports 80/tcp, {port}/tcp\n  \
-             egress allow to pods {{ app = g{} }} ports 80/tcp, 53/udp\n}}\n",
-            (g + 1) % GROUPS,
-            (g + GROUPS - 1) % GROUPS
-        ));
-    }
-    s
+    Inventory::parse("inventory.yaml", &inventory_yaml(prefix, endpoints)).expect("inventory")
 }
 
 fn pct(v: &[Duration], p: f64) -> Duration {

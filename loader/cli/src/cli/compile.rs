@@ -133,13 +133,6 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         }
     };
     let docs: Vec<_> = docs.into_iter().map(|(_, d)| d).collect();
-    let checked = compile::check_documents_in(&docs, Some(&inventory), Some(&sources));
-    diags.extend(checked.diags);
-    let diags = diags.sorted();
-    if !diags.is_empty() && print_diagnostics(&diags, &sources) {
-        return Ok(None);
-    }
-    tracing::info!(elapsed = ?t.elapsed(), "checked");
     let opts = CompileOptions {
         codegen: CodegenOptions {
             mode: match args.mode {
@@ -156,14 +149,6 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
         datapath,
         masquerade,
     };
-    // The manifest records every input by sha256: the policy files (the inventory's text
-    // is among the sources too), the modules and the verdict modules.
-    files.extend(checked.ir.verdicts.values().filter_map(|v| {
-        let (m, f) = (v.module.as_ref()?, v.file.as_ref()?);
-        Some((f.display().to_string(), m.bytes().to_vec()))
-    }));
-    files.sort();
-    files.dedup_by(|a, b| a.0 == b.0);
     let mut bar: Option<ProgressBar> = None;
     let mut progress = |p: Progress| match p {
         Progress::Planned { endpoints }
@@ -188,19 +173,27 @@ fn build(args: &BuildArgs) -> miette::Result<Option<Compiled>> {
             }
         }
     };
-    let compiled = compile::compile(
-        &checked.ir,
-        &inventory,
-        &sources,
-        &files,
-        &opts,
-        &mut progress,
-    )
-    .map_err(|e| miette!("{e}"));
+    let result =
+        compile::check_and_compile(&docs, &inventory, &sources, &files, &opts, &mut progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let compiled = compiled?;
+    let compiled = match result {
+        Ok((compiled, findings)) => {
+            diags.extend(findings);
+            let diags = diags.sorted();
+            if !diags.is_empty() {
+                print_diagnostics(&diags, &sources);
+            }
+            compiled
+        }
+        Err(compile::BuildError::Rejected(findings)) => {
+            diags.extend(findings);
+            print_diagnostics(&diags.sorted(), &sources);
+            return Ok(None);
+        }
+        Err(compile::BuildError::Compile(e)) => return Err(miette!("{e}")),
+    };
     if !compiled.unattached.is_empty() {
         let mut names: Vec<String> = compiled
             .unattached

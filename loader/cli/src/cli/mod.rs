@@ -2,11 +2,13 @@
 //!
 //! Subcommands return `miette::Result<ExitCode>`; errors are rendered here, at the edge.
 
+pub mod agent;
 pub mod check;
 pub mod compile;
 pub mod conformance;
 pub mod convert;
 pub mod demo;
+pub mod endpoint;
 pub mod fmt;
 pub mod inputs;
 pub mod lab;
@@ -14,6 +16,7 @@ pub mod load;
 pub mod module;
 pub mod nat;
 pub mod node;
+pub mod policy;
 pub mod status;
 pub mod trace;
 pub mod unload;
@@ -80,6 +83,12 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// The node's masquerade table and counters (spec/datapath.md, "Masquerade").
     Nat(nat::Args),
+    /// Run the node agent: owns the policy set, compiles and swaps each change, serves the API (spec/api.md).
+    Agent(agent::AgentArgs),
+    /// The node's policies, through the agent: apply, get, delete.
+    Policy(policy::PolicyArgs),
+    /// The node's endpoints, through the agent: list, get.
+    Endpoint(endpoint::EndpointArgs),
 }
 
 /// Where sluice keeps its pins and state (the defaults are for production).
@@ -105,7 +114,9 @@ impl PinArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // The daemon logs what it does (info) unless told otherwise; commands only warn.
+    let daemon = u8::from(matches!(cli.command, Command::Agent(_)));
+    init_tracing(cli.verbose.saturating_add(daemon));
     let result: miette::Result<ExitCode> = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Compile(args) => compile::run_compile(args),
@@ -122,6 +133,9 @@ pub fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Nat(args) => nat::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Policy(args) => policy::run(args),
+        Command::Endpoint(args) => endpoint::run(args),
     };
     match result {
         Ok(code) => code,

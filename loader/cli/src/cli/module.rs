@@ -124,7 +124,7 @@ impl LimitArgs {
 
 /// A byte count with an optional unit: K/KB, M/MB, G/GB are powers of 10 (1 MB = 10^6
 /// bytes), KiB, MiB, GiB powers of 2 (1 MiB = 2^20 bytes).
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let n = ::parse_size::parse_size(s).map_err(|e| format!("`{s}` is not a size ({e})"))?;
     usize::try_from(n).map_err(|_| format!("`{s}` is too large"))
 }

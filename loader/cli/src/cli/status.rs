@@ -1,31 +1,59 @@
 //! `sluice status`: the current generation and, per hook, what the kernel runs there now.
+//!
+//! With an agent running on `--socket`, the agent answers (its policies, endpoints, how it
+//! started, and every hook as the kernel reports it). Without one, this reads the loader's
+//! state directly, as it did before the agent existed, and says on stderr that no agent runs.
 
 use std::process::ExitCode;
 
 use super::PinArgs;
+use super::agent::{ClientArgs, Output};
+use sluice_agent::api as agent_api;
+use sluice_agent::client::ClientError;
+use sluice_agent::hyper::Method;
 use sluice_loader::generation;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (the same as `--output json`).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub pins: PinArgs,
+    #[command(flatten)]
+    pub agent: ClientArgs,
 }
 
-pub fn run(args: Args) -> miette::Result<ExitCode> {
+pub fn run(mut args: Args) -> miette::Result<ExitCode> {
+    if args.json {
+        args.agent.output = Output::Json;
+    }
+    match args
+        .agent
+        .client()
+        .call::<agent_api::Status>(Method::GET, "/status", None)
+    {
+        Ok(s) => {
+            args.agent.print(&s, print_agent_status);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e @ ClientError::AgentDown { .. }) => {
+            eprintln!("note: {e}; reading the loader's state")
+        }
+        Err(e) => return args.agent.fail(e),
+    }
+    let json = args.agent.output == Output::Json;
     let status =
         generation::status(&args.pins.options(None)).map_err(|e| miette::miette!("{e}"))?;
     let Some(s) = status else {
-        if args.json {
+        if json {
             println!("null");
         } else {
             println!("no generation loaded");
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if args.json {
+    if json {
         let hooks: Vec<serde_json::Value> = s
             .hooks
             .iter()
@@ -83,4 +111,33 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_agent_status(s: &agent_api::Status) {
+    match (s.generation, &s.bundle) {
+        (Some(g), Some(b)) => println!(
+            "agent {} (pid {}): generation {g} (bundle {}), {} policies, {} endpoints, started: {}",
+            s.version,
+            s.pid,
+            &b[..12.min(b.len())],
+            s.policies,
+            s.endpoints,
+            s.startup
+        ),
+        _ => println!(
+            "agent {} (pid {}): no generation yet, {} policies, {} endpoints",
+            s.version, s.pid, s.policies, s.endpoints
+        ),
+    }
+    for h in &s.hooks {
+        let live = match (h.link_id, h.program_id) {
+            (Some(l), Some(p)) if h.live => format!("link {l:>5} program {p:>5}"),
+            (Some(l), _) => format!("link {l} NOT LIVE (defunct or another program)"),
+            _ => "MISSING (pin gone)".to_string(),
+        };
+        println!(
+            "  {:<24} {:<16} {:<8} {live}",
+            h.endpoint, h.interface, h.hook
+        );
+    }
 }
