@@ -13,3 +13,5 @@ for a in "$@"; do [ "$a" = --quick ] && swaps=10; done
 cargo bench -p sluice-loader --bench datapath -- --out "$PWD/bench/RESULTS.md" "$@"
 # Swap latency at 1k endpoints, from "policy file changed" to "all hooks flipped".
 cargo bench -p sluice-cli --bench swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"
+# Wasm verdict functions against the same decision in the DSL, the empty and the floor program.
+cargo bench -p sluice-loader --bench verdict | tee -a "$PWD/bench/RESULTS.md"
