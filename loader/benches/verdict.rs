@@ -182,7 +182,9 @@ fn main() {
          (issue 13). Each figure is the kernel's per-run time, the trimmed mean of {RUNS} \
          `BPF_PROG_TEST_RUN` runs of `repeat` iterations (repeat fills ~{} ms, at most {MAX_REPEAT}), as above. \
          *insns* is the program as the kernel holds it, *verified* the verifier's \
-         \"instructions processed\". The tc code is what the program returned (0 ok, 2 shot).\n",
+         \"instructions processed\". The tc code is what the program returned (0 ok, 2 shot). The floor's table has \
+         conntrack's size but holds only these three flows, so the cache misses of a full \
+         table are not in its figure.\n",
         machine.date,
         machine.cpu,
         machine.cpus,

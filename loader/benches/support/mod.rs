@@ -232,8 +232,9 @@ pub fn empty_program() -> (Vec<u8>, usize) {
 /// forward key, `to_ep`'s scope, in an LRU hash of conntrack's size, 131,072 entries),
 /// refreshing the entry's timestamp on a hit as conntrack does; a hit returns `TC_ACT_OK`,
 /// anything else `TC_ACT_SHOT`. [`floor_maps`] fills the table so that the given packets
-/// hit. Built from `ct::emit_lookup`, so it is exactly the established-flow path of a
-/// sluice program without the policy around it.
+/// hit (only those: a full table's cache misses are not modelled). Built from
+/// `ct::emit_lookup`, so it is exactly the established-flow path of a sluice program
+/// without the policy around it.
 pub fn floor_program() -> (Vec<u8>, usize) {
     let mut a = Asm::new();
     let malformed = a.label();
