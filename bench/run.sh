@@ -13,7 +13,7 @@ for a in "$@"; do [ "$a" = --quick ] && swaps=10; done
 cargo bench -p sluice-loader --bench datapath -- --out "$PWD/bench/RESULTS.md" "$@"
 # Swap latency at 1k endpoints, from "policy file changed" to "all hooks flipped".
 cargo bench -p sluice-cli --bench swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"
-# Wasm verdict functions (issue 13): the translated example against the same decision in the DSL.
-cargo bench -p sluice-cli --bench verdict | tee -a "$PWD/bench/RESULTS.md"
+# Wasm verdict functions against the same decision in the DSL, the empty and the floor program.
+cargo bench -p sluice-loader --bench verdict | tee -a "$PWD/bench/RESULTS.md"
 # The same swap through `sluice agent` (issue 10): PUT received → all hooks flipped.
 cargo bench -p sluice-cli --bench agent_swap -- --swaps "$swaps" | tee -a "$PWD/bench/RESULTS.md"

@@ -9,29 +9,20 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use sluice_compiler::resolve::InventoryFiles;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sluice_compiler::bpf::{Asm, Cond, ObjectBuilder, ProgKind, Reg};
-use sluice_compiler::datapath::{
-    CodegenOptions, CtxLayout, EndpointArtifacts, Mode, ProgramArtifact, compile_endpoint, parse,
-};
-use sluice_compiler::plan::{Classes, DecisionTable};
-use sluice_compiler::resolve::{self, Inventory};
-use sluice_compiler::source::{SourceMap, dsl};
-use sluice_loader::load::{LoadError, LoadOptions, LoadedObject};
-
-const TC_ACT_OK: i32 = 0;
-const TC_ACT_SHOT: i32 = 2;
+use sluice_compiler::bpf::{Asm, Cond, Reg};
+use sluice_compiler::datapath::{CtxLayout, Mode, parse};
+use support::*;
 
 /// Rule counts of the ns/packet table.
 const SIZES: &[usize] = &[10, 100, 2_048, 10_000, 100_000];
-/// Time one measurement aims at; `repeat` is chosen to fill it (at most `MAX_REPEAT`).
-const TARGET: Duration = Duration::from_millis(250);
-const MAX_REPEAT: u32 = 1_000_000;
 /// A compile predicted (quadratic growth from the previous size) to take longer is skipped.
 const COMPILE_BUDGET: Duration = Duration::from_secs(180);
 
@@ -50,12 +41,6 @@ fn within_budget(last: Option<(usize, Duration)>, n: usize) -> Result<(), String
         Ok(())
     }
 }
-
-/// Kernel measurements per row; the reported figure is their trimmed mean.
-const RUNS: usize = 7;
-
-/// The destination of every benchmark packet (the endpoint the policy protects).
-const DST: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 10);
 
 /// ns per packet of generated programs against an empty program and a linear chain.
 #[derive(clap::Parser)]
@@ -109,15 +94,6 @@ fn packet_denied(i: usize) -> Vec<u8> {
     )
 }
 
-/// The bench cluster: the protected endpoint at [`DST`] and one other.
-const INVENTORY: &str = "
-nodes:
-- {name: n1, ips: [192.168.100.1]}
-endpoints:
-- {name: target, namespace: x, labels: {app: target}, ips: [10.244.0.10], node: n1}
-- {name: client, namespace: x, labels: {app: client}, ips: [10.244.0.11], node: n1}
-";
-
 /// `n` ingress rules for the target, rule `i` allowing its /32 on its port (the same
 /// rules the linear chain tests).
 fn rules_policy(n: usize) -> String {
@@ -153,186 +129,6 @@ fn cidrs_policy(n: usize) -> String {
     }
     s.push_str(" ports 443/tcp\n}\n");
     s
-}
-
-/// Times of the compile stages, each measured on its own.
-#[derive(Default, Clone, Copy)]
-struct Stages {
-    parse: Duration,
-    lower_check: Duration,
-    resolve_plan: Duration,
-    codegen: Duration,
-    load: Duration,
-}
-
-impl Stages {
-    fn compile(&self) -> Duration {
-        self.parse + self.lower_check + self.resolve_plan + self.codegen
-    }
-}
-
-/// DSL text to the target endpoint's two programs.
-fn compile(policy: &str, mode: Mode, st: &mut Stages) -> EndpointArtifacts {
-    let t = Instant::now();
-    let mut sources = SourceMap::new();
-    let id = sources.add("bench.sluice", policy);
-    let doc = dsl::parse(id, policy).unwrap_or_else(|d| panic!("parse: {d:?}"));
-    st.parse = t.elapsed();
-    let t = Instant::now();
-    let inv = Inventory::parse("bench-inventory.yaml", INVENTORY).expect("inventory");
-    let (ir, mut diags) = sluice_compiler::ir::lower(&[doc]);
-    let named = inv.named_ports();
-    let ir = sluice_compiler::ir::check::check(ir, Some(&named), &mut diags);
-    assert!(!diags.has_errors(), "bench policy rejected");
-    st.lower_check = t.elapsed();
-    let t = Instant::now();
-    let ids = resolve::identity::allocate(&inv, &ir);
-    let classes = Classes::build(&inv, &ids, Some("n1"));
-    let p = resolve::policy_for(&ir, &inv, &ids, 0);
-    let ingress = p
-        .ingress
-        .as_ref()
-        .map(|d| DecisionTable::build(d, &classes));
-    let egress = p.egress.as_ref().map(|d| DecisionTable::build(d, &classes));
-    st.resolve_plan = t.elapsed();
-    let t = Instant::now();
-    let opts = CodegenOptions {
-        mode,
-        ..CodegenOptions::default()
-    };
-    let arts =
-        compile_endpoint(ingress.as_ref(), egress.as_ref(), &classes, &opts).expect("codegen");
-    st.codegen = t.elapsed();
-    arts
-}
-
-/// A bpffs directory for one load's pinned-by-name maps (conntrack), removed on drop.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new() -> PinDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let p = PathBuf::from(format!(
-            "/sys/fs/bpf/sluice-bench-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).expect("pin dir on bpffs");
-        PinDir(p)
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Loads an artifact and fills its maps.
-fn load_artifact(art: &ProgramArtifact, pins: &PinDir) -> Result<LoadedObject, LoadError> {
-    let obj = LoadedObject::load_with(
-        &art.elf,
-        &LoadOptions {
-            pin_dir: Some(pins.0.clone()),
-            map_pins: Vec::new(),
-        },
-    )?;
-    obj.fill(&art.maps)?;
-    Ok(obj)
-}
-
-/// Compiles and loads the target's programs; measures `to_ep` (its ingress policy).
-fn measure_sluice(policy: &str, mode: Mode, pkt: &[u8]) -> (Stages, Result<Measured, LoadError>) {
-    let mut st = Stages::default();
-    let arts = compile(policy, mode, &mut st);
-    let pins = PinDir::new();
-    let t = Instant::now();
-    let loaded = load_artifact(&arts.to_ep, &pins)
-        .and_then(|to| load_artifact(&arts.from_ep, &pins).map(|_from| to));
-    st.load = t.elapsed();
-    let mut to = match loaded {
-        Ok(o) => o,
-        Err(e) => return (st, Err(e)),
-    };
-    let insns = xlated_insns(&mut to, "to_ep").unwrap_or(0);
-    let m = run_loaded(&to, "to_ep", insns, pkt).map(|mut m| {
-        m.load = st.load;
-        m
-    });
-    (st, m)
-}
-
-/// One measured program.
-struct Measured {
-    insns: usize,
-    load: Duration,
-    ns: f64,
-    repeat: u32,
-    retval: u32,
-}
-
-/// Loads `elf` and measures program `name` on `pkt`.
-fn measure(elf: &[u8], name: &str, insns: usize, pkt: &[u8]) -> Result<Measured, LoadError> {
-    let t = Instant::now();
-    let mut obj = LoadedObject::load(elf)?;
-    let load = t.elapsed();
-    let insns = xlated_insns(&mut obj, name).unwrap_or(insns);
-    let mut m = run_loaded(&obj, name, insns, pkt)?;
-    m.load = load;
-    Ok(m)
-}
-
-/// Instructions of a loaded program as the kernel holds it (after its own rewrites).
-fn xlated_insns(obj: &mut LoadedObject, name: &str) -> Option<usize> {
-    let info = obj.ebpf_mut().program(name)?.info().ok()?;
-    info.size_translated().map(|b| b as usize / 8)
-}
-
-/// Runs a loaded program on `pkt` (`load` is left zero for the caller).
-fn run_loaded(
-    obj: &LoadedObject,
-    name: &str,
-    insns: usize,
-    pkt: &[u8],
-) -> Result<Measured, LoadError> {
-    let load = Duration::ZERO;
-    // Calibrate: a short run says how many repeats fill TARGET.
-    let probe = obj.test_run(name, pkt, 1_000)?;
-    let per = probe.duration.as_nanos().max(1) as f64;
-    let repeat = ((TARGET.as_nanos() as f64 / per) as u32).clamp(1_000, MAX_REPEAT);
-    let mut runs = Vec::with_capacity(RUNS);
-    let mut retval = probe.retval;
-    for _ in 0..RUNS {
-        let r = obj.test_run(name, pkt, repeat)?;
-        retval = r.retval;
-        // The kernel reports whole nanoseconds per run; a mean over runs keeps fractions.
-        runs.push(r.duration.as_nanos() as f64);
-    }
-    runs.sort_by(f64::total_cmp);
-    let kept = &runs[1..runs.len() - 1];
-    Ok(Measured {
-        insns,
-        load,
-        ns: kept.iter().sum::<f64>() / kept.len() as f64,
-        repeat,
-        retval,
-    })
-}
-
-fn object(name: &str, a: Asm) -> (Vec<u8>, usize) {
-    let prog = a.finish().expect("assemble");
-    let insns = prog.insns.len();
-    let mut obj = ObjectBuilder::new();
-    obj.program(name, ProgKind::Classifier, prog)
-        .expect("program");
-    (obj.write().expect("write ELF"), insns)
-}
-
-/// The baseline: `return TC_ACT_OK`.
-fn empty_program() -> (Vec<u8>, usize) {
-    let mut a = Asm::new();
-    a.ret(TC_ACT_OK);
-    object("empty", a)
 }
 
 /// Rules per block of the linear chain (see [`linear_chain`]).
@@ -388,38 +184,6 @@ fn linear_chain(rules: usize) -> (Vec<u8>, usize) {
     object("chain", a)
 }
 
-/// First line of a load error, with the verifier's verdict when there is one.
-fn short_error(e: &LoadError) -> String {
-    let mut s = e.to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s = format!("{s}: {inner}");
-        src = inner.source();
-    }
-    if let LoadError::Program {
-        source: aya::programs::ProgramError::LoadError { verifier_log, .. },
-        ..
-    } = e
-    {
-        let log = verifier_log.to_string();
-        if std::env::var_os("SLUICE_BENCH_LOG").is_some() {
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "verifier log tail:\n{}",
-                lines[lines.len().saturating_sub(8)..].join("\n")
-            );
-        }
-        if let Some(last) = log
-            .lines()
-            .rev()
-            .find(|l| l.contains("too complex") || l.contains("too large") || l.contains("limit"))
-        {
-            s = format!("{s} (verifier: {})", last.trim());
-        }
-    }
-    s.lines().next().unwrap_or("").chars().take(200).collect()
-}
-
 /// One row of the ns/packet table.
 struct Row {
     program: String,
@@ -455,6 +219,25 @@ fn main() {
         chain: false,
         rules: None,
         result: Ok(empty),
+    });
+
+    // The floor: parse and one conntrack hit, the least a stateful filter does per packet.
+    let floor = measure_floor(&[(rule_addr(0), DST, 40_000, NO_RULE_PORT)], &pkt);
+    match &floor {
+        Ok(m) => {
+            assert_eq!(
+                m.retval, TC_ACT_OK as u32,
+                "the floor program's lookup hits"
+            );
+            eprintln!("floor: {:.1} ns/packet", m.ns);
+        }
+        Err(e) => eprintln!("floor: does not load: {}", short_error(e)),
+    }
+    rows.push(Row {
+        program: "floor (parse + one conntrack-sized LRU hit)".into(),
+        chain: false,
+        rules: None,
+        result: floor.map_err(|e| short_error(&e)),
     });
 
     // 2. The linear chain at every size; the packet matches the last rule (first match
@@ -662,7 +445,9 @@ fn main() {
          SYN from the last rule's source address to a port no rule allows: every program \
          denies it and none puts it in conntrack, so every run takes the whole decision path \
          (the chain tests every rule: its worst case). sluice rows run `to_ep`, the \
-         endpoint's ingress program, conntrack lookups included.\n",
+         endpoint's ingress program, conntrack lookups included. The floor row parses the \
+         packet and does one lookup that hits in an LRU hash of conntrack's size (its table \
+         holds this packet's flow): the least a stateful filter does per packet.\n",
         TARGET.as_millis()
     );
     let _ = writeln!(
@@ -901,49 +686,4 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Specialized => "specialized",
         Mode::Generic => "generic",
     }
-}
-
-struct Machine {
-    cpu: String,
-    cpus: usize,
-    kernel: String,
-    date: String,
-}
-
-fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown".into(), |(_, v)| v.trim().to_owned());
-    let cpus = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or("unknown".into(), |s| s.trim().to_owned());
-    Machine {
-        cpu,
-        cpus,
-        kernel,
-        date: today_utc(),
-    }
-}
-
-/// Today's date (UTC) as YYYY-MM-DD, from the days since the epoch (civil-from-days).
-fn today_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }

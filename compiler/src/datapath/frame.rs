@@ -285,7 +285,11 @@ mod tests {
         assert!(check(&overlap).unwrap_err().contains("overlap"));
         let mut deep = SLOTS;
         deep[12].off = -STACK_MAX - 8;
-        assert_eq!(Var::WasmScratch.slot().off, -STACK_MAX, "the Wasm scratch takes the rest");
+        assert_eq!(
+            Var::WasmScratch.slot().off,
+            -STACK_MAX,
+            "the Wasm scratch takes the rest"
+        );
         assert!(check(&deep).unwrap_err().contains("512"));
         const { assert!(FRAME_SIZE <= STACK_MAX) };
     }
