@@ -16,7 +16,7 @@ use cli::{Run, Scratch, sluice};
 use sluice_cli::lab::{ROUTER_LOOPS, VM_IP};
 use sluice_cli::topology::peer::{self, first_line};
 use sluice_cli::topology::{self, unique_prefix};
-use sluice_loader::netlink::{Address, Netlink, Route};
+use sluice_loader::netlink::{Address, Netlink};
 use sluice_loader::sys::netns::Netns;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
@@ -166,17 +166,10 @@ impl Lab {
     /// Routes on the router to each node's pod CIDR through the node (the study's "without
     /// masquerade" setup).
     fn router_pod_routes(&self) {
-        let mut nl = Netlink::open_in(&Netns::open(&self.ns("router")).unwrap()).unwrap();
-        let dev = nl.index_of(sluice_cli::lab::UPLINK).unwrap();
-        for (n, ip) in NODE_IPS.iter().enumerate() {
-            nl.add_route(&Route::via_onlink(
-                Ipv4Addr::new(10, 244, n as u8 + 1, 0).into(),
-                24,
-                (*ip).into(),
-                dev,
-            ))
-            .unwrap();
-        }
+        let lab = sluice_cli::lab::Lab::load(self.state.path(), &self.prefix)
+            .unwrap()
+            .expect("the lab is up");
+        sluice_cli::lab::add_router_pod_routes(&lab).unwrap();
     }
 }
 
