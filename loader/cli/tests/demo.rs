@@ -145,8 +145,9 @@ fn first_prefix_of(pid: u32) -> String {
     format!("sl{}00", std::str::from_utf8(&d).unwrap())
 }
 
-#[test]
-fn ctrl_c_in_the_middle_removes_everything() {
+/// Starts `sluice demo`, waits until `ready(prefix)`, sends SIGINT and checks that the demo
+/// exits with 130 and leaves nothing behind.
+fn interrupt_when(ready: impl Fn(&str) -> bool, what: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["demo", "--timeout-ms", "3000"])
         .current_dir(repo_root())
@@ -155,17 +156,9 @@ fn ctrl_c_in_the_middle_removes_everything() {
         .spawn()
         .expect("start sluice demo");
     let prefix = first_prefix_of(child.id());
-    let node = format!("{prefix}-node");
-    // Wait until the box exists, and the policy is attached (its link pins appear).
-    let links = PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}/links"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(ip(&["netns", "list"]).contains(&node)
-        && std::fs::read_dir(&links).is_ok_and(|mut d| d.next().is_some()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the demo never built its box and attached"
-        );
+    while !ready(&prefix) {
+        assert!(Instant::now() < deadline, "the demo never got to {what}");
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -186,5 +179,40 @@ fn ctrl_c_in_the_middle_removes_everything() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("removing the cluster"), "{stderr}");
     let left = leftovers(&prefix);
-    assert!(left.is_empty(), "left behind after Ctrl-C: {left:?}");
+    assert!(
+        left.is_empty(),
+        "left behind after Ctrl-C in {what}: {left:?}"
+    );
+}
+
+/// Whether `dir/links` holds a pin (a generation is attached there).
+fn attached(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("links")).is_ok_and(|mut d| d.next().is_some())
+}
+
+#[test]
+fn ctrl_c_in_the_middle_removes_everything() {
+    // The first act: the box exists and the policy is attached (its link pins appear).
+    interrupt_when(
+        |prefix| {
+            ip(&["netns", "list"]).contains(&format!("{prefix}-node"))
+                && attached(&PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}")))
+        },
+        "the first act",
+    );
+}
+
+#[test]
+fn ctrl_c_in_the_second_act_removes_the_lab_and_both_nodes() {
+    // Both nodes have the node datapath attached.
+    interrupt_when(
+        |prefix| {
+            (1..=2).all(|n| {
+                attached(&PathBuf::from(format!(
+                    "/sys/fs/bpf/sluice/demo-{prefix}-node-{n}"
+                )))
+            })
+        },
+        "the second act",
+    );
 }
