@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sluice_cli::cli::demo::{DemoOptions, run_demo};
+use sluice_cli::cli::demo::{DemoOptions, nodes, run_demo};
 use sluice_cli::topology::{self, ProbeOutcome};
 use sluice_compiler::datapath::Mode;
 
@@ -24,15 +24,19 @@ fn repo_root() -> PathBuf {
 fn leftovers(prefix: &str) -> Vec<String> {
     support::leftovers(&support::Made {
         prefix: prefix.to_owned(),
-        dirs: vec![
+        dirs: [
             PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}")),
             PathBuf::from(format!("/run/sluice-demo-{prefix}")),
-        ],
+        ]
+        .into_iter()
+        .chain(nodes::made_dirs(prefix))
+        .collect(),
         ..Default::default()
     })
 }
 
-fn run(mode: Mode) {
+/// `nodes`: also the second act (two nodes, cross-node, masquerade with and without).
+fn run(mode: Mode, nodes: bool) {
     let prefix = topology::unique_prefix();
     let opts = DemoOptions {
         policy: repo_root().join("policies/demo.sluice"),
@@ -41,6 +45,7 @@ fn run(mode: Mode) {
         timeout: Duration::from_millis(1000),
         handle_signals: false,
         mode,
+        nodes,
     };
     let mut out = Vec::new();
     let result = run_demo(&opts, &mut out);
@@ -77,18 +82,55 @@ fn run(mode: Mode) {
         "both allowed and denied connections ({allowed} allowed)"
     );
     assert!(text.contains("connections did what the reference evaluator expects"));
+    match &report.nodes {
+        Some(n) => {
+            assert!(n.agrees(), "{n:?}\n{text}");
+            // The three lines the README quotes: what the far end saw.
+            let line = |start: &str| -> &str {
+                text.lines()
+                    .find(|l| l.trim_start().starts_with(start))
+                    .unwrap_or_else(|| panic!("no `{start}` line:\n{text}"))
+            };
+            let cross = line("cross-node");
+            assert!(
+                cross.contains(&format!(
+                    "the pod sees {} (the client pod's own IP) ✓",
+                    n.client
+                )),
+                "{cross}"
+            );
+            let masq = line("masquerade ");
+            assert!(
+                masq.contains("→ router 10.0.1.1:7000")
+                    && masq.contains("the router sees 192.168.10.11 (node-1's IP) ✓"),
+                "{masq}"
+            );
+            assert!(
+                line("no route").contains("the router gets no connection"),
+                "{text}"
+            );
+            let excluded = line("no masquerade");
+            assert!(
+                excluded.contains(&format!("the router sees {} (the pod's IP) ✓", n.client)),
+                "{excluded}"
+            );
+            assert_ne!(n.client, n.node_ip);
+            assert!(text.contains("[9] removed the lab"), "{text}");
+        }
+        None => assert!(!nodes, "the second act ran"),
+    }
     let left = leftovers(&prefix);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
-fn demo_specialized_observed_equals_expected_and_leaves_nothing() {
-    run(Mode::Specialized);
+fn demo_specialized_then_two_nodes_with_masquerade_and_leaves_nothing() {
+    run(Mode::Specialized, true);
 }
 
 #[test]
 fn demo_generic_observed_equals_expected_and_leaves_nothing() {
-    run(Mode::Generic);
+    run(Mode::Generic, false);
 }
 
 /// The prefix `topology::unique_prefix` gives the first box of process `pid`.
@@ -103,8 +145,9 @@ fn first_prefix_of(pid: u32) -> String {
     format!("sl{}00", std::str::from_utf8(&d).unwrap())
 }
 
-#[test]
-fn ctrl_c_in_the_middle_removes_everything() {
+/// Starts `sluice demo`, waits until `ready(prefix)`, sends SIGINT and checks that the demo
+/// exits with 130 and leaves nothing behind.
+fn interrupt_when(ready: impl Fn(&str) -> bool, what: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["demo", "--timeout-ms", "3000"])
         .current_dir(repo_root())
@@ -113,17 +156,9 @@ fn ctrl_c_in_the_middle_removes_everything() {
         .spawn()
         .expect("start sluice demo");
     let prefix = first_prefix_of(child.id());
-    let node = format!("{prefix}-node");
-    // Wait until the box exists, and the policy is attached (its link pins appear).
-    let links = PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}/links"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(ip(&["netns", "list"]).contains(&node)
-        && std::fs::read_dir(&links).is_ok_and(|mut d| d.next().is_some()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the demo never built its box and attached"
-        );
+    while !ready(&prefix) {
+        assert!(Instant::now() < deadline, "the demo never got to {what}");
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -144,5 +179,40 @@ fn ctrl_c_in_the_middle_removes_everything() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("removing the cluster"), "{stderr}");
     let left = leftovers(&prefix);
-    assert!(left.is_empty(), "left behind after Ctrl-C: {left:?}");
+    assert!(
+        left.is_empty(),
+        "left behind after Ctrl-C in {what}: {left:?}"
+    );
+}
+
+/// Whether `dir/links` holds a pin (a generation is attached there).
+fn attached(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("links")).is_ok_and(|mut d| d.next().is_some())
+}
+
+#[test]
+fn ctrl_c_in_the_middle_removes_everything() {
+    // The first act: the box exists and the policy is attached (its link pins appear).
+    interrupt_when(
+        |prefix| {
+            ip(&["netns", "list"]).contains(&format!("{prefix}-node"))
+                && attached(&PathBuf::from(format!("/sys/fs/bpf/sluice/demo-{prefix}")))
+        },
+        "the first act",
+    );
+}
+
+#[test]
+fn ctrl_c_in_the_second_act_removes_the_lab_and_both_nodes() {
+    // Both nodes have the node datapath attached.
+    interrupt_when(
+        |prefix| {
+            (1..=2).all(|n| {
+                attached(&PathBuf::from(format!(
+                    "/sys/fs/bpf/sluice/demo-{prefix}-node-{n}"
+                )))
+            })
+        },
+        "the second act",
+    );
 }

@@ -14,15 +14,13 @@ mod support;
 
 use cli::{Run, Scratch, sluice};
 use sluice_cli::lab::{ROUTER_LOOPS, VM_IP};
+use sluice_cli::topology::peer::{self, first_line};
 use sluice_cli::topology::{self, unique_prefix};
-use sluice_loader::netlink::{Address, Netlink, Route};
+use sluice_loader::netlink::{Address, Netlink};
 use sluice_loader::sys::netns::Netns;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -168,17 +166,10 @@ impl Lab {
     /// Routes on the router to each node's pod CIDR through the node (the study's "without
     /// masquerade" setup).
     fn router_pod_routes(&self) {
-        let mut nl = Netlink::open_in(&Netns::open(&self.ns("router")).unwrap()).unwrap();
-        let dev = nl.index_of(sluice_cli::lab::UPLINK).unwrap();
-        for (n, ip) in NODE_IPS.iter().enumerate() {
-            nl.add_route(&Route::via_onlink(
-                Ipv4Addr::new(10, 244, n as u8 + 1, 0).into(),
-                24,
-                (*ip).into(),
-                dev,
-            ))
-            .unwrap();
-        }
+        let lab = sluice_cli::lab::Lab::load(self.state.path(), &self.prefix)
+            .unwrap()
+            .expect("the lab is up");
+        sluice_cli::lab::add_router_pod_routes(&lab).unwrap();
     }
 }
 
@@ -217,107 +208,27 @@ impl Drop for Lab {
     }
 }
 
-/// TCP and UDP servers in a namespace that answer each peer with its address as they see
-/// it (`a.b.c.d:port`).
-struct PeerEcho {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
+/// The peer-reporting servers of `sluice_cli::topology::peer`, on the tests' port.
+struct PeerEcho;
 
 impl PeerEcho {
-    /// `udp_on`: the addresses to answer UDP on, one socket each, so a reply leaves from
-    /// the address the datagram was sent to (as a connected peer would see it).
-    fn start(ns: &str, udp_on: &[Ipv4Addr]) -> PeerEcho {
+    fn start(ns: &str, udp_on: &[Ipv4Addr]) -> peer::PeerEcho {
         PeerEcho::serve(ns, udp_on, false)
     }
 
-    /// `echo`: after the address, each TCP connection echoes what it gets until the peer
-    /// closes; otherwise the server closes first (TIME_WAIT stays on its side, so a client
-    /// reuses its ports at once).
-    fn serve(ns: &str, udp_on: &[Ipv4Addr], echo: bool) -> PeerEcho {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tcp, udps) = Netns::open(ns)
-            .unwrap()
-            .run(|| {
-                let t = TcpListener::bind(("0.0.0.0", PORT)).unwrap();
-                let u: Vec<UdpSocket> = udp_on
-                    .iter()
-                    .map(|a| UdpSocket::bind((*a, PORT)).unwrap())
-                    .collect();
-                (t, u)
-            })
-            .unwrap();
-        // accept() waits at most 100 ms (SO_RCVTIMEO), so the thread sees `stop`.
-        let tv = nix::sys::time::TimeVal::new(0, 100_000);
-        nix::sys::socket::setsockopt(&tcp, nix::sys::socket::sockopt::ReceiveTimeout, &tv).unwrap();
-        let s = stop.clone();
-        // Each connection: its peer's address and a newline (then the echo).
-        let mut threads = vec![std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((mut c, peer)) = tcp.accept() {
-                    std::thread::spawn(move || {
-                        let _ = c.write_all(format!("{peer}\n").as_bytes());
-                        if !echo {
-                            return;
-                        }
-                        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-                        let mut buf = [0u8; 64];
-                        while let Ok(n @ 1..) = c.read(&mut buf) {
-                            let _ = c.write_all(&buf[..n]);
-                        }
-                    });
-                }
-            }
-        })];
-        for udp in udps {
-            udp.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let s = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                while !s.load(Ordering::Relaxed) {
-                    if let Ok((_, peer)) = udp.recv_from(&mut buf) {
-                        let _ = udp.send_to(peer.to_string().as_bytes(), peer);
-                    }
-                }
-            }));
-        }
-        PeerEcho { stop, threads }
-    }
-}
-
-impl Drop for PeerEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+    fn serve(ns: &str, udp_on: &[Ipv4Addr], echo: bool) -> peer::PeerEcho {
+        peer::PeerEcho::serve(ns, PORT, udp_on, echo).unwrap()
     }
 }
 
 /// What `to` saw as this TCP connection's peer (None: no connection).
 fn tcp_peer(ns: &str, to: Ipv4Addr) -> Option<SocketAddrV4> {
-    tcp_open(ns, to).map(|(_, peer)| peer)
-}
-
-/// The first line a connection receives.
-fn first_line(c: &TcpStream) -> Option<String> {
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(c), &mut line).ok()?;
-    Some(line.trim_end().to_owned())
+    peer::tcp_peer(ns, to, PORT, TIMEOUT).unwrap()
 }
 
 /// A TCP connection from `ns` to `to`'s echo server, and the peer address it saw.
 fn tcp_open(ns: &str, to: Ipv4Addr) -> Option<(TcpStream, SocketAddrV4)> {
-    Netns::open(ns)
-        .unwrap()
-        .run(|| {
-            let c = TcpStream::connect_timeout(&SocketAddr::from((to, PORT)), TIMEOUT).ok()?;
-            c.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let peer = first_line(&c)?.parse().ok()?;
-            Some((c, peer))
-        })
-        .unwrap()
+    peer::tcp_open(ns, to, PORT, TIMEOUT).unwrap()
 }
 
 /// What `to` saw as the peer of a UDP datagram sent from `sport` (0: any port).

@@ -34,6 +34,8 @@ use crate::topology::{
 };
 use sluice_loader::generation::{self, LoadOptions};
 
+pub mod nodes;
+
 /// The demo cluster (embedded, so the demo needs no file but the policy).
 pub const INVENTORY: &str = include_str!("../../../../examples/demo/inventory.yaml");
 /// Where the inventory came from, for messages.
@@ -89,6 +91,8 @@ pub enum DemoError {
     Compile(String),
     #[error("applying the generation: {0}")]
     Apply(String),
+    #[error("the two-node lab: {0}")]
+    Lab(#[from] crate::lab::LabError),
 }
 
 #[derive(clap::Args, Debug)]
@@ -108,6 +112,9 @@ pub struct DemoArgs {
     /// How long a connection may take before it counts as dropped.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub timeout_ms: u64,
+    /// Skip the second act (two nodes, a cross-node connection, masquerade).
+    #[arg(long)]
+    pub no_nodes: bool,
 }
 
 /// How to run the demo (the CLI's arguments, or a test's).
@@ -122,6 +129,8 @@ pub struct DemoOptions {
     pub handle_signals: bool,
     /// Specialized programs, or the generic map-only shape.
     pub mode: Mode,
+    /// Run the second act: the node datapath on a two-node lab (`nodes`).
+    pub nodes: bool,
 }
 
 /// One connection tried.
@@ -160,6 +169,8 @@ pub struct DemoReport {
     pub enforced: bool,
     /// Network namespaces of the box (all gone after the run unless kept).
     pub netns: Vec<String>,
+    /// What the second act saw, when it ran.
+    pub nodes: Option<nodes::NodesReport>,
 }
 
 /// Set once a termination signal arrived; the signal thread then owns the exit.
@@ -167,8 +178,17 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Held while the main thread creates or removes kernel state, so that the signal thread
 /// cleans up only between those steps, never halfway through one.
 static BUSY: Mutex<()> = Mutex::new(());
-/// Where the current generation is loaded, for the signal thread to unload.
-static LOADED: Mutex<Option<LoadOptions>> = Mutex::new(None);
+/// Where the current generations are loaded, for the signal thread to unload.
+static LOADED: Mutex<Vec<LoadOptions>> = Mutex::new(Vec::new());
+
+/// Records (or forgets) a loaded generation for the signal thread.
+fn track_loaded(opts: &LoadOptions, loaded: bool) {
+    let mut l = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    l.retain(|o| o.root != opts.root);
+    if loaded {
+        l.push(opts.clone());
+    }
+}
 
 pub fn run(args: DemoArgs) -> miette::Result<ExitCode> {
     if args.clean {
@@ -191,6 +211,7 @@ pub fn run(args: DemoArgs) -> miette::Result<ExitCode> {
         } else {
             Mode::Specialized
         },
+        nodes: !args.no_nodes,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -199,6 +220,10 @@ pub fn run(args: DemoArgs) -> miette::Result<ExitCode> {
             let bad = report.rows.iter().filter(|r| !r.agrees()).count();
             if report.enforced && bad > 0 {
                 eprintln!("{bad} connection(s) disagreed with the reference evaluator");
+                return Ok(ExitCode::FAILURE);
+            }
+            if report.nodes.as_ref().is_some_and(|n| !n.agrees()) {
+                eprintln!("the second act saw something other than the story says (✗ above)");
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
@@ -322,11 +347,18 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, D
             "    Run `sluice demo --keep` to leave it running and explore."
         )?;
     }
+    // 6-9. The second act: two nodes, with the node datapath.
+    let nodes = if opts.nodes {
+        Some(nodes::run(&prefix, opts.timeout, out)?)
+    } else {
+        None
+    };
     Ok(DemoReport {
         prefix,
         rows,
         enforced,
         netns,
+        nodes,
     })
 }
 
@@ -474,9 +506,9 @@ fn enforce(
     let report = {
         let _busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
         bail_if_interrupted()?;
-        *LOADED.lock().unwrap_or_else(|e| e.into_inner()) = Some(load.clone());
+        track_loaded(&load, true);
         generation::apply_bundle(&bundle, &load).map_err(|e| {
-            *LOADED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            track_loaded(&load, false);
             DemoError::Apply(e.to_string())
         })?
     };
@@ -512,7 +544,7 @@ impl Applied {
         };
         let r = generation::unload(&opts).map_err(|e| DemoError::Apply(e.to_string()))?;
         cleanup_dirs(&opts);
-        *LOADED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        track_loaded(&opts, false);
         Ok(r.removed.len())
     }
 
@@ -852,13 +884,15 @@ fn install_signal_cleanup(prefix: String) -> Result<(), DemoError> {
         INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\nsluice demo: signal {sig}, removing the cluster ...");
         let _busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(opts) = LOADED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let loaded = std::mem::take(&mut *LOADED.lock().unwrap_or_else(|e| e.into_inner()));
+        for opts in loaded {
             match generation::unload(&opts) {
                 Ok(r) => eprintln!("sluice demo: unloaded ({} pins)", r.removed.len()),
                 Err(e) => eprintln!("sluice demo: unload failed: {e}"),
             }
             cleanup_dirs(&opts);
         }
+        nodes::remove_state(&prefix);
         match topology::cleanup_stale(&prefix) {
             Ok(gone) => eprintln!("sluice demo: removed {} namespace(s)", gone.len()),
             Err(e) => eprintln!("sluice demo: cleanup failed: {e}"),
@@ -883,6 +917,7 @@ mod tests {
             timeout: Duration::from_millis(1),
             handle_signals: false,
             mode: Mode::Specialized,
+            nodes: false,
         };
         let mut out = Vec::new();
         let (ir, sources, inv) = check(&opts, &mut out).expect("demo policy checks");

@@ -29,6 +29,9 @@ use sluice_compiler::resolve::inventory::{
 use sluice_compiler::source::ast::Cidr;
 use sluice_loader::netlink::{Address, Netlink, NewLink, Route, Vxlan};
 use sluice_loader::sys::netns::Netns;
+
+mod apply;
+pub use apply::apply_node;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -70,6 +73,8 @@ pub enum LabError {
     NotUp(String),
     #[error("no member `{0}` in the lab (members: router, vm, node-N, NAMESPACE/POD)")]
     NoMember(String),
+    #[error("applying the node datapath on {node}: {message}")]
+    Apply { node: String, message: String },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
@@ -555,16 +560,7 @@ fn build(lab: &Lab) -> Result<(), LabError> {
             .map_err(nl(rn))?;
     }
     if lab.router_pod_routes {
-        for n in &lab.nodes {
-            router
-                .add_route(&Route::via_onlink(
-                    n.config.pod_cidr.addr,
-                    n.config.pod_cidr.prefix,
-                    n.config.ip.into(),
-                    dev,
-                ))
-                .map_err(nl(rn))?;
-        }
+        route_pod_cidrs(lab, &mut router, dev)?;
     }
 
     // The VM: a host on the LAN, its gateway the router.
@@ -616,6 +612,29 @@ fn build(lab: &Lab) -> Result<(), LabError> {
             .map_err(nl(&n.netns))?;
     }
     Ok(())
+}
+
+/// The router's route to each node's pod CIDR through that node.
+fn route_pod_cidrs(lab: &Lab, router: &mut Netlink, dev: u32) -> Result<(), LabError> {
+    for n in &lab.nodes {
+        router
+            .add_route(&Route::via_onlink(
+                n.config.pod_cidr.addr,
+                n.config.pod_cidr.prefix,
+                n.config.ip.into(),
+                dev,
+            ))
+            .map_err(nl(&lab.router_netns))?;
+    }
+    Ok(())
+}
+
+/// Gives a running lab's router its routes to the pod CIDRs (what `up` does with
+/// `router_pod_routes`): the study's fix that lets unmasqueraded pods be answered.
+pub fn add_router_pod_routes(lab: &Lab) -> Result<(), LabError> {
+    let mut router = Netlink::open_in(&open(&lab.router_netns)?).map_err(nl(&lab.router_netns))?;
+    let dev = router.index_of(UPLINK).map_err(nl(&lab.router_netns))?;
+    route_pod_cidrs(lab, &mut router, dev)
 }
 
 /// Writes each node's configuration, the ip-masq-agent config they name, and the completed

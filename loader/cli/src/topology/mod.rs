@@ -20,6 +20,7 @@
 //! a [`Topology`] removes everything it made when dropped, also while a test panics.
 //! [`cleanup_stale`] and [`cleanup_dead_runs`] remove what a crashed run left behind.
 
+pub mod peer;
 pub mod probe;
 
 use std::collections::HashSet;
