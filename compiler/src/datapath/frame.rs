@@ -67,7 +67,7 @@ pub enum Var {
     FibParams,
     /// A NAT table key (16 bytes), also the exclusion LPM key.
     NatKey,
-    /// A NAT table value (8 bytes), and the scratch the rewrite stores from.
+    /// A NAT table value (16 bytes), and the scratch the rewrite stores from.
     NatVal,
     /// What `skb->cb[0]` held on entry (a trace probe's mark), u32; 0 in programs that
     /// are never traced.
@@ -150,7 +150,7 @@ pub const SLOTS: [Slot; 22] = allocate([
     spec(Var::Class, Owner::Node, 4, 4),
     spec(Var::FibParams, Owner::Node, 64, 8),
     spec(Var::NatKey, Owner::Node, 16, 8),
-    spec(Var::NatVal, Owner::Node, 8, 8),
+    spec(Var::NatVal, Owner::Node, 16, 8),
     spec(Var::Probe, Owner::Node, 4, 4),
     spec(Var::WasmScratch, Owner::Wasm, REST, 8),
 ]);
@@ -285,7 +285,11 @@ mod tests {
         assert!(check(&overlap).unwrap_err().contains("overlap"));
         let mut deep = SLOTS;
         deep[12].off = -STACK_MAX - 8;
-        assert_eq!(SLOTS[13].off, -STACK_MAX, "the Wasm scratch takes the rest");
+        assert_eq!(
+            SLOTS[SLOTS.len() - 1].off,
+            -STACK_MAX,
+            "the Wasm scratch takes the rest"
+        );
         assert!(check(&deep).unwrap_err().contains("512"));
         const { assert!(FRAME_SIZE <= STACK_MAX) };
     }
@@ -311,7 +315,7 @@ mod tests {
             );
             assert!(spec.contains(&row), "spec/codegen.md lacks `{row}`");
         }
-        assert!(spec.contains(&format!("({FRAME_SIZE} bytes)")));
+        assert!(spec.contains(&format!("({FRAME_SIZE} bytes;")));
     }
 
     /// The parser's zeroing reaches only its own slots: the context is saved before it runs.
