@@ -580,9 +580,36 @@ fn nat_gc_frees_closed_mappings_and_keeps_young_open_ones() {
     let closed = send(40001, 0x02);
     let open = send(40002, 0x02);
     assert_eq!(send(40001, 0x11), closed, "the FIN reuses its mapping");
+    // A flow that closed and is opened again on the same ports (a RST, then a SYN): its
+    // mapping is reused and open again, both entries.
     let nat = pins.0.join(NAT);
+    let closing = || {
+        sluice_loader::generation::pinned_map_entries(&nat)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, v)| v[6] == NAT_CLOSING)
+            .count()
+    };
+    let reopened = send(40003, 0x02);
+    // The remote's RST, through the uplink's reverse NAT, marks the reverse entry.
+    let uplink = c.node.as_ref().unwrap().devices[0].clone();
+    let netdev = load(&uplink, &pins);
+    let mut rst = tcp(443, reopened);
+    rst[13] = 0x04;
+    let reply = checksummed(eth(
+        0x0800,
+        &ipv4(6, ip("8.8.8.8"), ip("192.168.10.11"), 0, &rst),
+    ));
+    let back = netdev.test_run("from_netdev", &reply, 1).unwrap();
+    assert_eq!(back.retval, TC_ACT_REDIRECT, "the RST delivered to b");
+    assert_eq!(
+        closing(),
+        2,
+        "40001's forward entry and 40003's reverse one"
+    );
+    assert_eq!(send(40003, 0x02), reopened, "the SYN reuses the mapping");
     let entries = sluice_loader::generation::pinned_map_entries(&nat).unwrap();
-    assert_eq!(entries.len(), 4, "a forward and a reverse per mapping");
+    assert_eq!(entries.len(), 6, "a forward and a reverse per mapping");
     // (pod port or node port in the key, closing, last seen).
     let state: Vec<(u16, u16, bool, u64)> = entries
         .iter()
@@ -598,21 +625,21 @@ fn nat_gc_frees_closed_mappings_and_keeps_young_open_ones() {
     assert_eq!(closing[0].0, 40001, "{state:?}");
 
     let young = gc(&nat, &GcConfig::default()).unwrap();
-    assert_eq!((young.scanned, young.freed), (4, 0), "{young:?}");
+    assert_eq!((young.scanned, young.freed), (6, 0), "{young:?}");
     std::thread::sleep(std::time::Duration::from_millis(5));
     let cfg = GcConfig {
         closing: std::time::Duration::ZERO,
         ..GcConfig::default()
     };
     let report = gc(&nat, &cfg).unwrap();
-    assert_eq!((report.freed, report.remaining), (2, 2), "{report:?}");
+    assert_eq!((report.freed, report.remaining), (2, 4), "{report:?}");
     let left = sluice_loader::generation::pinned_map_entries(&nat).unwrap();
     for (k, v) in &left {
         let ports = [k[8..10].to_vec(), k[10..12].to_vec(), v[4..6].to_vec()];
+        let has = |p: u16| ports.contains(&p.to_le_bytes().to_vec());
         assert!(
-            ports.contains(&open.to_le_bytes().to_vec())
-                || ports.contains(&40002u16.to_le_bytes().to_vec()),
-            "only the open flow's entries are left: {left:?}"
+            !has(40001) && !has(closed),
+            "only the closed flow's entries are gone: {left:?}"
         );
     }
     // The open flow still has its port.

@@ -372,13 +372,36 @@ pub fn emit_snat(a: &mut Asm, plan: &MasqPlan, keep: Label, drop: Label, out: La
     let rewrite = a.label();
     a.jmp(Cond::Eq, R0, 0, alloc);
     emit_touch(a);
-    a.ldx(Size::H, R6, R0, 4).ja(rewrite);
+    // A SYN reopens a mapping a closed flow left (the pod reusing its port towards the same
+    // remote port): both entries are open again, or the GC would free it 10 s after its
+    // last packet. The reverse key: (remote, node address, remote port `R6`, node port).
+    let v = Var::NatVal.off();
+    let same = a.label();
+    a.ldx(Size::B, R1, R10, v + 7)
+        .and64(R1, TCP_SYN | TCP_ACK)
+        .jmp(Cond::Ne, R1, TCP_SYN, same)
+        .jmp(Cond::Ne, L4_PROTO, IPPROTO_TCP, same)
+        .st(Size::B, R0, 6, 0)
+        .ldx(Size::W, R1, R10, Var::Daddr.off())
+        .stx(Size::W, R10, k, R1)
+        .ldx(Size::W, R1, R0, 0)
+        .stx(Size::W, R10, k + 4, R1)
+        .stx(Size::H, R10, k + 8, R6)
+        .ldx(Size::H, R6, R0, 4)
+        .stx(Size::H, R10, k + 10, R6)
+        .st(Size::B, R10, k + 13, i32::from(NAT_REVERSE));
+    lookup(a, NAT, k);
+    a.jmp(Cond::Eq, R0, 0, rewrite)
+        .st(Size::B, R0, 6, 0)
+        .ja(rewrite)
+        .bind(same)
+        .ldx(Size::H, R6, R0, 4)
+        .ja(rewrite);
 
     // A new mapping. TCP takes one only for a SYN: any other segment without a mapping
     // belongs to a connection the pod did not open (its answer to an inbound connection,
     // which conntrack calls a reply only when the pod's programs track) and keeps its
     // address.
-    let v = Var::NatVal.off();
     let opens = a.label();
     a.bind(alloc)
         .jmp(Cond::Ne, L4_PROTO, IPPROTO_TCP, opens)
