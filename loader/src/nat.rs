@@ -205,7 +205,18 @@ pub fn gc(path: &Path, cfg: &GcConfig) -> Result<GcReport, NatError> {
     }
     // Taken after the read: an entry refreshed meanwhile looks younger, never older.
     let now = clock::monotonic_ns().map_err(io_err("reading the clock for"))?;
-    let doomed = expired_keys(&entries, now, cfg);
+    let mut doomed = expired_keys(&entries, now, cfg);
+    // Judged again from a fresh read of just those entries, so a packet (a reopening SYN)
+    // that came during the scan saves its mapping; the window left is this read to the delete.
+    if !doomed.is_empty() {
+        let mut fresh = Vec::with_capacity(doomed.len());
+        for key in doomed {
+            if let Some(value) = map.get(&key).map_err(io_err("reading"))? {
+                fresh.push((key, value));
+            }
+        }
+        doomed = expired_keys(&fresh, now, cfg);
+    }
     let mut freed = 0;
     for key in &doomed {
         if map.delete(key).map_err(io_err("deleting from"))? {
