@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod generation;
 pub mod load;
+pub mod nat;
 pub mod netlink;
 pub mod node;
 pub mod pin;

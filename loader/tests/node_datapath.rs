@@ -553,3 +553,95 @@ fn a_trace_probe_delivers_without_touching_conntrack() {
     assert_eq!(ret, TC_ACT_REDIRECT);
     assert!(obj.read_map("sluice_ct", &key).unwrap().is_some());
 }
+
+/// NAT entries carry what the GC needs (spec/datapath.md, "Masquerade"): a SYN's mapping is
+/// open and stamped with the time; a FIN through it marks it closing. A GC pass with the
+/// default timeouts frees nothing (all young); with a zero closing timeout it frees the
+/// closed mapping's two entries together, while an open, idle TCP flow younger than its
+/// 6 h timeout survives, entries and port intact.
+#[test]
+fn nat_gc_frees_closed_mappings_and_keeps_young_open_ones() {
+    use sluice_loader::nat::{GcConfig, gc};
+    let pins = PinDir::new();
+    let c = build("n1", Routing::Native, Mode::Specialized);
+    let obj = load(&from_pod(&c, "b"), &pins);
+    let send = |sport: u16, flags: u8| {
+        let mut t = tcp(sport, 443);
+        t[13] = flags;
+        let pkt = checksummed(eth(0x0800, &ipv4(6, ip("10.1.1.11"), ip("8.8.8.8"), 0, &t)));
+        let out = obj.test_run("from_ep", &pkt, 1).unwrap();
+        assert!(
+            [TC_ACT_OK, TC_ACT_REDIRECT].contains(&out.retval),
+            "{sport}: {}",
+            out.retval
+        );
+        u16::from_be_bytes([out.packet_out[34], out.packet_out[35]])
+    };
+    let closed = send(40001, 0x02);
+    let open = send(40002, 0x02);
+    assert_eq!(send(40001, 0x11), closed, "the FIN reuses its mapping");
+    // A flow that closed and is opened again on the same ports (a RST, then a SYN): its
+    // mapping is reused and open again, both entries.
+    let nat = pins.0.join(NAT);
+    let closing = || {
+        sluice_loader::generation::pinned_map_entries(&nat)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, v)| v[6] == NAT_CLOSING)
+            .count()
+    };
+    let reopened = send(40003, 0x02);
+    // The remote's RST, through the uplink's reverse NAT, marks the reverse entry.
+    let uplink = c.node.as_ref().unwrap().devices[0].clone();
+    let netdev = load(&uplink, &pins);
+    let mut rst = tcp(443, reopened);
+    rst[13] = 0x04;
+    let reply = checksummed(eth(
+        0x0800,
+        &ipv4(6, ip("8.8.8.8"), ip("192.168.10.11"), 0, &rst),
+    ));
+    let back = netdev.test_run("from_netdev", &reply, 1).unwrap();
+    assert_eq!(back.retval, TC_ACT_REDIRECT, "the RST delivered to b");
+    assert_eq!(
+        closing(),
+        2,
+        "40001's forward entry and 40003's reverse one"
+    );
+    assert_eq!(send(40003, 0x02), reopened, "the SYN reuses the mapping");
+    let entries = sluice_loader::generation::pinned_map_entries(&nat).unwrap();
+    assert_eq!(entries.len(), 6, "a forward and a reverse per mapping");
+    // (pod port or node port in the key, closing, last seen).
+    let state: Vec<(u16, u16, bool, u64)> = entries
+        .iter()
+        .map(|(k, v)| {
+            let port = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+            let last = u64::from_le_bytes(v[8..16].try_into().unwrap());
+            (port(&k[8..10]), port(&k[10..12]), v[6] == NAT_CLOSING, last)
+        })
+        .collect();
+    assert!(state.iter().all(|s| s.3 > 0), "stamped: {state:?}");
+    let closing: Vec<_> = state.iter().filter(|s| s.2).collect();
+    assert_eq!(closing.len(), 1, "only the FIN's forward entry: {state:?}");
+    assert_eq!(closing[0].0, 40001, "{state:?}");
+
+    let young = gc(&nat, &GcConfig::default()).unwrap();
+    assert_eq!((young.scanned, young.freed), (6, 0), "{young:?}");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cfg = GcConfig {
+        closing: std::time::Duration::ZERO,
+        ..GcConfig::default()
+    };
+    let report = gc(&nat, &cfg).unwrap();
+    assert_eq!((report.freed, report.remaining), (2, 4), "{report:?}");
+    let left = sluice_loader::generation::pinned_map_entries(&nat).unwrap();
+    for (k, v) in &left {
+        let ports = [k[8..10].to_vec(), k[10..12].to_vec(), v[4..6].to_vec()];
+        let has = |p: u16| ports.contains(&p.to_le_bytes().to_vec());
+        assert!(
+            !has(40001) && !has(closed),
+            "only the closed flow's entries are gone: {left:?}"
+        );
+    }
+    // The open flow still has its port.
+    assert_eq!(send(40002, 0x10), open);
+}

@@ -172,10 +172,15 @@ pub mod node {
     /// conntrack): key [`NAT_KEY_SIZE`] bytes `saddr u32 | daddr u32 | sport u16 | dport u16 |
     /// proto u8 | dir u8 | pad u16` (addresses network order, ports host order; for ICMP
     /// echo the identifier is the local port and the remote port is 0) → value
-    /// `addr u32 (network order) | port u16 (host order) | pad u16`.
+    /// `addr u32 (network order) | port u16 (host order) | state u8 | pad u8 | last_seen u64`
+    /// (`bpf_ktime_get_ns` of the entry's last packet; `state`: [`NAT_CLOSING`] once a FIN
+    /// or RST went through it). The GC (`sluice_loader::nat`) frees a mapping's two entries
+    /// together.
     pub const NAT: &str = "sluice_nat";
     pub const NAT_KEY_SIZE: u32 = 16;
-    pub const NAT_VALUE_SIZE: u32 = 8;
+    pub const NAT_VALUE_SIZE: u32 = 16;
+    /// `state` of an entry that translated a TCP FIN or RST.
+    pub const NAT_CLOSING: u8 = 1;
     pub const NAT_MAX_ENTRIES: u32 = 131_072;
     /// `dir` of a forward entry: the pod's tuple → the node's address and port.
     pub const NAT_FORWARD: u8 = 0;

@@ -67,7 +67,7 @@ pub enum Var {
     FibParams,
     /// A NAT table key (16 bytes), also the exclusion LPM key.
     NatKey,
-    /// A NAT table value (8 bytes), and the scratch the rewrite stores from.
+    /// A NAT table value (16 bytes), and the scratch the rewrite stores from.
     NatVal,
     /// What `skb->cb[0]` held on entry (a trace probe's mark), u32; 0 in programs that
     /// are never traced.
@@ -150,7 +150,7 @@ pub const SLOTS: [Slot; 22] = allocate([
     spec(Var::Class, Owner::Node, 4, 4),
     spec(Var::FibParams, Owner::Node, 64, 8),
     spec(Var::NatKey, Owner::Node, 16, 8),
-    spec(Var::NatVal, Owner::Node, 8, 8),
+    spec(Var::NatVal, Owner::Node, 16, 8),
     spec(Var::Probe, Owner::Node, 4, 4),
     spec(Var::WasmScratch, Owner::Wasm, REST, 8),
 ]);

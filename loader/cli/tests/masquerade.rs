@@ -19,7 +19,7 @@ use sluice_cli::topology::{self, unique_prefix};
 use sluice_loader::netlink::{Address, Netlink};
 use sluice_loader::sys::netns::Netns;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -367,14 +367,34 @@ fn vxlan_excluded_destinations_keep_the_pod_ip() {
     excluded_keep_the_pod_ip("vxlan");
 }
 
-/// Many short connections through NAT: none fails (each takes a mapping; the LRU table
-/// holds them all, nothing frees them yet).
+/// Many short connections through NAT: none fails, and after the closing timeout the GC
+/// (`sluice nat gc`, with a 1 s closing timeout instead of 10 s) brings the table back to
+/// its baseline: every closed mapping freed, both entries, while an open connection that
+/// sat idle through it all keeps its mapping and still carries data both ways.
 #[test]
 fn many_short_connections_through_nat() {
     const N: usize = 20_000;
     let lab = Lab::up("masq-many", "vxlan", None);
     let _router = PeerEcho::start(&lab.ns("router"), &ROUTER_LOOPS);
     let frontend = lab.ns("pod-web-frontend");
+    // The idle, open connection: pod → VM, masqueraded.
+    let listener = Netns::open(&lab.ns("vm"))
+        .unwrap()
+        .run(|| TcpListener::bind((VM_IP, PORT + 1)).unwrap())
+        .unwrap();
+    let mut held = Netns::open(&frontend)
+        .unwrap()
+        .run(|| TcpStream::connect_timeout(&SocketAddr::from((VM_IP, PORT + 1)), TIMEOUT))
+        .unwrap()
+        .unwrap();
+    let (mut far, peer) = listener.accept().unwrap();
+    assert_eq!(peer.ip(), NODE_IPS[0], "the held connection is masqueraded");
+    let entries = |lab: &Lab| lab.nat(1)["entries"].as_array().unwrap().len();
+    let baseline = entries(&lab);
+    assert_eq!(
+        baseline, 2,
+        "the held connection's forward and reverse entries"
+    );
     let t = std::time::Instant::now();
     let failures = Netns::open(&frontend)
         .unwrap()
@@ -405,6 +425,39 @@ fn many_short_connections_through_nat() {
     assert_eq!(c["no_mapping"], 0, "{c}");
     assert!(c["mapped"].as_u64().unwrap() >= (N / 2) as u64, "{c}");
     assert!(c["reversed"].as_u64().unwrap() >= 2 * N as u64, "{c}");
+
+    // The GC, past the closing timeout.
+    let before = entries(&lab);
+    assert!(before > baseline + N / 10, "{before} entries before the GC");
+    std::thread::sleep(Duration::from_millis(1500));
+    let root = lab.root(1);
+    let run = sluice(
+        Path::new("."),
+        &[
+            "nat",
+            "gc",
+            "--root",
+            root.to_str().unwrap(),
+            "--closing-timeout",
+            "1",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let gc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    eprintln!("GC: {gc}");
+    assert_eq!(gc["freed"], before - baseline, "{gc}");
+    assert_eq!(entries(&lab), baseline, "back at the baseline");
+    // The held flow kept its mapping: data still goes both ways.
+    let mut b = [0u8; 4];
+    held.write_all(b"ping").unwrap();
+    far.set_read_timeout(Some(TIMEOUT)).unwrap();
+    far.read_exact(&mut b).unwrap();
+    far.write_all(b"pong").unwrap();
+    held.set_read_timeout(Some(TIMEOUT)).unwrap();
+    held.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"pong");
 }
 
 /// A link-local destination (an address on the router's loopback): excluded unless the

@@ -6,6 +6,7 @@
 //! flock, signals) go through them instead.
 
 pub mod bpf;
+pub mod clock;
 pub mod fs;
 pub mod netns;
 pub mod poll;

@@ -25,7 +25,9 @@
 //! reverse entry with `BPF_NOEXIST`, so two pods can never share a node port towards the
 //! same remote address and port. TCP, UDP and ICMP echo (its identifier) are translated;
 //! other protocols and other ICMP messages keep the pod's address. Replies and ICMP errors
-//! quoting a translated packet are translated back on the uplink. The layouts are
+//! quoting a translated packet are translated back on the uplink. Every translated packet
+//! stamps its entry with the time and, for a TCP FIN or RST, the closing state, which the
+//! loader's GC (`sluice_loader::nat`) reads to free finished and idle mappings. The layouts are
 //! `sluice_bundle::abi::node`'s (`NAT`, `NAT_STATS`, `MASQ_EXCLUDED`) and
 //! `spec/datapath.md` ("Masquerade").
 
@@ -50,7 +52,9 @@ const ICMP_ECHO: i32 = 8;
 const ICMP_DEST_UNREACH: i32 = 3;
 /// The TCP flags byte (from the TCP header) and the two a connection's first segment has.
 const TCP_FLAGS: i32 = 13;
+const TCP_FIN: i32 = 0x01;
 const TCP_SYN: i32 = 0x02;
+const TCP_RST: i32 = 0x04;
 const TCP_ACK: i32 = 0x10;
 const ICMP_TIME_EXCEEDED: i32 = 11;
 /// Offsets from the frame start: the IPv4 checksum, source and destination.
@@ -157,6 +161,44 @@ fn count(a: &mut Asm, index: u32) {
         .add64(R1, 1)
         .stx(Size::DW, R0, 0, R1)
         .bind(done);
+}
+
+/// What the GC needs from this packet, into [`Var::NatVal`] before the table lookup:
+/// `last_seen` (+8) the time, `state` (+6) 0 (a new entry is open), and at +7 (the value's
+/// pad, zeroed before a new entry is written) the TCP flags: 0 for other protocols, or
+/// when they cannot be read. Clobbers `R0`–`R5`.
+fn emit_seen(a: &mut Asm) {
+    use Reg::*;
+    let v = Var::NatVal.off();
+    let done = a.label();
+    a.call(Helper::KtimeGetNs)
+        .stx(Size::DW, R10, v + 8, R0)
+        .st(Size::H, R10, v + 6, 0)
+        .jmp(Cond::Ne, L4_PROTO, IPPROTO_TCP, done)
+        .ldx(Size::DW, R1, R10, Var::Ctx.off());
+    l4_at(a, TCP_FLAGS);
+    a.mov64(R3, R10)
+        .add64(R3, i32::from(v + 7))
+        .mov64(R4, 1)
+        .call(Helper::SkbLoadBytes)
+        .jmp(Cond::Eq, R0, 0, done)
+        .st(Size::B, R10, v + 7, 0)
+        .bind(done);
+}
+
+/// Refreshes the entry `R0` points to from [`emit_seen`]'s scratch: its `last_seen`, and
+/// its `state` once a FIN or RST went through it. Clobbers `R1`, `R2`.
+fn emit_touch(a: &mut Asm) {
+    use Reg::*;
+    let v = Var::NatVal.off();
+    let open = a.label();
+    a.ldx(Size::DW, R1, R10, v + 8)
+        .stx(Size::DW, R0, 8, R1)
+        .ldx(Size::B, R1, R10, v + 7)
+        .and64(R1, TCP_FIN | TCP_RST)
+        .jmp(Cond::Eq, R1, 0, open)
+        .st(Size::B, R0, 6, i32::from(NAT_CLOSING))
+        .bind(open);
 }
 
 /// `R2 = L4 offset + off` (an offset into the packet for a helper).
@@ -324,10 +366,35 @@ pub fn emit_snat(a: &mut Asm, plan: &MasqPlan, keep: Label, drop: Label, out: La
         .stx(Size::B, R10, k + 12, L4_PROTO)
         .st(Size::B, R10, k + 13, i32::from(NAT_FORWARD))
         .st(Size::H, R10, k + 14, 0);
+    emit_seen(a);
     lookup(a, NAT, k);
     let alloc = a.label();
     let rewrite = a.label();
-    a.jmp(Cond::Eq, R0, 0, alloc)
+    a.jmp(Cond::Eq, R0, 0, alloc);
+    emit_touch(a);
+    // A SYN reopens a mapping a closed flow left (the pod reusing its port towards the same
+    // remote port): both entries are open again, or the GC would free it 10 s after its
+    // last packet. The reverse key: (remote, node address, remote port `R6`, node port).
+    let v = Var::NatVal.off();
+    let same = a.label();
+    a.ldx(Size::B, R1, R10, v + 7)
+        .and64(R1, TCP_SYN | TCP_ACK)
+        .jmp(Cond::Ne, R1, TCP_SYN, same)
+        .jmp(Cond::Ne, L4_PROTO, IPPROTO_TCP, same)
+        .st(Size::B, R0, 6, 0)
+        .ldx(Size::W, R1, R10, Var::Daddr.off())
+        .stx(Size::W, R10, k, R1)
+        .ldx(Size::W, R1, R0, 0)
+        .stx(Size::W, R10, k + 4, R1)
+        .stx(Size::H, R10, k + 8, R6)
+        .ldx(Size::H, R6, R0, 4)
+        .stx(Size::H, R10, k + 10, R6)
+        .st(Size::B, R10, k + 13, i32::from(NAT_REVERSE));
+    lookup(a, NAT, k);
+    a.jmp(Cond::Eq, R0, 0, rewrite)
+        .st(Size::B, R0, 6, 0)
+        .ja(rewrite)
+        .bind(same)
         .ldx(Size::H, R6, R0, 4)
         .ja(rewrite);
 
@@ -335,22 +402,14 @@ pub fn emit_snat(a: &mut Asm, plan: &MasqPlan, keep: Label, drop: Label, out: La
     // belongs to a connection the pod did not open (its answer to an inbound connection,
     // which conntrack calls a reply only when the pod's programs track) and keeps its
     // address.
-    let v = Var::NatVal.off();
     let opens = a.label();
     a.bind(alloc)
         .jmp(Cond::Ne, L4_PROTO, IPPROTO_TCP, opens)
-        .ldx(Size::DW, R1, R10, Var::Ctx.off());
-    l4_at(a, TCP_FLAGS);
-    a.mov64(R3, R10)
-        .add64(R3, i32::from(v))
-        .mov64(R4, 1)
-        .call(Helper::SkbLoadBytes)
-        .jmp(Cond::Ne, R0, 0, keep)
-        .ldx(Size::B, R1, R10, v)
+        .ldx(Size::B, R1, R10, v + 7)
         .and64(R1, TCP_SYN | TCP_ACK)
         .jmp(Cond::Ne, R1, TCP_SYN, keep)
         .bind(opens);
-    // Claim the reverse entry (remote → node:port) → the pod.
+    // Claim the reverse entry (remote → node:port) → the pod, open, seen now (+8).
     a.ldx(Size::W, R1, R10, Var::Saddr.off())
         .stx(Size::W, R10, v, R1)
         .ldx(Size::H, R1, R10, Var::Sport.off())
@@ -455,11 +514,13 @@ pub fn emit_reverse(a: &mut Asm, drop: Label) {
         .stx(Size::B, R10, k + 12, L4_PROTO)
         .st(Size::B, R10, k + 13, i32::from(NAT_REVERSE))
         .st(Size::H, R10, k + 14, 0);
+    emit_seen(a);
     lookup(a, NAT, k);
     // Copied out: the LRU may evict the entry while this packet is rewritten.
     let v = Var::NatVal.off();
-    a.jmp(Cond::Eq, R0, 0, skip)
-        .ldx(Size::W, R1, R0, 0)
+    a.jmp(Cond::Eq, R0, 0, skip);
+    emit_touch(a);
+    a.ldx(Size::W, R1, R0, 0)
         .stx(Size::W, R10, v, R1)
         .ldx(Size::H, R6, R0, 4);
     emit_rewrite(a, Side::Destination, drop);

@@ -1,21 +1,82 @@
 //! `sluice nat`: the node's masquerade table and counters, read from their pins (both are
-//! shared across generations, so they survive swaps). Layouts: `sluice_bundle::abi::node`
-//! (`NAT`, `NAT_STATS`) and spec/datapath.md, "Masquerade".
+//! shared across generations, so they survive swaps), and `sluice nat gc`, one pass of the
+//! GC (`sluice_loader::nat::gc`) that frees finished and idle mappings. Layouts:
+//! `sluice_bundle::abi::node` (`NAT`, `NAT_STATS`) and spec/datapath.md, "Masquerade".
 
 use super::{Output, PinArgs};
 use miette::{IntoDiagnostic, WrapErr};
 use serde::Serialize;
 use sluice_compiler::bundle::abi::node::*;
 use sluice_loader::generation;
+use sluice_loader::nat::GcConfig;
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     #[command(flatten)]
     pub pins: PinArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Free the mappings of finished and idle flows once (both entries of each), and print
+    /// how many entries were freed.
+    Gc(GcArgs),
+}
+
+/// Timeouts in seconds; the defaults are Cilium's conntrack lifetimes.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// Seconds a mapping that saw a FIN or RST stays after its last packet.
+    #[arg(long, value_name = "SECONDS", default_value_t = GcConfig::default().closing.as_secs_f64())]
+    pub closing_timeout: f64,
+    /// Seconds an open TCP mapping may stay idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = GcConfig::default().tcp.as_secs_f64())]
+    pub tcp_timeout: f64,
+    /// Seconds a UDP or ICMP echo mapping may stay idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = GcConfig::default().other.as_secs_f64())]
+    pub other_timeout: f64,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub pins: PinArgs,
+}
+
+/// A timeout flag as a duration (a negative, infinite or NaN one is refused).
+fn seconds(flag: &str, s: f64) -> miette::Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|e| miette::miette!("--{flag} {s}: expected a number of seconds ≥ 0 ({e})"))
+}
+
+fn run_gc(args: GcArgs) -> miette::Result<ExitCode> {
+    let cfg = GcConfig {
+        closing: seconds("closing-timeout", args.closing_timeout)?,
+        tcp: seconds("tcp-timeout", args.tcp_timeout)?,
+        other: seconds("other-timeout", args.other_timeout)?,
+    };
+    let path = pin_path(&args.pins, NAT);
+    let report = sluice_loader::nat::gc(&path, &cfg)
+        .into_diagnostic()
+        .wrap_err("NAT GC (is masquerade loaded?)")?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::json!(report)),
+        Output::Text => println!(
+            "freed {} of {} NAT entries, {} left",
+            report.freed, report.scanned, report.remaining
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pin of one of sluice's maps under `--root` (named without the `sluice_` prefix).
+fn pin_path(pins: &PinArgs, name: &str) -> std::path::PathBuf {
+    pins.root.join(name.strip_prefix("sluice_").unwrap_or(name))
 }
 
 /// One NAT entry, decoded.
@@ -28,6 +89,10 @@ pub struct Entry {
     pub dst: String,
     /// The translated address and port.
     pub to: String,
+    /// A FIN or RST went through it: the GC frees it after the closing timeout.
+    pub closing: bool,
+    /// `bpf_ktime_get_ns` of its last packet.
+    pub last_seen_ns: u64,
 }
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -61,6 +126,8 @@ pub fn entry(k: &[u8], v: &[u8]) -> Option<Entry> {
         src: format!("{}:{}", ip(&k[0..4]), port(&k[8..10])),
         dst: format!("{}:{}", ip(&k[4..8]), port(&k[10..12])),
         to: format!("{}:{}", ip(&v[0..4]), port(&v[4..6])),
+        closing: v[6] & NAT_CLOSING != 0,
+        last_seen_ns: u64::from_le_bytes(v[8..16].try_into().ok()?),
     })
 }
 
@@ -72,11 +139,10 @@ fn sum(v: &[u8]) -> u64 {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let pin = |name: &str| {
-        args.pins
-            .root
-            .join(name.strip_prefix("sluice_").unwrap_or(name))
-    };
+    if let Some(Action::Gc(gc)) = args.action {
+        return run_gc(gc);
+    }
+    let pin = |name: &str| pin_path(&args.pins, name);
     let path = pin(NAT);
     let entries: Vec<Entry> = generation::pinned_map_entries(&path)
         .into_diagnostic()
@@ -111,8 +177,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             );
             for e in &entries {
                 println!(
-                    "{:<8} proto {:<3} {:<22} -> {:<22} => {}",
-                    e.dir, e.proto, e.src, e.dst, e.to
+                    "{:<8} proto {:<3} {:<22} -> {:<22} => {:<22}{}",
+                    e.dir,
+                    e.proto,
+                    e.src,
+                    e.dst,
+                    e.to,
+                    if e.closing { " closing" } else { "" }
                 );
             }
         }
@@ -133,7 +204,8 @@ mod tests {
         k.extend_from_slice(&[6, NAT_REVERSE, 0, 0]);
         let mut v = vec![10, 244, 1, 10];
         v.extend_from_slice(&40000u16.to_le_bytes());
-        v.extend_from_slice(&[0, 0]);
+        v.extend_from_slice(&[NAT_CLOSING, 0]);
+        v.extend_from_slice(&7u64.to_le_bytes());
         assert_eq!(
             entry(&k, &v),
             Some(Entry {
@@ -142,6 +214,8 @@ mod tests {
                 src: "10.0.1.1:7000".into(),
                 dst: "192.168.10.11:40000".into(),
                 to: "10.244.1.10:40000".into(),
+                closing: true,
+                last_seen_ns: 7,
             })
         );
         assert_eq!(entry(&k[..8], &v), None, "not the layout");
