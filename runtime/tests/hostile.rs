@@ -338,10 +338,13 @@ fn log_pointer_outside_memory_traps() {
 #[test]
 fn errors_render_with_code_and_help() {
     use miette::Diagnostic;
-    let err = fails(
-        &abi_module("(loop $l (br $l)) (i64.const 0)", ""),
-        &Limits::default(),
-    );
+    // Little fuel, so that fuel runs out long before the wall-clock limit even on a loaded
+    // machine (with the default 300M units a slow debug build could hit the timeout first).
+    let limits = Limits {
+        fuel: 1_000_000,
+        ..Limits::default()
+    };
+    let err = fails(&abi_module("(loop $l (br $l)) (i64.const 0)", ""), &limits);
     assert_eq!(err.code().unwrap().to_string(), "sluice::wasm::fuel");
     assert!(err.help().unwrap().to_string().contains("--wasm-fuel"));
 }
