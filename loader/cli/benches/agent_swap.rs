@@ -19,7 +19,7 @@ use sluice_agent::hyper::Method;
 use sluice_cli::topology::unique_prefix;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use swap_node::{Node, inventory_yaml, policy_text};
+use swap_node::{Node, inventory_yaml, ms, policy_text, print_latency_table};
 
 #[derive(clap::Parser)]
 struct Args {
@@ -32,16 +32,6 @@ struct Args {
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
 fn main() {
@@ -119,25 +109,7 @@ fn main() {
         "agent: swap (apply_bundle: prepare, maps, programs, flip, checks, state file)",
         "client: whole round trip (connect, HTTP, JSON)",
     ];
-    for (k, name) in names.iter().enumerate() {
-        let col: Vec<Duration> = rows.iter().map(|r| r[k]).collect();
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(pct(&col, 0.5)),
-            ms(pct(&col, 0.99)),
-            ms(pct(&col, 1.0))
-        );
-    }
-    let p99 = pct(&rows.iter().map(|r| r[0]).collect::<Vec<_>>(), 0.99);
-    println!(
-        "\nTarget p99 < 10 ms: {} ({} ms).",
-        if p99 < Duration::from_millis(10) {
-            "met"
-        } else {
-            "missed"
-        },
-        ms(p99)
-    );
+    print_latency_table(&names, &rows);
     let _ = agent.kill();
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -23,20 +23,10 @@ use sluice_loader::generation;
 
 #[path = "support/swap_node.rs"]
 mod swap_node;
-use swap_node::{Node, inventory_yaml, policy_text};
+use swap_node::{Node, inventory_yaml, ms, policy_text, print_latency_table};
 
 fn inventory(prefix: &str, endpoints: usize) -> Inventory {
     Inventory::parse("inventory.yaml", &inventory_yaml(prefix, endpoints)).expect("inventory")
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
 /// Swap latency at N endpoints, per stage.
@@ -128,25 +118,7 @@ fn main() {
         ms(first_load)
     );
     println!("| stage | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|");
-    for (k, name) in names.iter().enumerate() {
-        let col: Vec<Duration> = rows.iter().map(|r| r[k]).collect();
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(pct(&col, 0.5)),
-            ms(pct(&col, 0.99)),
-            ms(pct(&col, 1.0))
-        );
-    }
-    let p99 = pct(&rows.iter().map(|r| r[0]).collect::<Vec<_>>(), 0.99);
-    println!(
-        "\nTarget p99 < 10 ms: {} ({} ms).",
-        if p99 < Duration::from_millis(10) {
-            "met"
-        } else {
-            "missed"
-        },
-        ms(p99)
-    );
+    print_latency_table(&names, &rows);
     let _ = std::fs::remove_dir_all(&dir);
     drop(node);
 }

@@ -8,6 +8,7 @@ use sluice_loader::generation::{self, LoadOptions};
 use sluice_loader::netlink::{Netlink, Netns, NewLink, Peer, remove_netns};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const GROUPS: usize = 10;
 
@@ -77,4 +78,37 @@ pub fn policy_text(version: usize) -> String {
         ));
     }
     s
+}
+
+/// The value at quantile `p` (0 to 1) of `v`.
+pub fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Milliseconds with two decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// One row per stage (p50, p99, max over the swaps; `rows[swap][stage]`), then the verdict on
+/// the 10 ms p99 target for the first stage, the end-to-end one.
+pub fn print_latency_table<const N: usize>(names: &[&str; N], rows: &[[Duration; N]]) {
+    for (k, name) in names.iter().enumerate() {
+        let col: Vec<Duration> = rows.iter().map(|r| r[k]).collect();
+        println!(
+            "| {name} | {} | {} | {} |",
+            ms(pct(&col, 0.5)),
+            ms(pct(&col, 0.99)),
+            ms(pct(&col, 1.0))
+        );
+    }
+    let p99 = pct(&rows.iter().map(|r| r[0]).collect::<Vec<_>>(), 0.99);
+    let verdict = if p99 < Duration::from_millis(10) {
+        "met"
+    } else {
+        "missed"
+    };
+    println!("\nTarget p99 < 10 ms: {verdict} ({} ms).", ms(p99));
 }
