@@ -194,6 +194,27 @@ impl Asm {
         self
     }
 
+    /// `R0 = bpf_map_lookup_elem(map, R10 + key)`, with the key in a stack slot. Clobbers
+    /// R1–R5, as every helper call does.
+    pub fn map_lookup_stack(&mut self, map: MapRef, key: i16) -> &mut Self {
+        self.ld_map(Reg::R1, map)
+            .mov64(Reg::R2, Reg::R10)
+            .add64(Reg::R2, i32::from(key))
+            .call(Helper::MapLookupElem)
+    }
+
+    /// `R0 = bpf_map_update_elem(map, R10 + key, R10 + value, flags)`, with the key and the
+    /// value in stack slots. Clobbers R1–R5.
+    pub fn map_update_stack(&mut self, map: MapRef, key: i16, value: i16, flags: i32) -> &mut Self {
+        self.ld_map(Reg::R1, map)
+            .mov64(Reg::R2, Reg::R10)
+            .add64(Reg::R2, i32::from(key))
+            .mov64(Reg::R3, Reg::R10)
+            .add64(Reg::R3, i32::from(value))
+            .mov64(Reg::R4, flags)
+            .call(Helper::MapUpdateElem)
+    }
+
     // --- memory --------------------------------------------------------------------------
 
     pub fn ldx(&mut self, size: Size, dst: Reg, src: Reg, off: i16) -> &mut Self {

@@ -78,10 +78,7 @@ fn refresh(a: &mut Asm) {
 }
 
 fn lookup(a: &mut Asm, key: i16) {
-    a.ld_map(Reg::R1, MapRef::new(keys::CT))
-        .mov64(Reg::R2, Reg::R10)
-        .add64(Reg::R2, i32::from(key))
-        .call(Helper::MapLookupElem);
+    a.map_lookup_stack(MapRef::new(keys::CT), key);
 }
 
 /// The lookups before policy. A hit sets the verdict code and goes to `tail`; a miss falls
@@ -171,11 +168,5 @@ pub fn emit_insert(a: &mut Asm) {
     use Reg::*;
     a.call(Helper::KtimeGetNs)
         .stx(Size::DW, R10, Var::CtNow.off(), R0)
-        .ld_map(R1, MapRef::new(keys::CT))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(Var::CtKey.off()))
-        .mov64(R3, R10)
-        .add64(R3, i32::from(Var::CtNow.off()))
-        .mov64(R4, 0)
-        .call(Helper::MapUpdateElem);
+        .map_update_stack(MapRef::new(keys::CT), Var::CtKey.off(), Var::CtNow.off(), 0);
 }

@@ -19,7 +19,7 @@ use super::cost::{self, Interval, ListPlan, PeerPlan, Plan, ProfilePlan};
 use super::frame::{L4_KEY, L4_PROTO, Var};
 use super::keys::{self, PORT_KEY_FIXED_BITS, PORT_KEY_SIZE};
 use super::{MapContents, MapScope, TcxHook};
-use crate::bpf::{Asm, Cond, Helper, Label, MapDef, MapRef, MapType, Reg, Size};
+use crate::bpf::{Asm, Cond, Label, MapDef, MapRef, MapType, Reg, Size};
 use crate::plan::table::Profile;
 use crate::plan::{Classes, DecisionTable, ProfileId, Proto, Segment, Verdict};
 
@@ -66,10 +66,7 @@ fn emit_ipcache(a: &mut Asm, hook: TcxHook, fail: Label) {
     a.st(Size::W, R10, Var::IpcacheKey.off(), 32)
         .ldx(Size::W, R1, R10, peer_slot(hook))
         .stx(Size::W, R10, Var::IpcacheKey.off() + 4, R1)
-        .ld_map(R1, MapRef::new(keys::IPCACHE))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(Var::IpcacheKey.off()))
-        .call(Helper::MapLookupElem)
+        .map_lookup_stack(MapRef::new(keys::IPCACHE), Var::IpcacheKey.off())
         .jmp(Cond::Eq, R0, 0, fail)
         .ldx(Size::W, ID, R0, 0);
 }
@@ -78,10 +75,7 @@ fn emit_ipcache(a: &mut Asm, hook: TcxHook, fail: Label) {
 fn emit_profile_lookup(a: &mut Asm, fail: Label) {
     use Reg::*;
     a.stx(Size::W, R10, Var::U32Key.off(), ID)
-        .ld_map(R1, MapRef::new(keys::PROFILE))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(Var::U32Key.off()))
-        .call(Helper::MapLookupElem)
+        .map_lookup_stack(MapRef::new(keys::PROFILE), Var::U32Key.off())
         .jmp(Cond::Eq, R0, 0, fail)
         .ldx(Size::W, ID, R0, 0);
 }
@@ -97,10 +91,7 @@ fn emit_port_lookup(a: &mut Asm, map: &str, fail: Label, tail: Label) {
         .mov64(R1, L4_KEY)
         .be16(R1)
         .stx(Size::H, R10, k + 10, R1)
-        .ld_map(R1, MapRef::new(map))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(k))
-        .call(Helper::MapLookupElem)
+        .map_lookup_stack(MapRef::new(map), k)
         .jmp(Cond::Eq, R0, 0, fail)
         .ldx(Size::W, CODE, R0, 0)
         .ja(tail);

@@ -93,10 +93,7 @@ pub fn emit(a: &mut Asm) {
         .mov64(R2, L4_KEY)
         .be16(R2)
         .stx(Size::H, R10, k + 14, R2)
-        .ld_map(R1, MapRef::new(NODE_INGRESS))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(k))
-        .call(Helper::MapLookupElem)
+        .map_lookup_stack(MapRef::new(NODE_INGRESS), k)
         // A table that cannot miss did: fail closed.
         .mov64(CODE, keys::stage_code(false, Stage::Policy) as i32)
         .jmp(Cond::Eq, R0, 0, decided)

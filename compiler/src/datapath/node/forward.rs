@@ -51,10 +51,7 @@ const TUNNEL_TTL: i32 = 64;
 
 /// `R0 = lookup(map, R10 + key)`.
 fn lookup(a: &mut Asm, map: &str, key: i16) {
-    a.ld_map(Reg::R1, MapRef::new(map))
-        .mov64(Reg::R2, Reg::R10)
-        .add64(Reg::R2, i32::from(key))
-        .call(Helper::MapLookupElem);
+    a.map_lookup_stack(MapRef::new(map), key);
 }
 
 /// `Var::Class = class of the address at R10 + addr` (the ipcache; `fail` on a miss).

@@ -144,10 +144,7 @@ fn net_mask(c: &crate::source::ast::Cidr) -> (i32, i32) {
 
 /// `R0 = lookup(map, R10 + key)`.
 fn lookup(a: &mut Asm, map: &str, key: i16) {
-    a.ld_map(Reg::R1, MapRef::new(map))
-        .mov64(Reg::R2, Reg::R10)
-        .add64(Reg::R2, i32::from(key))
-        .call(Helper::MapLookupElem);
+    a.map_lookup_stack(MapRef::new(map), key);
 }
 
 /// Adds one to counter `index` of [`NAT_STATS`] (per CPU: no atomics needed).
@@ -438,13 +435,7 @@ pub fn emit_snat(a: &mut Asm, plan: &MasqPlan, keep: Label, drop: Label, out: La
             .mov64(R1, R0)
             .bind(try_it)
             .stx(Size::H, R10, k + 10, R1)
-            .ld_map(R1, MapRef::new(NAT))
-            .mov64(R2, R10)
-            .add64(R2, i32::from(k))
-            .mov64(R3, R10)
-            .add64(R3, i32::from(v))
-            .mov64(R4, BPF_NOEXIST)
-            .call(Helper::MapUpdateElem)
+            .map_update_stack(MapRef::new(NAT), k, v, BPF_NOEXIST)
             .jmp(Cond::Eq, R0, 0, got);
         count(a, NAT_STAT_RETRIES);
     }
@@ -465,13 +456,7 @@ pub fn emit_snat(a: &mut Asm, plan: &MasqPlan, keep: Label, drop: Label, out: La
         .st(Size::B, R10, k + 13, i32::from(NAT_FORWARD))
         .st(Size::W, R10, v, imm(plan.snat_ip))
         .stx(Size::H, R10, v + 4, R6)
-        .ld_map(R1, MapRef::new(NAT))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(k))
-        .mov64(R3, R10)
-        .add64(R3, i32::from(v))
-        .mov64(R4, BPF_ANY)
-        .call(Helper::MapUpdateElem);
+        .map_update_stack(MapRef::new(NAT), k, v, BPF_ANY);
     count(a, NAT_STAT_MAPPED);
 
     a.bind(rewrite).st(Size::W, R10, v, imm(plan.snat_ip));

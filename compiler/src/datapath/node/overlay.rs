@@ -82,10 +82,7 @@ pub fn compile(device: Device, maps: &NodeMaps) -> Result<ProgramArtifact, Datap
         super::nat::emit_reverse(&mut a, drop);
     }
     // For a local pod?
-    a.ld_map(R1, MapRef::new(ENDPOINTS))
-        .mov64(R2, R10)
-        .add64(R2, i32::from(Var::Daddr.off()))
-        .call(Helper::MapLookupElem)
+    a.map_lookup_stack(MapRef::new(ENDPOINTS), Var::Daddr.off())
         .jmp(Cond::Eq, R0, 0, stack)
         .stx(Size::DW, R10, Var::EpPtr.off(), R0);
     forward::emit_class_of(&mut a, Var::Saddr.off(), drop);
@@ -96,10 +93,7 @@ pub fn compile(device: Device, maps: &NodeMaps) -> Result<ProgramArtifact, Datap
             .stx(Size::W, R10, k, R1)
             .ldx(Size::W, R1, R10, Var::Class.off())
             .stx(Size::W, R10, k + 4, R1)
-            .ld_map(R1, MapRef::new(WIRE))
-            .mov64(R2, R10)
-            .add64(R2, i32::from(k))
-            .call(Helper::MapLookupElem)
+            .map_lookup_stack(MapRef::new(WIRE), k)
             .jmp(Cond::Eq, R0, 0, drop)
             .ldx(Size::W, R1, R0, 0)
             .stx(Size::W, R10, Var::Class.off(), R1);
