@@ -19,6 +19,7 @@
 //!    would be dropped by the stack as martian). No route for it: the host stack, which
 //!    drops it.
 
+use super::super::CtxLayout;
 use super::super::frame::{CODE, L4_PROTO, Var};
 use super::super::keys::{self, Stage, code};
 use super::super::verdict::{TC_ACT_OK, TC_ACT_SHOT};
@@ -38,10 +39,8 @@ const FIB_NO_NEIGH: i32 = 7;
 /// `BPF_MTU_CHK_SEGS`: check a GSO packet's segments, not its whole length (which may
 /// exceed the MTU and still fit once segmented).
 const BPF_MTU_CHK_SEGS: i32 = 1;
-/// `struct __sk_buff.ifindex`, `data` and `data_end`.
+/// `struct __sk_buff.ifindex`.
 const SKB_IFINDEX: i16 = 40;
-const SKB_DATA: i16 = 76;
-const SKB_DATA_END: i16 = 80;
 /// The IPv4 flags and fragment offset, from the frame start; DF as the u16 loads it from
 /// the packet (network order, read little endian).
 const IPV4_FRAG_OFF: i16 = 14 + 6;
@@ -126,8 +125,8 @@ pub fn emit(a: &mut Asm, masq: &MasqPlan) {
         .call(Helper::CheckMtu)
         .jmp(Cond::Eq, R0, 0, fits)
         .ldx(Size::DW, R1, R10, Var::Ctx.off())
-        .ldx(Size::W, R2, R1, SKB_DATA)
-        .ldx(Size::W, R3, R1, SKB_DATA_END);
+        .ldx(Size::W, R2, R1, CtxLayout::Tc.data_off())
+        .ldx(Size::W, R3, R1, CtxLayout::Tc.data_end_off());
     a.load_packet(R4, R2, R3, IPV4_FRAG_OFF, Size::H, fits)
         .and64(R4, IPV4_DF_BE)
         .jmp(Cond::Ne, R4, 0, stack)

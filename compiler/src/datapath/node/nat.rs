@@ -33,6 +33,7 @@
 
 use super::super::frame::{CODE, L4_KEY, L4_PROTO, Var};
 use super::super::keys::{self, Stage, code};
+use super::super::parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use super::super::{MapContents, MapScope};
 use crate::bpf::{Asm, Cond, Helper, Label, MapDef, MapRef, MapType, Reg, Size};
 use crate::masq::MasqPlan;
@@ -44,9 +45,6 @@ use std::net::{IpAddr, Ipv4Addr};
 /// default; a range of 32768 ports is rarely so full that 16 fail).
 pub const RETRIES: usize = 16;
 
-const IPPROTO_ICMP: i32 = 1;
-const IPPROTO_TCP: i32 = 6;
-const IPPROTO_UDP: i32 = 17;
 const ICMP_ECHO_REPLY: i32 = 0;
 const ICMP_ECHO: i32 = 8;
 const ICMP_DEST_UNREACH: i32 = 3;
